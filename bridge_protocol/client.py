@@ -1,0 +1,307 @@
+"""The reference client: an asyncio ZeroMQ DEALER speaking the bridge protocol.
+
+Used by `npc-voice say`, the tests and the benchmarks, and meant as the model for
+clients in other engines. One reader task routes incoming messages to per-turn
+queues by `turn_id`, so several turns can stream at once over one connection.
+
+Example:
+    async with BridgeClient("tcp://127.0.0.1:5557") as client:
+        result = await client.run_turn("blacksmith", "Can you fix my sword?")
+        print(result.ttfa_ms, len(result.pcm))
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import time
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass, field
+
+import zmq
+import zmq.asyncio
+
+from bridge_protocol.framing import DecodedAudio, daemon_message_from_frames, to_frames
+from bridge_protocol.messages import (
+    PROTOCOL_VERSION,
+    Cancel,
+    Cancelled,
+    DaemonMessage,
+    Done,
+    Error,
+    Hello,
+    Say,
+    Subtitle,
+    Welcome,
+    is_terminal,
+)
+
+TurnEvent = Subtitle | DecodedAudio | Done | Cancelled | Error
+"""What a turn's stream yields: subtitles, audio, then exactly one terminal event."""
+
+
+class BridgeError(RuntimeError):
+    """The daemon refused the connection or a request (carries the `Error` message)."""
+
+    def __init__(self, error: Error) -> None:
+        super().__init__(f"{error.code}: {error.message}")
+        self.error = error
+
+
+@dataclass
+class TurnResult:
+    """One turn as the client saw it. Times are `time.perf_counter()` seconds.
+
+    Attributes:
+      turn_id: The turn.
+      sent_at: When the `say` was sent.
+      terminal: The terminal event (Done, Cancelled or Error).
+      subtitles: Subtitle texts in arrival order.
+      pcm: All audio, s16le mono bytes at `sample_rate_hz`.
+      sample_rate_hz: Rate of the audio (0 if none arrived).
+      block_arrivals: (arrival time, sample_count) per block, in seq order.
+      seqs: Sequence numbers in arrival order (contiguity check).
+      final_flags: `final` of each block in arrival order.
+      first_subtitle_at: Arrival of the first subtitle.
+      terminal_at: Arrival of the terminal event.
+    """
+
+    turn_id: int
+    sent_at: float
+    terminal: Done | Cancelled | Error | None = None
+    subtitles: list[str] = field(default_factory=list)
+    pcm: bytearray = field(default_factory=bytearray)
+    sample_rate_hz: int = 0
+    block_arrivals: list[tuple[float, int]] = field(default_factory=list)
+    seqs: list[int] = field(default_factory=list)
+    final_flags: list[bool] = field(default_factory=list)
+    first_subtitle_at: float | None = None
+    terminal_at: float | None = None
+
+    @property
+    def ttfa_ms(self) -> float | None:
+        """Client-side TTFA: `say` sent -> first block received (includes IPC both ways)."""
+        if not self.block_arrivals:
+            return None
+        return (self.block_arrivals[0][0] - self.sent_at) * 1000.0
+
+    @property
+    def last_block_ms(self) -> float | None:
+        """`say` sent -> last block received, in ms."""
+        if not self.block_arrivals:
+            return None
+        return (self.block_arrivals[-1][0] - self.sent_at) * 1000.0
+
+    @property
+    def audio_s(self) -> float:
+        """Seconds of audio received."""
+        return len(self.pcm) / 2 / self.sample_rate_hz if self.sample_rate_hz else 0.0
+
+    def underruns(self, prebuffer_ms: float) -> int:
+        """Blocks that arrived after their play time.
+
+        Playback starts at the first block's arrival plus `prebuffer_ms` and runs in
+        real time (DESIGN.md "underrun"); each late block counts once.
+        """
+        if not self.block_arrivals or not self.sample_rate_hz:
+            return 0
+        start = self.block_arrivals[0][0] + prebuffer_ms / 1000.0
+        played_samples = 0
+        late = 0
+        for arrival, samples in self.block_arrivals:
+            if arrival > start + played_samples / self.sample_rate_hz:
+                late += 1
+            played_samples += samples
+        return late
+
+
+class BridgeClient:
+    """An asyncio DEALER connected to the daemon.
+
+    Args:
+      endpoint: e.g. "tcp://127.0.0.1:5557".
+      client_name: Sent in `hello`, shown in the daemon's logs.
+      token: Shared secret, if the daemon has one.
+      sample_rate_hz: Ask for this PCM rate (None = native voice rates).
+      context: ZeroMQ context to use (default: a private one, terminated on close).
+    """
+
+    def __init__(
+        self,
+        endpoint: str,
+        client_name: str = "npc-voice client",
+        token: str = "",
+        sample_rate_hz: int | None = None,
+        context: zmq.asyncio.Context | None = None,
+    ) -> None:
+        self.endpoint = endpoint
+        self._hello = Hello(
+            protocol=PROTOCOL_VERSION, client=client_name, token=token,
+            sample_rate_hz=sample_rate_hz,
+        )
+        self._own_context = context is None
+        self._context = context or zmq.asyncio.Context()
+        self._socket: zmq.asyncio.Socket | None = None
+        self._reader: asyncio.Task[None] | None = None
+        self._turn_queues: dict[int, asyncio.Queue[TurnEvent]] = {}
+        self._control: asyncio.Queue[DaemonMessage] = asyncio.Queue()
+        self._turn_ids = itertools.count(int(time.time() * 1000) % 1_000_000)
+        self.welcome: Welcome | None = None
+        self.connection_errors: list[Error] = []
+
+    async def __aenter__(self) -> BridgeClient:
+        await self.connect()
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.close()
+
+    async def connect(self, timeout_s: float = 60.0) -> Welcome:
+        """Connect and perform the handshake.
+
+        ZeroMQ connects in the background, so this also waits for a daemon that is
+        still loading its models, up to `timeout_s`.
+
+        Raises:
+          TimeoutError: no welcome within `timeout_s`.
+          BridgeError: the daemon refused the hello (bad token, protocol version).
+        """
+        sock = self._context.socket(zmq.DEALER)
+        sock.linger = 0
+        sock.connect(self.endpoint)
+        self._socket = sock
+        self._reader = asyncio.create_task(self._read_loop(), name="bridge-client-reader")
+        await self._send(self._hello)
+        try:
+            reply = await asyncio.wait_for(self._control.get(), timeout_s)
+        except asyncio.TimeoutError:
+            await self.close()
+            raise TimeoutError(
+                f"no daemon answered at {self.endpoint} within {timeout_s:.0f} s"
+            ) from None
+        if isinstance(reply, Error):
+            await self.close()
+            raise BridgeError(reply)
+        if not isinstance(reply, Welcome):
+            await self.close()
+            raise RuntimeError(f"expected welcome, got {type(reply).__name__}")
+        self.welcome = reply
+        return reply
+
+    async def close(self) -> None:
+        """Stop reading and close the socket (and the private context)."""
+        if self._reader is not None:
+            self._reader.cancel()
+            await asyncio.gather(self._reader, return_exceptions=True)
+            self._reader = None
+        if self._socket is not None:
+            self._socket.close(linger=0)
+            self._socket = None
+        if self._own_context:
+            self._context.term()
+
+    async def _send(self, message: Hello | Say | Cancel) -> None:
+        assert self._socket is not None, "connect() first"
+        await self._socket.send_multipart(to_frames(message))
+
+    async def send_raw(self, frames: list[bytes]) -> None:
+        """Send arbitrary frames (for tests of the daemon's input checks)."""
+        assert self._socket is not None, "connect() first"
+        await self._socket.send_multipart(frames)
+
+    async def next_control(self, timeout_s: float = 10.0) -> DaemonMessage:
+        """Next message that belongs to no turn of ours (e.g. a connection error)."""
+        return await asyncio.wait_for(self._control.get(), timeout_s)
+
+    async def _read_loop(self) -> None:
+        assert self._socket is not None
+        while True:
+            frames = await self._socket.recv_multipart()
+            decoded = daemon_message_from_frames(frames)
+            header = decoded.header if isinstance(decoded, DecodedAudio) else decoded
+            turn_id = getattr(header, "turn_id", None)
+            queue = self._turn_queues.get(turn_id) if turn_id is not None else None
+            if queue is not None:
+                queue.put_nowait(decoded)  # type: ignore[arg-type]
+            else:
+                if isinstance(decoded, Error):
+                    self.connection_errors.append(decoded)
+                self._control.put_nowait(decoded)  # type: ignore[arg-type]
+
+    def next_turn_id(self) -> int:
+        """A fresh, increasing turn id."""
+        return next(self._turn_ids)
+
+    async def say(
+        self, npc_id: str, text: str, profile: str | None = None, turn_id: int | None = None
+    ) -> int:
+        """Send a player line; return its turn id (read events with `events`)."""
+        turn_id = self.next_turn_id() if turn_id is None else turn_id
+        self._turn_queues[turn_id] = asyncio.Queue()
+        await self._send(Say(turn_id=turn_id, npc_id=npc_id, text=text, profile=profile))
+        return turn_id
+
+    async def cancel(self, turn_id: int) -> None:
+        """Ask the daemon to stop `turn_id` (barge-in)."""
+        await self._send(Cancel(turn_id=turn_id))
+
+    async def events(self, turn_id: int, timeout_s: float = 60.0) -> AsyncIterator[TurnEvent]:
+        """Yield the events of `turn_id` up to and including its terminal event.
+
+        Raises:
+          TimeoutError: no event for `timeout_s` seconds.
+        """
+        queue = self._turn_queues[turn_id]
+        try:
+            while True:
+                try:
+                    event = await asyncio.wait_for(queue.get(), timeout_s)
+                except asyncio.TimeoutError:
+                    raise TimeoutError(
+                        f"turn {turn_id}: nothing from the daemon for {timeout_s:.0f} s"
+                    ) from None
+                yield event
+                header = event.header if isinstance(event, DecodedAudio) else event
+                if is_terminal(header):
+                    return
+        finally:
+            self._turn_queues.pop(turn_id, None)
+
+    async def run_turn(
+        self,
+        npc_id: str,
+        text: str,
+        profile: str | None = None,
+        timeout_s: float = 60.0,
+        on_event: Callable[[TurnEvent, TurnResult], None] | None = None,
+    ) -> TurnResult:
+        """Send a line and collect the whole turn.
+
+        Args:
+          on_event: Called with each event as it arrives (e.g. to print subtitles or
+            cancel mid-stream).
+
+        Raises:
+          TimeoutError: the daemon went silent for `timeout_s`.
+        """
+        sent_at = time.perf_counter()
+        turn_id = await self.say(npc_id, text, profile)
+        result = TurnResult(turn_id=turn_id, sent_at=sent_at)
+        async for event in self.events(turn_id, timeout_s):
+            now = time.perf_counter()
+            if isinstance(event, DecodedAudio):
+                result.block_arrivals.append((now, event.header.sample_count))
+                result.seqs.append(event.header.seq)
+                result.final_flags.append(event.header.final)
+                result.sample_rate_hz = event.header.sample_rate_hz
+                result.pcm.extend(event.pcm)
+            elif isinstance(event, Subtitle):
+                result.subtitles.append(event.text)
+                if result.first_subtitle_at is None:
+                    result.first_subtitle_at = now
+            else:
+                result.terminal = event
+                result.terminal_at = now
+            if on_event is not None:
+                on_event(event, result)
+        return result

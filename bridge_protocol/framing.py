@@ -1,0 +1,141 @@
+"""Turning messages into ZeroMQ frames and back (framing apart from schema).
+
+A control message is one frame: its JSON. An audio block is two frames: the JSON
+`AudioBlock` header, then the raw PCM (s16le mono, `2 * sample_count` bytes). The
+ROUTER's routing-id frame is not part of this layer: the server adds/strips it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import msgspec
+
+from bridge_protocol.messages import (
+    AudioBlock,
+    ClientMessage,
+    DaemonMessage,
+    ErrorCode,
+    decode_client,
+    decode_daemon,
+    encode,
+)
+
+MAX_CONTROL_FRAME_BYTES = 64 * 1024
+"""Largest client control frame accepted (also stated in `Limits.max_message_bytes`)."""
+
+BYTES_PER_SAMPLE = 2
+"""s16le mono: two bytes per sample."""
+
+
+class FrameError(ValueError):
+    """A multipart message could not be turned into a message.
+
+    Attributes:
+      code: The `ErrorCode` value to report to the peer.
+    """
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+@dataclass(frozen=True, slots=True)
+class DecodedAudio:
+    """An audio message: its header and its PCM (s16le mono bytes)."""
+
+    header: AudioBlock
+    pcm: bytes
+
+
+def to_frames(message: DaemonMessage | ClientMessage, pcm: bytes | None = None) -> list[bytes]:
+    """Encode a message (plus PCM for an `AudioBlock`) into the frames to send.
+
+    Args:
+      message: Any bridge message.
+      pcm: s16le mono bytes; required for, and only for, an `AudioBlock`.
+
+    Returns:
+      `[json]` for a control message, `[json, pcm]` for an audio block.
+
+    Raises:
+      ValueError: PCM missing or given for a non-audio message, or its length does not
+        match `sample_count`.
+    """
+    if isinstance(message, AudioBlock):
+        if pcm is None or len(pcm) != BYTES_PER_SAMPLE * message.sample_count:
+            got = "no" if pcm is None else f"{len(pcm)} bytes of"
+            raise ValueError(
+                f"audio block needs {BYTES_PER_SAMPLE * message.sample_count} bytes of PCM "
+                f"for sample_count={message.sample_count}, got {got} PCM"
+            )
+        return [encode(message), pcm]
+    if pcm is not None:
+        raise ValueError(f"{type(message).__name__} carries no PCM frame")
+    return [encode(message)]
+
+
+def _describe_decode_error(exc: msgspec.DecodeError) -> FrameError:
+    text = str(exc)
+    if isinstance(exc, msgspec.ValidationError):
+        if "Invalid value" in text and "$.type" in text:
+            return FrameError(ErrorCode.UNKNOWN_TYPE, f"unknown message type: {text}")
+        if "missing required field `type`" in text:
+            return FrameError(ErrorCode.UNKNOWN_TYPE, "message has no `type` field")
+        return FrameError(ErrorCode.INVALID_MESSAGE, text)
+    return FrameError(ErrorCode.BAD_JSON, f"frame is not valid JSON: {text}")
+
+
+def client_message_from_frames(
+    frames: Sequence[bytes], max_bytes: int = MAX_CONTROL_FRAME_BYTES
+) -> ClientMessage:
+    """Decode what a client sent (routing id already removed).
+
+    Args:
+      frames: The message's frames; a client message is exactly one frame.
+      max_bytes: Largest accepted frame.
+
+    Raises:
+      FrameError: with `code` bad_frame, bad_json, unknown_type or invalid_message.
+    """
+    if len(frames) != 1:
+        raise FrameError(
+            ErrorCode.BAD_FRAME, f"a client message is exactly 1 frame, got {len(frames)}"
+        )
+    data = frames[0]
+    if len(data) > max_bytes:
+        raise FrameError(
+            ErrorCode.BAD_FRAME, f"frame of {len(data)} bytes exceeds the {max_bytes}-byte limit"
+        )
+    try:
+        return decode_client(data)
+    except msgspec.DecodeError as exc:
+        raise _describe_decode_error(exc) from None
+
+
+def daemon_message_from_frames(frames: Sequence[bytes]) -> DaemonMessage | DecodedAudio:
+    """Decode what the daemon sent: a control message, or a `DecodedAudio`.
+
+    Raises:
+      FrameError: wrong frame count, bad JSON, or PCM length not matching the header.
+    """
+    if not frames:
+        raise FrameError(ErrorCode.BAD_FRAME, "empty message")
+    try:
+        message = decode_daemon(frames[0])
+    except msgspec.DecodeError as exc:
+        raise _describe_decode_error(exc) from None
+    if isinstance(message, AudioBlock):
+        if len(frames) != 2:
+            raise FrameError(ErrorCode.BAD_FRAME, f"audio is 2 frames, got {len(frames)}")
+        pcm = frames[1]
+        if len(pcm) != BYTES_PER_SAMPLE * message.sample_count:
+            raise FrameError(
+                ErrorCode.BAD_FRAME,
+                f"PCM frame of {len(pcm)} bytes, header says {message.sample_count} samples",
+            )
+        return DecodedAudio(message, bytes(pcm))
+    if len(frames) != 1:
+        raise FrameError(ErrorCode.BAD_FRAME, f"control message is 1 frame, got {len(frames)}")
+    return message

@@ -1,0 +1,356 @@
+"""Every message of the npc-voice-bridge wire contract, as msgspec Structs.
+
+Why one module: a game-engine developer (or the Godot addon) implements exactly what
+is listed here, and nothing else travels on the socket. Control messages are one JSON
+frame each; an audio block is a multipart message whose first frame is the JSON
+header below (`AudioBlock`) and whose second frame is raw s16le mono PCM
+(see `bridge_protocol.framing` and PROTOCOL.md).
+
+Schema evolution rules (msgspec docs, "Schema Evolution"): new fields always get
+defaults, existing annotations never change, unknown fields are ignored on decode,
+and a breaking change bumps `PROTOCOL_VERSION`.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Annotated, Literal
+
+import msgspec
+from msgspec import Meta
+
+PROTOCOL_VERSION = 1
+"""Version stated in `Hello.protocol` / `Welcome.protocol`; bumped on breaking changes."""
+
+SAMPLE_FORMAT = "s16le"
+"""The only PCM encoding on the wire: signed 16-bit little-endian, mono."""
+
+TurnId = Annotated[int, Meta(ge=0, le=2**53 - 1)]
+"""Client-chosen turn id: a non-negative integer, unique and increasing per connection.
+
+The upper bound keeps ids exact in GDScript and JavaScript, whose JSON numbers are doubles.
+"""
+
+NpcId = Annotated[str, Meta(min_length=1, max_length=64)]
+SampleRateHz = Annotated[int, Meta(ge=8000, le=192000)]
+
+
+def _snake_case(name: str) -> str:
+    return re.sub(r"(?<!^)(?=[A-Z])", "_", name).lower()
+
+
+class Message(msgspec.Struct, tag_field="type", tag=_snake_case, kw_only=True):
+    """Base of every bridge message; `type` carries the snake_case class name."""
+
+
+class Record(msgspec.Struct, kw_only=True):
+    """Base of the untagged records nested inside messages."""
+
+
+# --------------------------------------------------------------------------- client -> daemon
+
+
+class Hello(Message, kw_only=True):
+    """First message of every connection; nothing else is accepted before it.
+
+    Attributes:
+      protocol: `PROTOCOL_VERSION` the client speaks.
+      client: Free-form client name for logs, e.g. "godot-4.3 my-game".
+      token: Shared secret; required when the daemon is configured with one.
+      sample_rate_hz: Rate the client wants PCM in; None = each voice's native rate
+        (Piper voices 22050 Hz, XTTS 24000 Hz). The daemon resamples with soxr.
+    """
+
+    protocol: int
+    client: str = ""
+    token: str = ""
+    sample_rate_hz: SampleRateHz | None = None
+
+
+class Say(Message, kw_only=True):
+    """A player utterance (typed text) to an NPC; starts a turn.
+
+    Attributes:
+      turn_id: Client-chosen id, greater than every earlier turn id of this connection.
+      npc_id: One of the NPC ids listed in `Welcome.npcs`.
+      text: The player's line, UTF-8, at most `Limits.max_text_chars` characters.
+      profile: Speech profile override for this turn ("fast", "cinematic", ...);
+        None = the NPC's configured profile.
+    """
+
+    turn_id: TurnId
+    npc_id: NpcId
+    text: str
+    profile: str | None = None
+
+
+class Cancel(Message, kw_only=True):
+    """Barge-in from the game: stop `turn_id` end to end (LLM, TTS, queued blocks)."""
+
+    turn_id: TurnId
+
+
+ClientMessage = Hello | Say | Cancel
+"""Union of everything a client may send."""
+
+
+# --------------------------------------------------------------------------- daemon -> client
+
+
+class Limits(Record, kw_only=True):
+    """Limits the daemon enforces, stated in the handshake so a client can respect them.
+
+    Attributes:
+      max_text_chars: Longest accepted `Say.text`, in characters.
+      max_message_bytes: Largest accepted control frame, in bytes.
+      max_turns_in_flight: Unfinished turns one connection may have at once.
+    """
+
+    max_text_chars: int
+    max_message_bytes: int
+    max_turns_in_flight: int
+
+
+class NpcInfo(Record, kw_only=True):
+    """One NPC the daemon can voice.
+
+    Attributes:
+      npc_id: Id to use in `Say.npc_id`.
+      display_name: Name for UI and subtitles.
+      profile: Default speech profile name.
+      sample_rate_hz: Rate of this NPC's blocks on this connection.
+      prebuffer_ms: Client pre-buffer the profile recommends before starting playback.
+    """
+
+    npc_id: str
+    display_name: str
+    profile: str
+    sample_rate_hz: int
+    prebuffer_ms: int
+
+
+class Welcome(Message, kw_only=True):
+    """Answer to a valid `Hello`; the connection is ready for turns.
+
+    Attributes:
+      protocol: `PROTOCOL_VERSION` of the daemon.
+      daemon: Daemon name and version, e.g. "npc-voice-bridge 0.1.0".
+      sample_format: Always "s16le" (signed 16-bit little-endian).
+      channels: Always 1 (mono).
+      sample_rate_hz: The rate requested in `Hello`, or None when blocks carry each
+        voice's native rate (always stated per block in `AudioBlock.sample_rate_hz`).
+      limits: What the daemon enforces.
+      npcs: The NPCs that can be addressed.
+    """
+
+    protocol: int
+    daemon: str
+    sample_format: str = SAMPLE_FORMAT
+    channels: int = 1
+    sample_rate_hz: int | None = None
+    limits: Limits
+    npcs: list[NpcInfo] = []
+
+
+class Subtitle(Message, kw_only=True):
+    """Text of the chunk whose audio follows; sent before that chunk's first block.
+
+    Attributes:
+      turn_id: Turn the text belongs to.
+      chunk_index: 0-based index of the chunk within the turn.
+      text: Exactly the text handed to TTS for this chunk.
+    """
+
+    turn_id: int
+    chunk_index: int
+    text: str
+
+
+class AudioBlock(Message, kw_only=True):
+    """Header frame of an audio message; the next frame holds the PCM.
+
+    Attributes:
+      turn_id: Turn the block belongs to; blocks of a finished turn never follow its
+        terminal event.
+      seq: 0-based, contiguous index of the block within the turn (gaps mean loss).
+      sample_rate_hz: Samples per second of the PCM frame.
+      sample_count: Number of mono samples in the PCM frame (the frame is 2x bytes).
+      chunk_index: Chunk (see `Subtitle`) the samples were synthesised from.
+      final: True on the last block of a turn that completes normally.
+    """
+
+    turn_id: int
+    seq: int
+    sample_rate_hz: int
+    sample_count: int
+    chunk_index: int = 0
+    final: bool = False
+
+
+class TurnTimings(Record, kw_only=True):
+    """Where a turn's time went, in milliseconds since the daemon had the utterance.
+
+    Every field is measured on the daemon's monotonic clock; None = the stage never
+    happened (e.g. no token before a cancel). `first_block_ms` is the daemon-side TTFA.
+
+    Attributes:
+      queued_ms: Waiting for a free LLM instance.
+      llm_first_token_ms: First reply token out of llama.cpp (includes prefill).
+      first_chunk_ms: First text chunk handed to TTS.
+      tts_first_audio_ms: First PCM out of the TTS engine.
+      first_block_ms: First audio block handed to the socket (daemon TTFA).
+      llm_done_ms: Last reply token.
+      last_block_ms: Last audio block handed to the socket.
+      prompt_tokens: Tokens in the LLM prompt.
+      prefill_tokens: Prompt tokens actually evaluated (the rest came from the KV cache).
+      reply_tokens: Tokens the LLM generated.
+      audio_ms: Duration of the audio sent.
+      tts_busy_ms: Wall time spent inside TTS synthesis.
+      rtf: Real-time factor of TTS, tts_busy_ms / audio_ms.
+    """
+
+    queued_ms: float | None = None
+    llm_first_token_ms: float | None = None
+    first_chunk_ms: float | None = None
+    tts_first_audio_ms: float | None = None
+    first_block_ms: float | None = None
+    llm_done_ms: float | None = None
+    last_block_ms: float | None = None
+    prompt_tokens: int = 0
+    prefill_tokens: int = 0
+    reply_tokens: int = 0
+    audio_ms: float = 0.0
+    tts_busy_ms: float = 0.0
+    rtf: float | None = None
+
+
+class Done(Message, kw_only=True):
+    """Terminal event: the turn completed and every block was sent.
+
+    Attributes:
+      turn_id: The finished turn.
+      block_count: Blocks sent (seq 0 .. block_count-1).
+      sample_count: Total samples over all blocks.
+      reply_text: The whole reply as spoken (all chunks joined).
+      profile: Speech profile the turn used.
+      timings: Per-stage timings.
+    """
+
+    turn_id: int
+    block_count: int
+    sample_count: int
+    reply_text: str = ""
+    profile: str = ""
+    timings: TurnTimings = msgspec.field(default_factory=TurnTimings)
+
+
+CancelReason = Literal["cancel", "barge_in", "shutdown"]
+
+
+class Cancelled(Message, kw_only=True):
+    """Terminal event: the turn was stopped; no block of it follows.
+
+    Attributes:
+      turn_id: The stopped turn.
+      reason: "cancel" (client `Cancel`), "barge_in" (a new `Say` to the same NPC on
+        this connection) or "shutdown" (daemon stopping).
+      block_count: Blocks sent before the stop.
+      timings: Per-stage timings up to the stop.
+    """
+
+    turn_id: int
+    reason: CancelReason
+    block_count: int = 0
+    timings: TurnTimings = msgspec.field(default_factory=TurnTimings)
+
+
+class Error(Message, kw_only=True):
+    """Something was wrong. With a `turn_id` it is that turn's terminal event.
+
+    Attributes:
+      code: Machine-readable code, one of `ErrorCode`.
+      message: Human-readable explanation naming what was wrong.
+      turn_id: Turn the error ends, or None for a connection-level error (a bad frame,
+        a message before the handshake...), which ends no turn.
+    """
+
+    code: str
+    message: str
+    turn_id: int | None = None
+
+
+DaemonMessage = Welcome | Subtitle | AudioBlock | Done | Cancelled | Error
+"""Union of everything the daemon sends."""
+
+
+class ErrorCode:
+    """Values of `Error.code`. Clients should branch on these, never on `message`."""
+
+    BAD_FRAME = "bad_frame"
+    """Wrong number of frames or an oversized frame."""
+    BAD_JSON = "bad_json"
+    """The frame is not valid UTF-8 JSON."""
+    UNKNOWN_TYPE = "unknown_type"
+    """The `type` field names no client message."""
+    INVALID_MESSAGE = "invalid_message"
+    """Known type, but a field is missing or has the wrong type or range."""
+    HANDSHAKE_REQUIRED = "handshake_required"
+    """A message other than `hello` arrived before a successful handshake."""
+    UNSUPPORTED_PROTOCOL = "unsupported_protocol"
+    """`Hello.protocol` is not a version this daemon speaks."""
+    BAD_TOKEN = "bad_token"
+    """The daemon requires a token and `Hello.token` does not match."""
+    TEXT_TOO_LONG = "text_too_long"
+    EMPTY_TEXT = "empty_text"
+    UNKNOWN_NPC = "unknown_npc"
+    UNKNOWN_PROFILE = "unknown_profile"
+    TURN_ID_REUSED = "turn_id_reused"
+    """`Say.turn_id` is not greater than every earlier turn id of this connection."""
+    UNKNOWN_TURN = "unknown_turn"
+    """`Cancel.turn_id` names no unfinished turn of this connection."""
+    TOO_MANY_TURNS = "too_many_turns"
+    """The connection already has `Limits.max_turns_in_flight` unfinished turns."""
+    CLIENT_TOO_SLOW = "client_too_slow"
+    """The client did not read its audio and its send queue overflowed."""
+    ENGINE_FAILED = "engine_failed"
+    """The LLM or TTS engine raised during the turn; details in `message`."""
+
+
+TERMINAL_TYPES = (Done, Cancelled)
+"""Terminal events besides `Error` with a turn id (see `is_terminal`)."""
+
+
+def is_terminal(message: DaemonMessage) -> bool:
+    """Return True if `message` ends its turn (done, cancelled, or error with a turn id)."""
+    if isinstance(message, TERMINAL_TYPES):
+        return True
+    return isinstance(message, Error) and message.turn_id is not None
+
+
+encode = msgspec.json.Encoder().encode
+"""Encode any message to compact UTF-8 JSON bytes."""
+
+_client_decoder = msgspec.json.Decoder(ClientMessage)
+_daemon_decoder = msgspec.json.Decoder(DaemonMessage)
+
+
+def decode_client(data: bytes) -> ClientMessage:
+    """Decode one client control frame.
+
+    Raises:
+      msgspec.DecodeError: not JSON (its subclass msgspec.ValidationError: wrong schema).
+    """
+    return _client_decoder.decode(data)
+
+
+def decode_daemon(data: bytes) -> DaemonMessage:
+    """Decode one daemon control or audio-header frame (raises like `decode_client`)."""
+    return _daemon_decoder.decode(data)
+
+
+def json_schemas() -> dict[str, dict]:
+    """JSON Schema (2020-12) of both directions, for implementers in other languages."""
+    return {
+        "client_to_daemon": msgspec.json.schema(ClientMessage),
+        "daemon_to_client": msgspec.json.schema(DaemonMessage),
+    }

@@ -1,0 +1,1 @@
+"""npc-voice-bridge daemon: player line -> llama.cpp -> streaming TTS -> PCM blocks."""

@@ -1,0 +1,207 @@
+"""`npc-voice`: serve | say | demo | bench | config | models.
+
+Every command documents its options in `--help`; the process-wide settings (logging,
+the Windows event loop policy) are made here, in `main`, never at import.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import sys
+from pathlib import Path
+
+from daemon.config import DEFAULT_PORT, ConfigError, default_config_text, load_config, with_overrides
+from daemon.models import BUNDLED_MODELS, ModelNotFoundError
+
+_LOGGER = logging.getLogger("npc_voice")
+
+DEMO_LINE = "Hello! Can you repair my sword before nightfall?"
+
+
+def _add_endpoint_args(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--host", default="127.0.0.1", help="daemon host (default: %(default)s)")
+    parser.add_argument("--port", type=int, default=DEFAULT_PORT,
+                        help="daemon TCP port (default: %(default)s)")
+    parser.add_argument("--token", default="", help="shared token, if the daemon requires one")
+
+
+def _add_serve_args(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--config", type=Path, metavar="FILE",
+                        help="TOML config (default: the packaged one; see `npc-voice config`)")
+    parser.add_argument("--host", help="bind address; non-loopback needs --allow-remote and --token")
+    parser.add_argument("--port", type=int, help=f"TCP port (config default {DEFAULT_PORT}; 0 = any)")
+    parser.add_argument("--token", help="require this shared token in every client's hello")
+    parser.add_argument("--allow-remote", action="store_true", default=None,
+                        help="allow binding a non-loopback address (needs --token)")
+    parser.add_argument("--llm-model", metavar="NAME_OR_GGUF",
+                        help="LLM: 'smollm2' (bundled) or a .gguf path")
+    parser.add_argument("--llm-instances", type=int, metavar="N",
+                        help="llama.cpp contexts, i.e. turns generating at once")
+    parser.add_argument("--llm-threads", type=int, metavar="N", help="LLM generation threads")
+    parser.add_argument("--llm-gpu-layers", type=int, metavar="N",
+                        help="layers offloaded to the GPU (-1 = all; needs a CUDA build)")
+    parser.add_argument("--seed", type=int, help="fixed sampling seed (-1 = random)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of `npc-voice`."""
+    parser = argparse.ArgumentParser(
+        prog="npc-voice",
+        description="Local voice daemon for game NPCs: a player's line goes in over ZeroMQ, "
+                    "the NPC's reply comes back as streamed PCM (llama.cpp + Piper).",
+        epilog="Start with `npc-voice demo`, then `npc-voice serve` beside your game.")
+    parser.add_argument("--log-level", default="INFO",
+                        choices=["DEBUG", "INFO", "WARNING", "ERROR"],
+                        help="log verbosity (default: %(default)s)")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    serve = commands.add_parser(
+        "serve", help="run the daemon", description="Load and warm the models, then serve "
+        "clients until SIGINT/SIGTERM. Logs 'ready on tcp://...' when it accepts turns.")
+    _add_serve_args(serve)
+
+    say = commands.add_parser(
+        "say", help="send one player line to a running daemon",
+        description="Send a line, print the subtitles as they arrive, write the reply as a "
+                    "WAV and print TTFA, time to last block, audio length, RTF and underruns. "
+                    "Exits non-zero on an error event or a timeout.")
+    say.add_argument("text", help="the player's line")
+    say.add_argument("--npc", required=True, help="NPC id (see the daemon's config)")
+    say.add_argument("--out", type=Path, metavar="WAV", help="write the reply here")
+    say.add_argument("--prebuffer-ms", type=int,
+                     help="client pre-buffer for the underrun count (default: the NPC profile's)")
+    say.add_argument("--profile", help="speech profile for this turn (fast, cinematic, ...)")
+    say.add_argument("--sample-rate-hz", type=int,
+                     help="ask for PCM at this rate (default: the voice's native rate)")
+    say.add_argument("--timeout-s", type=float, default=60.0,
+                     help="give up after this long without a message (default: %(default)s)")
+    _add_endpoint_args(say)
+
+    demo = commands.add_parser(
+        "demo", help="start a daemon, speak one line, write a WAV, stop",
+        description="The whole product in one command: starts `npc-voice serve` on the "
+                    "embedded default models, sends a player line, prints subtitles and "
+                    "timings, writes the NPC's reply as a WAV and stops the daemon.")
+    demo.add_argument("text", nargs="?", default=DEMO_LINE, help="player line (default: %(default)r)")
+    demo.add_argument("--npc", default="blacksmith", help="NPC id (default: %(default)s)")
+    demo.add_argument("--out", type=Path, default=Path("reply.wav"),
+                      help="WAV to write (default: %(default)s)")
+    demo.add_argument("--config", type=Path, metavar="FILE", help="daemon config")
+
+    bench = commands.add_parser(
+        "bench", help="measure TTFA over many turns",
+        description="Start a daemon (or use --endpoint), warm up, run turns over a corpus of "
+                    "player lines, print TTFA p50/p95/p99 with a per-stage breakdown and "
+                    "underruns, and write JSON.")
+    from daemon.bench import add_bench_args  # noqa: PLC0415 - keeps `serve` start-up lean
+
+    add_bench_args(bench)
+
+    commands.add_parser("config", help="print the default config (commented TOML)",
+                        description="Print the packaged configuration; redirect it to a file "
+                                    "to start your own: npc-voice config > game.toml")
+    commands.add_parser("models", help="list the models and their licences",
+                        description="List the embedded default models, their packages and "
+                                    "licences, and whether they are installed.")
+    return parser
+
+
+def _serve(args: argparse.Namespace) -> int:
+    from daemon.service import run_daemon  # noqa: PLC0415 - heavy imports only when serving
+
+    try:
+        config = with_overrides(
+            load_config(args.config),
+            server_host=args.host, server_port=args.port, server_token=args.token,
+            server_allow_remote=args.allow_remote, llm_model=args.llm_model,
+            llm_instances=args.llm_instances, llm_n_threads=args.llm_threads,
+            llm_n_gpu_layers=args.llm_gpu_layers, llm_seed=args.seed)
+    except ConfigError as exc:
+        print(f"config error: {exc}", file=sys.stderr)
+        return 2
+    try:
+        asyncio.run(run_daemon(config))
+    except ModelNotFoundError as exc:
+        print(f"model error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        pass
+    except Exception as exc:  # one clear line for the user; the traceback in the log
+        _LOGGER.debug("daemon failed", exc_info=True)
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def _say(args: argparse.Namespace) -> int:
+    from daemon.say import SayOptions, say  # noqa: PLC0415
+
+    options = SayOptions(
+        endpoint=f"tcp://{args.host}:{args.port}", npc_id=args.npc, text=args.text,
+        out_path=args.out, prebuffer_ms=args.prebuffer_ms, profile=args.profile,
+        token=args.token, sample_rate_hz=args.sample_rate_hz, timeout_s=args.timeout_s)
+    return asyncio.run(say(options))
+
+
+def _demo(args: argparse.Namespace) -> int:
+    from daemon.launcher import DaemonProcess  # noqa: PLC0415
+    from daemon.say import SayOptions, say  # noqa: PLC0415
+
+    print("starting the daemon on the embedded default models (SmolLM2-135M + Piper joe)...")
+    try:
+        daemon = DaemonProcess(args.config).start()
+    except RuntimeError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    try:
+        ready = [line for line in daemon.log_text().splitlines() if "ready on" in line]
+        print(ready[-1] if ready else "daemon ready")
+        options = SayOptions(endpoint=daemon.endpoint, npc_id=args.npc, text=args.text,
+                             out_path=args.out)
+        code = asyncio.run(say(options))
+    finally:
+        daemon.stop()
+    turn_lines = [line for line in daemon.log_text().splitlines() if "npc_voice.turn" in line]
+    if turn_lines:
+        print("daemon log:", turn_lines[-1].split("npc_voice.turn: ", 1)[-1])
+    return code
+
+
+def _models() -> int:
+    import importlib.util  # noqa: PLC0415
+
+    print(f"{'name':10} {'kind':6} {'installed':9} {'package':20} licence / description")
+    for model in BUNDLED_MODELS:
+        module = model.package.replace("-", "_")
+        installed = "yes" if importlib.util.find_spec(module) is not None else "no"
+        print(f"{model.name:10} {model.kind:6} {installed:9} {model.package:20} "
+              f"{model.licence}; {model.description}")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of `npc-voice`; returns the exit code."""
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=args.log_level,
+                        format="%(asctime)s %(levelname)-7s %(name)s: %(message)s")
+    if sys.platform == "win32":  # pyzmq's asyncio needs a selector loop on Windows
+        asyncio.set_event_loop_policy(asyncio.WindowsSelectorEventLoopPolicy())
+    match args.command:
+        case "serve":
+            return _serve(args)
+        case "say":
+            return _say(args)
+        case "demo":
+            return _demo(args)
+        case "bench":
+            from daemon.bench import run_bench_command  # noqa: PLC0415
+
+            return run_bench_command(args)
+        case "config":
+            print(default_config_text(), end="")
+            return 0
+        case "models":
+            return _models()
+    return 2

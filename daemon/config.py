@@ -1,0 +1,279 @@
+"""Daemon configuration: msgspec Structs, TOML loading, cross-checks, CLI overrides.
+
+The packaged `default_config.toml` is both the defaults a fresh install runs with and
+the commented example users copy; the Struct defaults below are what applies when a
+user's file leaves a field out. Unknown keys are rejected so that a typo in a config
+file is an error naming the key, not a silently ignored setting.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from importlib import resources
+from pathlib import Path
+from typing import Annotated, Literal
+
+import msgspec
+from msgspec import Meta
+
+from daemon.chunker import BUILTIN_PROFILES, Profile
+
+DEFAULT_PORT = 5557
+DEFAULT_CONFIG_NAME = "default_config.toml"
+
+
+class ConfigError(ValueError):
+    """The configuration is invalid; the message names the file, the key and the fix."""
+
+
+class _Section(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    pass
+
+
+class ServerConfig(_Section):
+    """Socket and per-connection limits.
+
+    Attributes:
+      host: Address to bind. Loopback by default: any local process can reach it.
+      port: TCP port of the ZeroMQ ROUTER.
+      token: Shared secret a client must send in `hello`; "" = none.
+      allow_remote: Must be true to bind a non-loopback address (a token is then required).
+      max_text_chars: Longest accepted player line.
+      max_turns_in_flight: Unfinished turns per connection.
+      send_queue_messages: Messages queued for one connection before it counts as too
+        slow (its turns then end with `client_too_slow`; other clients are unaffected).
+      heartbeat_ivl_ms: ZMTP PING interval; 0 disables heartbeats.
+      heartbeat_timeout_ms: A peer silent for this long is disconnected.
+    """
+
+    host: str = "127.0.0.1"
+    port: Annotated[int, Meta(ge=0, le=65535)] = DEFAULT_PORT
+    token: str = ""
+    allow_remote: bool = False
+    max_text_chars: Annotated[int, Meta(ge=1, le=20000)] = 500
+    max_turns_in_flight: Annotated[int, Meta(ge=1, le=64)] = 4
+    send_queue_messages: Annotated[int, Meta(ge=16)] = 4096
+    heartbeat_ivl_ms: Annotated[int, Meta(ge=0)] = 2000
+    heartbeat_timeout_ms: Annotated[int, Meta(ge=0)] = 20000
+
+
+class LlmConfig(_Section):
+    """llama.cpp settings, shared by every NPC.
+
+    Attributes:
+      model: Bundled model name ("smollm2"), a fetched model name, or a .gguf path.
+      instances: llama.cpp contexts, i.e. turns that can generate at the same time.
+      n_ctx: Context length in tokens (llama.cpp's default of 512 is too small).
+      n_threads: Threads per instance while generating (leave cores for TTS).
+      n_threads_batch: Threads per instance during prompt prefill.
+      n_batch: Prompt tokens evaluated per llama.cpp batch.
+      n_gpu_layers: Layers offloaded to the GPU; -1 = all (needs a CUDA build).
+      flash_attn: Enable flash attention (recommended on GPU).
+      max_reply_tokens: Hard cap on reply length, in tokens.
+      temperature, top_p, top_k, repeat_penalty: Sampling.
+      seed: Sampling seed; -1 = random per turn.
+      history_turns: Earlier turns per NPC conversation kept in the prompt.
+      state_cache_bytes: RAM for saved per-NPC KV states per instance, so a persona's
+        prefix is not prefilled again when instances switch NPCs.
+    """
+
+    model: str = "smollm2"
+    instances: Annotated[int, Meta(ge=1, le=16)] = 1
+    n_ctx: Annotated[int, Meta(ge=256)] = 2048
+    n_threads: Annotated[int, Meta(ge=1)] = 1
+    n_threads_batch: Annotated[int, Meta(ge=1)] = 2
+    n_batch: Annotated[int, Meta(ge=8)] = 256
+    n_gpu_layers: int = 0
+    flash_attn: bool = False
+    max_reply_tokens: Annotated[int, Meta(ge=1, le=4096)] = 96
+    temperature: Annotated[float, Meta(ge=0.0, le=5.0)] = 0.7
+    top_p: Annotated[float, Meta(gt=0.0, le=1.0)] = 0.9
+    top_k: Annotated[int, Meta(ge=0)] = 40
+    repeat_penalty: Annotated[float, Meta(ge=0.0)] = 1.1
+    seed: int = -1
+    history_turns: Annotated[int, Meta(ge=0, le=100)] = 4
+    state_cache_bytes: Annotated[int, Meta(ge=0)] = 256 * 1024 * 1024
+
+
+class TtsConfig(_Section):
+    """Settings shared by TTS engines.
+
+    Attributes:
+      onnx_threads: Intra-op threads of each Piper ONNX Runtime session.
+    """
+
+    onnx_threads: Annotated[int, Meta(ge=1)] = 1
+
+
+class VoiceConfig(_Section):
+    """A named voice. None = the voice model's own default.
+
+    Attributes:
+      engine: TTS engine; "piper" (CPU).
+      model: Bundled voice name ("joe") or a path to a Piper .onnx file (its
+        .onnx.json must lie beside it).
+      speaker_id: Speaker of a multi-speaker model.
+      length_scale: Phoneme duration scale; > 1 speaks slower.
+      noise_scale: Generator noise (expressiveness); 0 = deterministic.
+      noise_w_scale: Phoneme-width noise (rhythm variation); 0 = deterministic.
+      volume: Linear gain applied to the samples (1.0 = unchanged).
+    """
+
+    engine: Literal["piper"] = "piper"
+    model: str = "joe"
+    speaker_id: int | None = None
+    length_scale: Annotated[float, Meta(gt=0.1, le=5.0)] | None = None
+    noise_scale: Annotated[float, Meta(ge=0.0, le=2.0)] | None = None
+    noise_w_scale: Annotated[float, Meta(ge=0.0, le=2.0)] | None = None
+    volume: Annotated[float, Meta(ge=0.0, le=4.0)] = 1.0
+
+
+class NpcConfig(_Section):
+    """One NPC: who it is and how it sounds.
+
+    Attributes:
+      display_name: Name shown to players.
+      persona: System prompt. Keep it stable: it is KV-cached per NPC.
+      voice: Key of `voices`.
+      profile: Key of `profiles` (or a built-in: "fast", "cinematic").
+    """
+
+    display_name: str
+    persona: str
+    voice: str = "joe"
+    profile: str = "fast"
+
+
+class Config(_Section):
+    """The whole daemon configuration (one TOML file)."""
+
+    server: ServerConfig = msgspec.field(default_factory=ServerConfig)
+    llm: LlmConfig = msgspec.field(default_factory=LlmConfig)
+    tts: TtsConfig = msgspec.field(default_factory=TtsConfig)
+    voices: dict[str, VoiceConfig] = msgspec.field(default_factory=lambda: {"joe": VoiceConfig()})
+    profiles: dict[str, Profile] = msgspec.field(default_factory=dict)
+    npcs: dict[str, NpcConfig] = msgspec.field(default_factory=dict)
+
+    def profile(self, name: str) -> Profile:
+        """Return the profile called `name` (config first, then built-ins).
+
+        Raises:
+          KeyError: no such profile.
+        """
+        if name in self.profiles:
+            return self.profiles[name]
+        return BUILTIN_PROFILES[name]
+
+    def profile_names(self) -> list[str]:
+        """Every profile name a turn may use."""
+        return sorted(set(BUILTIN_PROFILES) | set(self.profiles))
+
+
+def default_config_text() -> str:
+    """The packaged, commented default configuration (TOML text)."""
+    return resources.files("daemon").joinpath(DEFAULT_CONFIG_NAME).read_text("utf-8")
+
+
+def parse_config(text: str | bytes, source: str = "<config>") -> Config:
+    """Parse and cross-check TOML text.
+
+    Raises:
+      ConfigError: syntax error, unknown key, bad value, or a dangling reference
+        (an NPC naming a voice or profile that does not exist).
+    """
+    try:
+        config = msgspec.toml.decode(text, type=Config)
+    except msgspec.ValidationError as exc:
+        raise ConfigError(f"{source}: {exc}") from None
+    except msgspec.DecodeError as exc:
+        raise ConfigError(f"{source}: not valid TOML: {exc}") from None
+    validate(config, source)
+    return config
+
+
+def load_config(path: str | Path | None = None) -> Config:
+    """Load `path`, or the packaged default configuration when None.
+
+    Raises:
+      ConfigError: the file is missing or invalid (see `parse_config`).
+    """
+    if path is None:
+        return parse_config(default_config_text(), source=f"(packaged) {DEFAULT_CONFIG_NAME}")
+    path = Path(path)
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise ConfigError(f"cannot read config file {path}: {exc.strerror}") from None
+    return parse_config(data, source=str(path))
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def validate(config: Config, source: str = "<config>") -> None:
+    """Check what a schema cannot: references between sections and the bind policy.
+
+    Raises:
+      ConfigError: naming the offending key.
+    """
+    if not config.npcs:
+        raise ConfigError(f"{source}: no NPCs configured; add at least one [npcs.<id>] table")
+    profiles = config.profile_names()
+    for npc_id, npc in config.npcs.items():
+        if not 1 <= len(npc_id) <= 64:
+            raise ConfigError(f"{source}: NPC id {npc_id!r} must be 1-64 characters")
+        if npc.voice not in config.voices:
+            raise ConfigError(
+                f"{source}: npcs.{npc_id}.voice = {npc.voice!r} is not a configured voice "
+                f"(known: {', '.join(sorted(config.voices))})"
+            )
+        if npc.profile not in profiles:
+            raise ConfigError(
+                f"{source}: npcs.{npc_id}.profile = {npc.profile!r} is not a profile "
+                f"(known: {', '.join(profiles)})"
+            )
+        if not npc.persona.strip():
+            raise ConfigError(f"{source}: npcs.{npc_id}.persona is empty")
+    server = config.server
+    if not _is_loopback(server.host):
+        if not server.allow_remote:
+            raise ConfigError(
+                f"{source}: server.host = {server.host!r} is not a loopback address; "
+                "set server.allow_remote = true (and a token) to accept other machines"
+            )
+        if not server.token:
+            raise ConfigError(f"{source}: server.allow_remote needs server.token to be set")
+
+
+def with_overrides(config: Config, **server_and_llm: object) -> Config:
+    """Return a copy of `config` with CLI overrides applied, then re-validated.
+
+    Keyword names are `<section>_<field>`, e.g. `server_port=6000`, `llm_instances=2`;
+    None values are ignored.
+
+    Raises:
+      ConfigError: an override makes the configuration invalid.
+    """
+    sections: dict[str, dict[str, object]] = {}
+    for key, value in server_and_llm.items():
+        if value is None:
+            continue
+        section, _, field = key.partition("_")
+        sections.setdefault(section, {})[field] = value
+    updates = {}
+    for section, fields in sections.items():
+        current = getattr(config, section)
+        merged = msgspec.structs.asdict(current) | fields
+        try:
+            updates[section] = msgspec.convert(merged, type(current))
+        except msgspec.ValidationError as exc:
+            raise ConfigError(f"command-line override of [{section}]: {exc}") from None
+    config = msgspec.structs.replace(config, **updates)
+    validate(config, "command line")
+    return config

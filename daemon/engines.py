@@ -1,0 +1,78 @@
+"""Loading and warming every engine the configuration names, with timings logged.
+
+The daemon says "ready" only after this finishes, so the first player line never pays
+for model loading, ONNX initialisation, espeak-ng start-up or persona prefill.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from daemon.config import Config
+from daemon.engine_thread import EngineThread
+from daemon.llm.conversation import persona_messages
+from daemon.llm.pool import LlmPool
+from daemon.models import resolve_llm, resolve_piper_voice
+from daemon.tts.base import TtsEngine, Voice
+from daemon.tts.piper import PiperEngine
+
+_LOGGER = logging.getLogger(__name__)
+
+
+@dataclass
+class Engines:
+    """The loaded engines.
+
+    Attributes:
+      llm: The llama.cpp pool.
+      voices: Voice by the config's voice name.
+      tts_threads: One owner thread per loaded TTS model (shared by its voices).
+    """
+
+    llm: LlmPool
+    voices: dict[str, Voice]
+    tts_threads: list[EngineThread]
+
+    def close(self) -> None:
+        """Stop every engine thread."""
+        self.llm.close()
+        for thread in self.tts_threads:
+            thread.shutdown()
+
+
+async def load_engines(config: Config) -> Engines:
+    """Load the LLM and every voice the NPCs use, then warm them up.
+
+    Raises:
+      ModelNotFoundError: a configured model file is missing.
+      ValueError, RuntimeError: an engine failed to load.
+    """
+    started = time.perf_counter()
+    model_path = resolve_llm(config.llm.model)
+    _LOGGER.info("loading LLM %s x%d", model_path, config.llm.instances)
+    llm = await LlmPool.load(model_path, config.llm)
+
+    used_voices = {npc.voice for npc in config.npcs.values()}
+    engines_by_model: dict[Path, tuple[TtsEngine, EngineThread]] = {}
+    voices: dict[str, Voice] = {}
+    for voice_name in sorted(used_voices):
+        settings = config.voices[voice_name]
+        onnx_path, json_path = resolve_piper_voice(settings.model)
+        if onnx_path not in engines_by_model:
+            thread: EngineThread = EngineThread(f"piper-{onnx_path.stem}")
+            engine = await thread.call(PiperEngine, onnx_path, json_path, config.tts.onnx_threads)
+            warm_started = time.perf_counter()
+            await thread.call(engine.warm_up)
+            _LOGGER.info(
+                "warmed %s in %.0f ms", engine.name, (time.perf_counter() - warm_started) * 1000
+            )
+            engines_by_model[onnx_path] = (engine, thread)
+        engine, thread = engines_by_model[onnx_path]
+        voices[voice_name] = Voice(engine, thread, settings)
+
+    await llm.prefill({npc_id: persona_messages(npc.persona) for npc_id, npc in config.npcs.items()})
+    _LOGGER.info("engines ready in %.2f s", time.perf_counter() - started)
+    return Engines(llm, voices, [thread for _, thread in engines_by_model.values()])

@@ -1,0 +1,1 @@
+"""The LLM stage: llama.cpp contexts, per-NPC KV states and conversations."""

@@ -1,0 +1,145 @@
+"""A pool of llama.cpp contexts shared by every turn, with NPC affinity.
+
+`llm.instances` contexts can generate at the same time (each on its own thread).
+A turn waits FIFO for a free context and prefers one that already holds its NPC's KV
+state, which saves a state restore.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+import time
+from collections import deque
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+from daemon.config import LlmConfig
+from daemon.engine_thread import EngineThread
+from daemon.llm.llama import (
+    ChatMessage,
+    KvStateStore,
+    LlamaContext,
+    ReplyDelta,
+    ReplyStarted,
+    ReplyStats,
+)
+
+_LOGGER = logging.getLogger(__name__)
+
+
+class _Slot:
+    def __init__(self, context: LlamaContext, thread: EngineThread) -> None:
+        self.context = context
+        self.thread = thread
+
+
+class LlmPool:
+    """Loaded llama.cpp contexts plus the FIFO queue of turns waiting for one.
+
+    Build with `await LlmPool.load(...)`; call `close()` at shutdown.
+    """
+
+    def __init__(self, slots: list[_Slot]) -> None:
+        self._free: list[_Slot] = list(slots)
+        self._slots = list(slots)
+        self._waiters: deque[tuple[str, asyncio.Future[_Slot]]] = deque()
+
+    @classmethod
+    async def load(cls, model_path: Path, config: LlmConfig) -> LlmPool:
+        """Load `config.instances` contexts of `model_path`, each on its own thread.
+
+        Raises:
+          ValueError: llama.cpp could not load the model.
+        """
+        states = KvStateStore(config.state_cache_bytes)
+        slots = []
+        for index in range(config.instances):
+            name = f"llm-{index}"
+            thread: EngineThread = EngineThread(name)
+            context = await thread.call(LlamaContext, model_path, config, states, name)
+            slots.append(_Slot(context, thread))
+        return cls(slots)
+
+    async def prefill(self, personas: dict[str, list[ChatMessage]]) -> None:
+        """Evaluate each NPC's persona once (warm-up) and keep its KV state."""
+        slot = self._slots[0]
+        for key, messages in personas.items():
+            started = time.perf_counter()
+            await slot.thread.call(slot.context.prefill, key, messages)
+            _LOGGER.info(
+                "prefilled persona of %s in %.0f ms", key, (time.perf_counter() - started) * 1000
+            )
+
+    @asynccontextmanager
+    async def _acquire(self, key: str) -> AsyncIterator[_Slot]:
+        slot = self._take_free(key)
+        if slot is None:
+            waiter: asyncio.Future[_Slot] = asyncio.get_running_loop().create_future()
+            self._waiters.append((key, waiter))
+            try:
+                slot = await waiter
+            except asyncio.CancelledError:
+                if waiter.done() and not waiter.cancelled():
+                    self._release(waiter.result())  # granted just as we were cancelled
+                else:
+                    self._waiters.remove((key, waiter))
+                raise
+        try:
+            yield slot
+        finally:
+            self._release(slot)
+
+    def _take_free(self, key: str) -> _Slot | None:
+        if not self._free:
+            return None
+        for slot in self._free:
+            if slot.context.holding == key:
+                self._free.remove(slot)
+                return slot
+        return self._free.pop(0)
+
+    def _release(self, slot: _Slot) -> None:
+        while self._waiters:
+            _, waiter = self._waiters.popleft()
+            if not waiter.done():
+                waiter.set_result(slot)
+                return
+        self._free.append(slot)
+
+    async def reply(
+        self,
+        key: str,
+        messages: list[ChatMessage],
+        stop: threading.Event,
+        persona_key: str | None = None,
+    ) -> AsyncIterator[ReplyStarted | ReplyDelta | ReplyStats]:
+        """Stream the reply for conversation `key`.
+
+        Yields one `ReplyStarted` (a context took the request), `ReplyDelta`s, then one
+        `ReplyStats`.
+
+        `persona_key` names the prefilled persona state to start from when the
+        conversation has no KV state yet.
+
+        Waits for a free context first. Stops without another token once `stop` is
+        set or the consumer closes the iterator.
+        """
+        async with self._acquire(key) as slot:
+
+            def produce(emit, stop_event: threading.Event) -> None:
+                slot.context.reply(key, messages, emit, stop_event, fallback_key=persona_key)
+
+            stream = slot.thread.stream(produce, stop)
+            try:
+                async for item in stream:
+                    yield item
+            finally:
+                await stream.aclose()
+
+    def close(self) -> None:
+        """Stop the engine threads (after their current job)."""
+        for slot in self._slots:
+            slot.thread.shutdown()

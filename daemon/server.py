@@ -1,0 +1,389 @@
+"""The ROUTER loop: peers, handshake, dispatch, turns and the bounded send path.
+
+One asyncio loop owns the socket: one reader task decodes and dispatches client
+messages, one writer task drains the per-peer outboxes round-robin with non-blocking
+sends (a full or vanished peer never blocks the others). Turns run as named tasks;
+this module alone emits terminal events, exactly one per turn.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from importlib.metadata import PackageNotFoundError, version
+
+import zmq
+import zmq.asyncio
+
+from bridge_protocol.framing import (
+    MAX_CONTROL_FRAME_BYTES,
+    FrameError,
+    client_message_from_frames,
+)
+from bridge_protocol.messages import (
+    PROTOCOL_VERSION,
+    Cancel,
+    Cancelled,
+    CancelReason,
+    DaemonMessage,
+    Done,
+    Error,
+    ErrorCode,
+    Hello,
+    Limits,
+    NpcInfo,
+    Say,
+    Welcome,
+)
+from daemon.config import Config
+from daemon.engines import Engines
+from daemon.llm.conversation import Conversation
+from daemon.metrics import TurnLog
+from daemon.peers import ClientTooSlow, Peer, TurnHandle
+from daemon.turn import Turn, TurnSpec
+
+_LOGGER = logging.getLogger(__name__)
+
+
+def daemon_version() -> str:
+    """"npc-voice-bridge <version>" for the welcome message and logs."""
+    try:
+        return f"npc-voice-bridge {version('npc-voice-bridge')}"
+    except PackageNotFoundError:
+        return "npc-voice-bridge (source)"
+
+
+class BridgeServer:
+    """The daemon's network side.
+
+    Args:
+      config: Validated configuration.
+      engines: Loaded engines.
+      context: ZeroMQ context (the caller owns and terminates it).
+      turn_log: Receives each finished turn (log line, metrics); optional.
+    """
+
+    def __init__(
+        self,
+        config: Config,
+        engines: Engines,
+        context: zmq.asyncio.Context,
+        turn_log: TurnLog | None = None,
+    ) -> None:
+        self._config = config
+        self._engines = engines
+        self._context = context
+        self._turn_log = turn_log or TurnLog()
+        self._peers: dict[bytes, Peer] = {}
+        self._socket: zmq.asyncio.Socket | None = None
+        self._output_ready = asyncio.Event()
+        self.endpoint: str | None = None
+
+    # ------------------------------------------------------------------ lifecycle
+
+    def bind(self) -> str:
+        """Create and bind the ROUTER; return the endpoint actually bound."""
+        server = self._config.server
+        sock = self._context.socket(zmq.ROUTER)
+        sock.linger = 0
+        sock.setsockopt(zmq.ROUTER_MANDATORY, 1)  # unknown or full peer: error, not silence
+        sock.setsockopt(zmq.ROUTER_HANDOVER, 1)  # a reconnect with the same identity wins
+        sock.setsockopt(zmq.SNDHWM, 10_000)
+        if server.heartbeat_ivl_ms:
+            sock.setsockopt(zmq.HEARTBEAT_IVL, server.heartbeat_ivl_ms)
+            sock.setsockopt(zmq.HEARTBEAT_TIMEOUT, server.heartbeat_timeout_ms)
+            sock.setsockopt(zmq.HEARTBEAT_TTL, server.heartbeat_timeout_ms)
+        host = server.host if server.host != "localhost" else "127.0.0.1"
+        if ":" in host:
+            sock.setsockopt(zmq.IPV6, 1)
+            host = f"[{host}]"
+        if server.port:
+            sock.bind(f"tcp://{host}:{server.port}")
+        else:
+            sock.bind_to_random_port(f"tcp://{host}")
+        self._socket = sock
+        self.endpoint = sock.getsockopt_string(zmq.LAST_ENDPOINT)
+        return self.endpoint
+
+    async def serve(self, stop: asyncio.Event) -> None:
+        """Serve until `stop` is set, then cancel every turn and close the socket."""
+        if self._socket is None:
+            self.bind()
+        reader = asyncio.create_task(self._read_loop(), name="zmq-reader")
+        writer = asyncio.create_task(self._write_loop(), name="zmq-writer")
+        stopper = asyncio.create_task(stop.wait(), name="stop-wait")
+        try:
+            done, _ = await asyncio.wait(
+                {reader, writer, stopper}, return_when=asyncio.FIRST_COMPLETED
+            )
+            for task in done:
+                if task is not stopper and task.exception():
+                    raise task.exception()  # type: ignore[misc]
+        finally:
+            await self._shutdown(reader, writer, stopper)
+
+    async def _shutdown(self, *tasks: asyncio.Task) -> None:
+        _LOGGER.info("shutting down: cancelling %d turn(s)", self._running_turn_count())
+        turn_tasks = []
+        for peer in list(self._peers.values()):
+            for handle in list(peer.turns.values()):
+                self._cancel_turn(peer, handle, "shutdown")
+                if handle.task is not None:
+                    turn_tasks.append(handle.task)
+        await asyncio.gather(*turn_tasks, return_exceptions=True)
+        deadline = time.monotonic() + 0.5  # let the cancelled events reach the clients
+        while any(p.outbox for p in self._peers.values()) and time.monotonic() < deadline:
+            if not self._send_some():
+                await asyncio.sleep(0.01)
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        if self._socket is not None:
+            self._socket.close(linger=0)
+            self._socket = None
+
+    def _running_turn_count(self) -> int:
+        return sum(len(peer.turns) for peer in self._peers.values())
+
+    # ------------------------------------------------------------------ reading
+
+    async def _read_loop(self) -> None:
+        assert self._socket is not None
+        while True:
+            frames = await self._socket.recv_multipart(copy=True)
+            identity, payload = frames[0], frames[1:]
+            peer = self._peers.get(identity)
+            if peer is None:
+                peer = Peer(identity, self._config.server.send_queue_messages)
+                self._peers[identity] = peer
+                _LOGGER.info("client %s connected", identity.hex())
+            peer.gone = False
+            try:
+                message = client_message_from_frames(payload, MAX_CONTROL_FRAME_BYTES)
+            except FrameError as exc:
+                _LOGGER.warning("client %s sent a bad message: %s", peer.label, exc)
+                self._send(peer, Error(code=exc.code, message=str(exc)))
+                continue
+            try:
+                self._dispatch(peer, message)
+            except Exception:  # a bug must not take the daemon down with it
+                _LOGGER.exception("error handling %s from %s", type(message).__name__, peer.label)
+                self._send(peer, Error(code=ErrorCode.INVALID_MESSAGE,
+                                       message="the daemon failed to handle this message"))
+
+    def _dispatch(self, peer: Peer, message: object) -> None:
+        match message:
+            case Hello():
+                self._handle_hello(peer, message)
+            case _ if not peer.welcomed:
+                self._send(peer, Error(code=ErrorCode.HANDSHAKE_REQUIRED,
+                                       message="send a `hello` message before anything else"))
+            case Say():
+                self._handle_say(peer, message)
+            case Cancel(turn_id=turn_id):
+                handle = peer.turns.get(turn_id)
+                if handle is None:
+                    self._send(peer, Error(code=ErrorCode.UNKNOWN_TURN,
+                                           message=f"no unfinished turn {turn_id} to cancel"))
+                else:
+                    self._cancel_turn(peer, handle, "cancel")
+
+    def _handle_hello(self, peer: Peer, hello: Hello) -> None:
+        server = self._config.server
+        if hello.protocol != PROTOCOL_VERSION:
+            self._send(peer, Error(
+                code=ErrorCode.UNSUPPORTED_PROTOCOL,
+                message=f"this daemon speaks protocol {PROTOCOL_VERSION}, "
+                        f"the client asked for {hello.protocol}"))
+            return
+        if server.token and hello.token != server.token:
+            _LOGGER.warning("client %s sent a wrong token", peer.label)
+            self._send(peer, Error(code=ErrorCode.BAD_TOKEN,
+                                   message="the token in `hello` does not match the daemon's"))
+            return
+        peer.welcomed = True
+        peer.client_name = hello.client[:64]
+        peer.sample_rate_hz = hello.sample_rate_hz
+        npcs = []
+        for npc_id, npc in self._config.npcs.items():
+            voice = self._engines.voices[npc.voice]
+            profile = self._config.profile(npc.profile)
+            npcs.append(NpcInfo(
+                npc_id=npc_id, display_name=npc.display_name, profile=npc.profile,
+                sample_rate_hz=hello.sample_rate_hz or voice.sample_rate_hz,
+                prebuffer_ms=profile.prebuffer_ms))
+        _LOGGER.info("client %s (%s) completed the handshake", peer.identity.hex(), peer.label)
+        self._send(peer, Welcome(
+            protocol=PROTOCOL_VERSION, daemon=daemon_version(),
+            sample_rate_hz=hello.sample_rate_hz,
+            limits=Limits(max_text_chars=server.max_text_chars,
+                          max_message_bytes=MAX_CONTROL_FRAME_BYTES,
+                          max_turns_in_flight=server.max_turns_in_flight),
+            npcs=npcs))
+
+    def _say_problem(self, peer: Peer, say: Say) -> tuple[str, str] | None:
+        """(code, message) if the `say` cannot start a turn, else None."""
+        config = self._config
+        text = say.text.strip()
+        if not text:
+            return ErrorCode.EMPTY_TEXT, "the player's line is empty"
+        if len(text) > config.server.max_text_chars:
+            return ErrorCode.TEXT_TOO_LONG, (
+                f"the player's line has {len(text)} characters; "
+                f"the limit is {config.server.max_text_chars}")
+        if say.npc_id not in config.npcs:
+            return ErrorCode.UNKNOWN_NPC, (
+                f"no NPC {say.npc_id!r}; known: {', '.join(sorted(config.npcs))}")
+        if say.profile is not None and say.profile not in config.profile_names():
+            return ErrorCode.UNKNOWN_PROFILE, (
+                f"no profile {say.profile!r}; known: {', '.join(config.profile_names())}")
+        barge_in = peer.active_turn_for(say.npc_id) is not None
+        if len(peer.turns) - barge_in >= config.server.max_turns_in_flight:
+            return ErrorCode.TOO_MANY_TURNS, (
+                f"{len(peer.turns)} turns are unfinished; "
+                f"the limit is {config.server.max_turns_in_flight}")
+        return None
+
+    def _handle_say(self, peer: Peer, say: Say) -> None:
+        received_at = time.perf_counter()
+        if say.turn_id <= peer.last_turn_id:
+            # Not a terminal event for say.turn_id: that id may be a live turn.
+            self._send(peer, Error(
+                code=ErrorCode.TURN_ID_REUSED,
+                message=f"turn id {say.turn_id} is not greater than the last one "
+                        f"({peer.last_turn_id}); turn ids must increase"))
+            return
+        peer.last_turn_id = say.turn_id
+        problem = self._say_problem(peer, say)
+        if problem is not None:
+            code, text = problem
+            self._send(peer, Error(code=code, message=text, turn_id=say.turn_id))
+            return
+        previous = peer.active_turn_for(say.npc_id)
+        if previous is not None:
+            self._cancel_turn(peer, previous, "barge_in")
+        npc = self._config.npcs[say.npc_id]
+        profile_name = say.profile or npc.profile
+        voice = self._engines.voices[npc.voice]
+        conversation = peer.conversations.get(say.npc_id)
+        if conversation is None:
+            conversation = Conversation(npc.persona, self._config.llm.history_turns)
+            peer.conversations[say.npc_id] = conversation
+        spec = TurnSpec(
+            turn_id=say.turn_id, npc_id=say.npc_id, utterance=say.text.strip(),
+            profile_name=profile_name, profile=self._config.profile(profile_name),
+            voice=voice, conversation=conversation,
+            conversation_key=f"{say.npc_id}/{peer.identity.hex()}",
+            out_rate_hz=peer.sample_rate_hz or voice.sample_rate_hz,
+            received_at=received_at)
+
+        def send_for_turn(message: DaemonMessage, pcm: bytes | None) -> None:
+            if not turn.stop.is_set():  # set by a cancel: nothing of the turn after it
+                self._send(peer, message, pcm)
+
+        turn = Turn(spec, self._engines.llm, send_for_turn)
+        handle = TurnHandle(turn)
+        peer.turns[say.turn_id] = handle
+        handle.task = asyncio.create_task(
+            self._drive_turn(peer, handle), name=f"turn-{peer.identity.hex()}-{say.turn_id}")
+
+    # ------------------------------------------------------------------ turns
+
+    async def _drive_turn(self, peer: Peer, handle: TurnHandle) -> None:
+        turn = handle.turn
+        spec, progress = turn.spec, turn.progress
+        try:
+            await turn.run()
+        except asyncio.CancelledError:
+            return  # the canceller has already sent the terminal event
+        except ClientTooSlow as exc:
+            _LOGGER.warning("turn %s of %s: %s", spec.turn_id, peer.label, exc)
+            peer.drop_queued(spec.turn_id)
+            self._finish(peer, handle, Error(code=ErrorCode.CLIENT_TOO_SLOW,
+                                             message=str(exc), turn_id=spec.turn_id))
+        except Exception as exc:
+            _LOGGER.exception("turn %s of %s failed", spec.turn_id, peer.label)
+            self._finish(peer, handle, Error(
+                code=ErrorCode.ENGINE_FAILED, turn_id=spec.turn_id,
+                message=f"{type(exc).__name__}: {exc}"))
+        else:
+            self._finish(peer, handle, Done(
+                turn_id=spec.turn_id, block_count=progress.block_count,
+                sample_count=progress.sample_count, reply_text=progress.spoken_text,
+                profile=spec.profile_name, timings=progress.timings))
+
+    def _cancel_turn(self, peer: Peer, handle: TurnHandle, reason: CancelReason) -> None:
+        if handle.finished:
+            return
+        turn = handle.turn
+        turn.stop.set()
+        dropped_blocks = peer.drop_queued(turn.spec.turn_id)
+        self._finish(peer, handle, Cancelled(
+            turn_id=turn.spec.turn_id, reason=reason,
+            block_count=turn.progress.block_count - dropped_blocks,
+            timings=turn.progress.timings))
+        if handle.task is not None and not handle.task.done():
+            handle.task.cancel()
+
+    def _finish(self, peer: Peer, handle: TurnHandle, terminal: DaemonMessage) -> None:
+        """Send the turn's one terminal event and forget the turn."""
+        handle.finished = True
+        spec, progress = handle.turn.spec, handle.turn.progress
+        peer.turns.pop(spec.turn_id, None)
+        spec.conversation.record(spec.utterance, progress.spoken_text)
+        self._send(peer, terminal)
+        self._turn_log.record(peer.label, spec, progress, terminal)
+
+    # ------------------------------------------------------------------ writing
+
+    def _send(self, peer: Peer, message: DaemonMessage, pcm: bytes | None = None) -> None:
+        if peer.gone:
+            return
+        peer.queue(message, pcm)
+        self._output_ready.set()
+
+    async def _write_loop(self) -> None:
+        while True:
+            await self._output_ready.wait()
+            if not self._send_some():
+                if any(peer.outbox for peer in self._peers.values()):
+                    await asyncio.sleep(0.002)  # every peer with output is at its HWM
+                else:
+                    self._output_ready.clear()
+            else:
+                await asyncio.sleep(0)  # let the reader and the turns run between rounds
+
+    def _send_some(self) -> bool:
+        """Send at most one message per peer; return True if anything was sent."""
+        assert self._socket is not None
+        sent = False
+        for peer in list(self._peers.values()):
+            if not peer.outbox:
+                continue
+            item = peer.outbox[0]
+            try:
+                self._socket.send_multipart([peer.identity, *item.frames],
+                                            flags=zmq.NOBLOCK, copy=False)
+            except zmq.Again:
+                continue  # this peer's pipe is full: try the others
+            except zmq.ZMQError as exc:
+                if exc.errno == zmq.EHOSTUNREACH:
+                    self._peer_gone(peer)
+                    continue
+                raise
+            peer.outbox.popleft()
+            sent = True
+        return sent
+
+    def _peer_gone(self, peer: Peer) -> None:
+        """The client disconnected: cancel its turns quietly and forget it."""
+        _LOGGER.info("client %s disconnected; cancelling %d turn(s)",
+                     peer.label, len(peer.turns))
+        peer.outbox.clear()
+        for handle in list(peer.turns.values()):
+            self._cancel_turn(peer, handle, "cancel")
+        peer.gone = True
+        peer.outbox.clear()
+        self._peers.pop(peer.identity, None)
+

@@ -1,0 +1,142 @@
+"""End to end: a real daemon process, real sockets, real llama.cpp and Piper."""
+
+from __future__ import annotations
+
+import asyncio
+
+import numpy as np
+
+from bridge_protocol.client import BridgeClient, TurnResult
+from bridge_protocol.framing import DecodedAudio
+from bridge_protocol.messages import Cancelled, Done
+from daemon.launcher import DaemonProcess
+from tests.conftest import run
+
+
+def pcm_array(result: TurnResult) -> np.ndarray:
+    return np.frombuffer(bytes(result.pcm), dtype="<i2")
+
+
+def assert_complete_turn(result: TurnResult) -> Done:
+    """Everything a `done` turn promises, checked on what the client received."""
+    done = result.terminal
+    assert isinstance(done, Done), done
+    assert result.seqs == list(range(len(result.seqs))), "seq numbers must be contiguous"
+    assert done.block_count == len(result.seqs)
+    assert done.sample_count == sum(samples for _, samples in result.block_arrivals)
+    assert len(result.pcm) == 2 * done.sample_count
+    assert result.final_flags[-1] is True and not any(result.final_flags[:-1])
+    audio = pcm_array(result).astype(np.float64)
+    assert audio.size > result.sample_rate_hz * 0.3, "expected some speech"
+    rms = np.sqrt(np.mean(audio**2))
+    assert rms > 300, f"audio is (near) silence: RMS {rms:.1f}"
+    assert result.subtitles, "subtitles must precede the audio"
+    assert " ".join(result.subtitles) == done.reply_text
+    return done
+
+
+def test_a_typed_line_comes_back_as_streamed_speech(daemon: DaemonProcess) -> None:
+    async def scenario() -> TurnResult:
+        async with BridgeClient(daemon.endpoint) as client:
+            assert {npc.npc_id for npc in client.welcome.npcs} >= {"blacksmith", "innkeeper"}
+            return await client.run_turn("blacksmith", "Can you repair my sword?")
+
+    result = run(scenario())
+    done = assert_complete_turn(result)
+    assert result.sample_rate_hz == 22050
+    timings = done.timings
+    stages = [timings.llm_first_token_ms, timings.first_chunk_ms, timings.tts_first_audio_ms,
+              timings.first_block_ms, timings.last_block_ms]
+    assert all(s is not None for s in stages) and stages == sorted(stages)
+    # The persona was prefilled at start-up: only the new part of the prompt is evaluated.
+    assert 0 < timings.prefill_tokens < timings.prompt_tokens
+    assert timings.rtf is not None and timings.rtf > 0
+
+
+def test_second_turn_reuses_the_conversation_kv_cache(daemon: DaemonProcess) -> None:
+    async def scenario() -> tuple[TurnResult, TurnResult]:
+        async with BridgeClient(daemon.endpoint) as client:
+            first = await client.run_turn("innkeeper", "Do you have a room?")
+            second = await client.run_turn("innkeeper", "How much is it?")
+            return first, second
+
+    first, second = run(scenario())
+    a, b = assert_complete_turn(first), assert_complete_turn(second)
+    # The second prompt holds the first turn: longer, yet most of it comes from the cache.
+    assert b.timings.prompt_tokens > a.timings.prompt_tokens
+    assert b.timings.prefill_tokens < b.timings.prompt_tokens - a.timings.prompt_tokens + 20
+
+
+def test_client_may_ask_for_another_sample_rate(daemon: DaemonProcess) -> None:
+    async def scenario() -> TurnResult:
+        async with BridgeClient(daemon.endpoint, sample_rate_hz=48000) as client:
+            assert client.welcome.sample_rate_hz == 48000
+            assert all(npc.sample_rate_hz == 48000 for npc in client.welcome.npcs)
+            return await client.run_turn("oracle", "What does my future hold?")
+
+    result = run(scenario())
+    assert_complete_turn(result)
+    assert result.sample_rate_hz == 48000
+
+
+def test_cancel_mid_stream_stops_the_turn_and_the_next_turn_works(daemon: DaemonProcess) -> None:
+    async def scenario() -> tuple[TurnResult, list[object], TurnResult]:
+        async with BridgeClient(daemon.endpoint) as client:
+            cancelled_once = False
+
+            def cancel_after_first_block(event: object, result: TurnResult) -> None:
+                nonlocal cancelled_once
+                if isinstance(event, DecodedAudio) and not cancelled_once:
+                    cancelled_once = True
+                    asyncio.ensure_future(client.cancel(result.turn_id))
+
+            result = await client.run_turn(
+                "oracle", "Tell me the whole prophecy of the twin moons, in detail.",
+                on_event=cancel_after_first_block)
+            await asyncio.sleep(1.0)  # anything of the turn still in flight would arrive now
+            stray = []
+            while not client._control.empty():
+                stray.append(client._control.get_nowait())
+            after = await client.run_turn("oracle", "Thank you.")
+            return result, stray, after
+
+    result, stray, after = run(scenario())
+    assert isinstance(result.terminal, Cancelled) and result.terminal.reason == "cancel"
+    assert result.terminal.block_count <= len(result.seqs)
+    assert result.seqs == list(range(len(result.seqs)))
+    assert not any(getattr(getattr(m, "header", m), "turn_id", None) == result.turn_id
+                   for m in stray), f"messages of the cancelled turn after `cancelled`: {stray}"
+    assert_complete_turn(after)
+
+
+def test_a_new_say_to_the_same_npc_barges_in(daemon: DaemonProcess) -> None:
+    async def scenario() -> tuple[TurnResult, TurnResult]:
+        async with BridgeClient(daemon.endpoint) as client:
+            second: asyncio.Task[TurnResult] | None = None
+
+            def barge_in(event: object, _result: TurnResult) -> None:
+                nonlocal second
+                if isinstance(event, DecodedAudio) and second is None:
+                    second = asyncio.create_task(client.run_turn("blacksmith", "Never mind."))
+
+            first = await client.run_turn("blacksmith", "Tell me a long story about your forge.",
+                                          on_event=barge_in)
+            assert second is not None
+            return first, await second
+
+    first, second = run(scenario())
+    assert isinstance(first.terminal, Cancelled) and first.terminal.reason == "barge_in"
+    assert_complete_turn(second)
+
+
+def test_two_clients_talking_to_two_npcs_at_once(daemon: DaemonProcess) -> None:
+    async def one(npc: str, line: str) -> TurnResult:
+        async with BridgeClient(daemon.endpoint, client_name=f"player-{npc}") as client:
+            return await client.run_turn(npc, line)
+
+    async def scenario() -> list[TurnResult]:
+        return await asyncio.gather(one("blacksmith", "How much for a helmet?"),
+                                    one("innkeeper", "Any gossip tonight?"))
+
+    for result in run(scenario()):
+        assert_complete_turn(result)
