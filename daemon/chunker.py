@@ -92,6 +92,7 @@ class Chunk:
 
 
 _WORD_END = re.compile(r"\S(?=\s)")
+_WHITESPACE_RUN = re.compile(r"\s+")
 
 
 def _is_boundary_mark(text: str, mark_pos: int, marks: frozenset[str]) -> bool:
@@ -133,7 +134,8 @@ class PhraseChunker:
 
     def feed(self, text: str) -> list[Chunk]:
         """Add LLM output text; return the chunks that became complete (maybe none)."""
-        self._buffer += text
+        # Collapse whitespace as it arrives so that limits count what is emitted.
+        self._buffer = _WHITESPACE_RUN.sub(" ", self._buffer + text)
         chunks = []
         while (cut := self._find_cut()) is not None:
             chunks.append(self._emit(cut, is_last=False))

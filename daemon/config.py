@@ -72,7 +72,8 @@ class LlmConfig(_Section):
       max_reply_tokens: Hard cap on reply length, in tokens.
       temperature, top_p, top_k, repeat_penalty: Sampling.
       seed: Sampling seed; -1 = random per turn.
-      history_turns: Earlier turns per NPC conversation kept in the prompt.
+      history_turns: Most earlier turns of a conversation kept in the prompt; when
+        exceeded, the oldest half is dropped at once (see daemon.llm.conversation).
       state_cache_bytes: RAM for saved per-NPC KV states per instance, so a persona's
         prefix is not prefilled again when instances switch NPCs.
     """
@@ -91,7 +92,7 @@ class LlmConfig(_Section):
     top_k: Annotated[int, Meta(ge=0)] = 40
     repeat_penalty: Annotated[float, Meta(ge=0.0)] = 1.1
     seed: int = -1
-    history_turns: Annotated[int, Meta(ge=0, le=100)] = 4
+    history_turns: Annotated[int, Meta(ge=0, le=100)] = 8
     state_cache_bytes: Annotated[int, Meta(ge=0)] = 256 * 1024 * 1024
 
 
@@ -240,6 +241,16 @@ def validate(config: Config, source: str = "<config>") -> None:
             )
         if not npc.persona.strip():
             raise ConfigError(f"{source}: npcs.{npc_id}.persona is empty")
+    llm = config.llm
+    # Rough upper bound of the prompt: persona + full history + reply, ~48 tokens of
+    # user line and chat markup per turn (a llama.cpp prompt over n_ctx fails the turn).
+    needed = 512 + llm.history_turns * (llm.max_reply_tokens + 48) + llm.max_reply_tokens
+    if needed > llm.n_ctx:
+        raise ConfigError(
+            f"{source}: llm.n_ctx = {llm.n_ctx} is too small for history_turns = "
+            f"{llm.history_turns} and max_reply_tokens = {llm.max_reply_tokens} "
+            f"(about {needed} tokens needed); raise n_ctx or lower history_turns"
+        )
     server = config.server
     if not _is_loopback(server.host):
         if not server.allow_remote:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Coroutine
 from importlib.metadata import PackageNotFoundError, version
 
 import zmq
@@ -78,6 +79,7 @@ class BridgeServer:
         self._peers: dict[bytes, Peer] = {}
         self._socket: zmq.asyncio.Socket | None = None
         self._output_ready = asyncio.Event()
+        self._background: set[asyncio.Task[None]] = set()
         self.endpoint: str | None = None
 
     # ------------------------------------------------------------------ lifecycle
@@ -136,9 +138,9 @@ class BridgeServer:
         while any(p.outbox for p in self._peers.values()) and time.monotonic() < deadline:
             if not self._send_some():
                 await asyncio.sleep(0.01)
-        for task in tasks:
+        for task in (*tasks, *self._background):
             task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
+        await asyncio.gather(*tasks, *self._background, return_exceptions=True)
         if self._socket is not None:
             self._socket.close(linger=0)
             self._socket = None
@@ -331,9 +333,27 @@ class BridgeServer:
         handle.finished = True
         spec, progress = handle.turn.spec, handle.turn.progress
         peer.turns.pop(spec.turn_id, None)
-        spec.conversation.record(spec.utterance, progress.spoken_text)
         self._send(peer, terminal)
+        if spec.conversation.record(spec.utterance, progress.spoken_text):
+            self._start_background(
+                self._engines.llm.prefill_one(spec.conversation_key,
+                                              spec.conversation.messages_for("")),
+                name=f"prefill-{spec.conversation_key}")
         self._turn_log.record(peer.label, spec, progress, terminal)
+
+    def _start_background(self, coroutine: Coroutine[object, object, None], name: str) -> None:
+        """Run housekeeping off the critical path; failures are logged, never raised."""
+        async def guarded() -> None:
+            try:
+                await coroutine
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                _LOGGER.exception("background task %s failed", name)
+
+        task = asyncio.create_task(guarded(), name=name)
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
 
     # ------------------------------------------------------------------ writing
 
@@ -362,16 +382,18 @@ class BridgeServer:
             if not peer.outbox:
                 continue
             item = peer.outbox[0]
-            try:
-                self._socket.send_multipart([peer.identity, *item.frames],
-                                            flags=zmq.NOBLOCK, copy=False)
-            except zmq.Again:
+            # A non-blocking send on a zmq.asyncio socket returns a future that is
+            # already resolved: the error (if any) is in it, not raised here.
+            error = self._socket.send_multipart(
+                [peer.identity, *item.frames], flags=zmq.NOBLOCK, copy=False
+            ).exception()
+            if isinstance(error, zmq.Again):
                 continue  # this peer's pipe is full: try the others
-            except zmq.ZMQError as exc:
-                if exc.errno == zmq.EHOSTUNREACH:
-                    self._peer_gone(peer)
-                    continue
-                raise
+            if isinstance(error, zmq.ZMQError) and error.errno == zmq.EHOSTUNREACH:
+                self._peer_gone(peer)
+                continue
+            if error is not None:
+                raise error
             peer.outbox.popleft()
             sent = True
         return sent

@@ -38,9 +38,12 @@ def test_each_kind_of_bad_input_gets_a_named_error(daemon: DaemonProcess) -> Non
                 ("turn_id_reused", [SAY % (5, b"blacksmith", b"hi"), ]),
                 ("unknown_turn", [b'{"type": "cancel", "turn_id": 99999}']),
             ]
-            # turn 5 first succeeds in starting (then is reused below); cancel it at once.
+            # Turn 5 starts (its id is reused below); cancel it at once. Its events come
+            # through the control queue because this test bypasses client.say().
             await client.send_raw([SAY % (5, b"blacksmith", b"hello")])
             await client.send_raw([b'{"type": "cancel", "turn_id": 5}'])
+            cancelled = await client.next_control(timeout_s=10)
+            assert type(cancelled).__name__ == "Cancelled" and cancelled.turn_id == 5
             for code, frames in cases:
                 seen.append((code, await expect_error(client, frames)))
             # Errors that end a turn carry its id.

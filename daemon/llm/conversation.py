@@ -2,7 +2,11 @@
 
 The prompt is always `[system persona] + earlier turns + [new utterance]`, appended
 to and never rewritten (no timestamps, no summaries), so llama.cpp's prefix match
-reuses the KV cache of everything but the new utterance.
+reuses the KV cache of everything but the new utterance. A sliding window would
+change the prompt right after the persona on every turn and force a full re-prefill
+(measured: ~450 tokens, ~2 s on a 2-core CPU), so the history grows until it holds
+`history_turns` turns and is then cut to half at once; the server re-prefills the
+shortened prefix in the background, off the next turn's critical path.
 """
 
 from __future__ import annotations
@@ -17,12 +21,14 @@ class Conversation:
 
     Args:
       persona: The NPC's system prompt.
-      history_turns: Earlier turns kept (each = one user and one assistant message).
+      history_turns: Most earlier turns kept (each = one user and one assistant message);
+        when exceeded, the oldest half is dropped.
     """
 
     def __init__(self, persona: str, history_turns: int) -> None:
         self._persona = persona
-        self._turns: deque[tuple[str, str]] = deque(maxlen=history_turns)
+        self._history_turns = history_turns
+        self._turns: deque[tuple[str, str]] = deque()
 
     def messages_for(self, utterance: str) -> list[ChatMessage]:
         """Chat messages for a new player `utterance`."""
@@ -33,16 +39,24 @@ class Conversation:
         messages.append({"role": "user", "content": utterance})
         return messages
 
-    def record(self, utterance: str, reply: str) -> None:
+    def record(self, utterance: str, reply: str) -> bool:
         """Remember a finished turn: what the player said and what the NPC spoke.
 
         A cancelled turn records only what was spoken before the cancel, so the NPC
-        never "remembers" words the player did not hear. A turn with no spoken reply
-        is still recorded: the player did say it.
+        never "remembers" words the player did not hear.
+
+        Returns:
+          True if older turns were dropped (the prompt prefix changed: worth a
+          background re-prefill).
         """
-        if self._turns.maxlen == 0:
-            return
+        if self._history_turns == 0:
+            return False
         self._turns.append((utterance, reply.strip() or "..."))
+        if len(self._turns) <= self._history_turns:
+            return False
+        for _ in range(max(1, self._history_turns // 2)):
+            self._turns.popleft()
+        return True
 
     def __len__(self) -> int:
         return len(self._turns)

@@ -73,6 +73,15 @@ class LlmPool:
                 "prefilled persona of %s in %.0f ms", key, (time.perf_counter() - started) * 1000
             )
 
+    async def prefill_one(self, key: str, messages: list[ChatMessage]) -> None:
+        """Evaluate `messages` on a free context and keep the KV state under `key`.
+
+        Used after a conversation's history was shortened, so that the next turn
+        finds its new prefix already evaluated.
+        """
+        async with self._acquire(key) as slot:
+            await slot.thread.call(slot.context.prefill, key, messages)
+
     @asynccontextmanager
     async def _acquire(self, key: str) -> AsyncIterator[_Slot]:
         slot = self._take_free(key)

@@ -80,7 +80,9 @@ static func decode_uint_be(data: PackedByteArray, offset: int, count: int) -> in
 
 
 ## One frame: flags, size (u8, or u64 BE above 255 bytes), body.
-static func encode_frame(body: PackedByteArray, more: bool = false, command: bool = false) -> PackedByteArray:
+static func encode_frame(
+	body: PackedByteArray, more: bool = false, command: bool = false
+) -> PackedByteArray:
 	var flags: int = (FLAG_MORE if more else 0) | (FLAG_COMMAND if command else 0)
 	var data := PackedByteArray()
 	if body.size() > SHORT_BODY_MAX:
@@ -210,6 +212,8 @@ static func error_reason(data: PackedByteArray) -> String:
 	if data.is_empty():
 		return ""
 	return data.slice(1, 1 + data[0]).get_string_from_utf8()
+
+
 #endregion
 
 

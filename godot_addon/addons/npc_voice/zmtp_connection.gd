@@ -17,7 +17,7 @@ signal opened
 signal closed(reason: String)
 ## The peer is not a ZMTP 3 NULL ROUTER (e.g. another program owns the port). Reported once
 ## per outage. [param fatal] is true when the daemon sent ERROR: no reconnect follows.
-signal protocol_error(reason: String, fatal: bool)
+signal protocol_failed(reason: String, fatal: bool)
 ## A complete message: its frames in order (one for control, two for audio).
 signal message_received(frames: Array[PackedByteArray])
 #endregion
@@ -84,6 +84,8 @@ var _rng: RandomNumberGenerator = RandomNumberGenerator.new()
 #region Engine Callbacks
 func _init() -> void:
 	_rng.randomize()
+
+
 #endregion
 
 
@@ -139,6 +141,8 @@ func send_ping(context: PackedByteArray = PackedByteArray()) -> void:
 		var ttl_ds: int = clampi(int(heartbeat_timeout_ms / 100.0), 0, 0xFFFF)
 		_tx.append_array(Codec.ping_command(ttl_ds, context))
 		_flush_tx()
+
+
 #endregion
 
 
@@ -155,7 +159,7 @@ func _start_connect() -> void:
 
 func _advance_connecting(now: int) -> void:
 	_tcp.poll()
-	var status: StreamPeerTCP.Status = _tcp.get_status()
+	var status: int = _tcp.get_status()
 	if status == StreamPeerTCP.STATUS_CONNECTED:
 		_tcp.set_no_delay(true)  # small control messages must not wait for Nagle
 		_rx = PackedByteArray()
@@ -324,7 +328,7 @@ func _protocol_error(reason: String) -> void:
 	_error_reported = true
 	_drop(reason)
 	if report:
-		protocol_error.emit(reason, false)
+		protocol_failed.emit(reason, false)
 
 
 ## The daemon sent ERROR: retrying with the same settings cannot help.
@@ -334,7 +338,7 @@ func _fail(reason: String) -> void:
 	state = State.FAILED
 	if was_open:
 		closed.emit(reason)
-	protocol_error.emit(reason, true)
+	protocol_failed.emit(reason, true)
 
 
 ## Delay before reconnect attempt number [param failures] (0-based): 100 ms doubling to 2 s,

@@ -1,0 +1,70 @@
+extends RefCounted
+## Client-side record of one turn, kept by the [code]NpcVoice[/code] autoload from
+## [method say] until [signal speech_finished]; dropped whole afterwards.
+
+#region Constants
+const VoiceOutput := preload("voice_output.gd")
+#endregion
+
+#region Public Variables
+## Client-chosen id, increasing per connection.
+var turn_id: int = -1
+## NPC addressed.
+var npc_id: String = ""
+## Where the audio plays; null when no player could be found.
+var output: VoiceOutput = null
+## Audio to hold before starting playback, in milliseconds.
+var prebuffer_ms: int = 0
+## [method Time.get_ticks_usec] when the [code]say[/code] left.
+var sent_usec: int = 0
+## When the first block arrived (-1 = none yet).
+var first_block_usec: int = -1
+## When playback started (-1 = not yet).
+var playback_usec: int = -1
+## Next expected block [code]seq[/code]; gaps are counted in [member lost_blocks].
+var next_seq: int = 0
+## Blocks skipped in the [code]seq[/code] numbering (0 on a healthy connection).
+var lost_blocks: int = 0
+## Terminal event received: "", "done", "cancelled", "error" or "disconnected".
+var terminal: String = ""
+## The daemon's [code]timings[/code] from the terminal event.
+var timings: Dictionary = {}
+## Playback was stopped on this side (cancel, barge-in, the player was replaced or freed).
+var stopped: bool = false
+## Playback finished normally (everything was heard).
+var played_out: bool = false
+## A [code]cancel[/code] was sent for this turn.
+var cancel_sent: bool = false
+## Client-side underruns (see [code]voice_output.gd[/code]).
+var underruns: int = 0
+#endregion
+
+
+#region Public Functions
+## How the turn ended, for [signal speech_finished]: "done" (heard to the end), "cancelled",
+## "error" or "disconnected".
+func outcome() -> String:
+	if terminal == "done":
+		return "cancelled" if stopped else "done"
+	return terminal
+
+
+## The daemon's timings plus the client's own, in milliseconds from the [code]say[/code]:
+## [code]client_ttfa_ms[/code] (first block received, IPC both ways included) and
+## [code]client_time_to_playback_ms[/code] (playback started, pre-buffer included); -1 when it
+## did not happen. Also [code]lost_blocks[/code].
+func client_timings() -> Dictionary:
+	var result: Dictionary = timings.duplicate()
+	result["client_ttfa_ms"] = _since_sent_ms(first_block_usec)
+	result["client_time_to_playback_ms"] = _since_sent_ms(playback_usec)
+	result["lost_blocks"] = lost_blocks
+	return result
+
+
+#endregion
+
+
+#region Private Functions
+func _since_sent_ms(usec: int) -> float:
+	return (usec - sent_usec) / 1000.0 if usec >= 0 else -1.0
+#endregion

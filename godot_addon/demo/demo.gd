@@ -1,0 +1,184 @@
+extends Control
+## Demo of the NPC Voice addon: pick an NPC, type a line, hear the streamed reply, read the
+## subtitles and the measured TTFA. Start the daemon first ([code]npc-voice serve[/code]) or turn
+## on [code]npc_voice/daemon/auto_launch[/code] in the project settings.
+##
+## The UI is built in code; one [NpcVoicePlayer] per NPC shows the routing by
+## [code]npc_id[/code] (use [NpcVoicePlayer3D] for positional voices in a 3D scene).
+
+#region Private Variables
+var _status: Label = Label.new()
+var _npc_picker: OptionButton = OptionButton.new()
+var _line: LineEdit = LineEdit.new()
+var _say_button: Button = Button.new()
+var _stop_button: Button = Button.new()
+var _metrics: Label = Label.new()
+var _transcript: RichTextLabel = RichTextLabel.new()
+var _players: Dictionary = {}
+var _turn_id: int = -1
+var _subtitled_turns: Dictionary = {}
+#endregion
+
+
+#region Engine Callbacks
+func _ready() -> void:
+	_build_ui()
+	NpcVoice.connected.connect(_on_connected)
+	NpcVoice.disconnected.connect(_on_disconnected)
+	NpcVoice.subtitle_received.connect(_on_subtitle_received)
+	NpcVoice.speech_started.connect(_on_speech_started)
+	NpcVoice.speech_finished.connect(_on_speech_finished)
+	NpcVoice.error_received.connect(_on_error_received)
+	if NpcVoice.is_connected_to_daemon():
+		_on_connected(NpcVoice.get_welcome())
+	else:
+		_status.text = (
+			"Connecting to %s:%d... (start the daemon: npc-voice serve)"
+			% [NpcVoice.host, NpcVoice.port]
+		)
+
+
+#endregion
+
+
+#region Private Functions
+func _build_ui() -> void:
+	set_anchors_and_offsets_preset(Control.PRESET_FULL_RECT)
+	var margin := MarginContainer.new()
+	margin.set_anchors_and_offsets_preset(Control.PRESET_FULL_RECT)
+	for side: String in ["margin_left", "margin_right", "margin_top", "margin_bottom"]:
+		margin.add_theme_constant_override(side, 16)
+	add_child(margin)
+	var column := VBoxContainer.new()
+	margin.add_child(column)
+	var title := Label.new()
+	title.text = "NPC Voice demo"
+	title.add_theme_font_size_override("font_size", 24)
+	column.add_child(title)
+	column.add_child(_status)
+	var row := HBoxContainer.new()
+	column.add_child(row)
+	_npc_picker.custom_minimum_size = Vector2(240, 0)
+	row.add_child(_npc_picker)
+	_line.placeholder_text = "Say something to the NPC and press Enter"
+	_line.size_flags_horizontal = Control.SIZE_EXPAND_FILL
+	_line.text_submitted.connect(_on_line_submitted)
+	row.add_child(_line)
+	_say_button.text = "Say"
+	_say_button.pressed.connect(_on_say_pressed)
+	row.add_child(_say_button)
+	_stop_button.text = "Stop"
+	_stop_button.pressed.connect(_on_stop_pressed)
+	row.add_child(_stop_button)
+	_metrics.text = "TTFA: -"
+	column.add_child(_metrics)
+	_transcript.size_flags_vertical = Control.SIZE_EXPAND_FILL
+	_transcript.scroll_following = true
+	_transcript.bbcode_enabled = true
+	column.add_child(_transcript)
+	_set_controls_enabled(false)
+
+
+func _set_controls_enabled(enabled: bool) -> void:
+	_npc_picker.disabled = not enabled
+	_line.editable = enabled
+	_say_button.disabled = not enabled
+	_stop_button.disabled = not enabled
+
+
+func _say() -> void:
+	var text: String = _line.text.strip_edges()
+	if text.is_empty() or _npc_picker.selected < 0:
+		return
+	var npc_id: String = _npc_picker.get_item_metadata(_npc_picker.selected)
+	_transcript.append_text("\n[b]You:[/b] ")
+	_transcript.add_text(text)
+	_turn_id = NpcVoice.say(npc_id, text)
+	_line.clear()
+	_metrics.text = "Waiting for %s..." % npc_id
+
+
+static func _ms(value: Variant) -> String:
+	if value is float or value is int:
+		return "%.0f ms" % value if value >= 0 else "-"
+	return "-"
+
+
+#endregion
+
+
+#region Signal Handlers
+func _on_connected(welcome: Dictionary) -> void:
+	_status.text = "Connected to %s" % welcome.get("daemon", "the daemon")
+	_npc_picker.clear()
+	for npc: Dictionary in NpcVoice.get_npcs():
+		var npc_id: String = npc.get("npc_id", "")
+		_npc_picker.add_item("%s (%s)" % [npc.get("display_name", npc_id), npc.get("profile", "")])
+		_npc_picker.set_item_metadata(_npc_picker.item_count - 1, npc_id)
+		if not _players.has(npc_id):
+			var player := NpcVoicePlayer.new()
+			player.npc_id = npc_id
+			player.name = "Voice_%s" % npc_id
+			add_child(player)
+			_players[npc_id] = player
+	_set_controls_enabled(_npc_picker.item_count > 0)
+
+
+func _on_disconnected(reason: String) -> void:
+	_status.text = "Disconnected (%s); reconnecting..." % reason
+	_set_controls_enabled(false)
+
+
+func _on_line_submitted(_text: String) -> void:
+	_say()
+
+
+func _on_say_pressed() -> void:
+	_say()
+
+
+func _on_stop_pressed() -> void:
+	if _turn_id >= 0:
+		NpcVoice.cancel(_turn_id)
+
+
+func _on_subtitle_received(turn_id: int, npc_id: String, text: String) -> void:
+	if not _subtitled_turns.has(turn_id):
+		_subtitled_turns[turn_id] = true
+		_transcript.append_text("\n[b]%s:[/b] " % npc_id)
+	_transcript.add_text(text + " ")
+
+
+func _on_speech_started(turn_id: int, npc_id: String) -> void:
+	var timings: Dictionary = NpcVoice.get_turn_timings(turn_id)
+	_metrics.text = (
+		"%s is talking. TTFA %s (client, IPC included); playback after %s (with pre-buffer)"
+		% [
+			npc_id,
+			_ms(timings.get("client_ttfa_ms")),
+			_ms(timings.get("client_time_to_playback_ms"))
+		]
+	)
+
+
+func _on_speech_finished(
+	turn_id: int, _npc_id: String, outcome: String, timings: Dictionary, underruns: int
+) -> void:
+	_subtitled_turns.erase(turn_id)
+	_metrics.text = (
+		"%s. TTFA %s client / %s daemon; playback after %s; underruns %d; TTS RTF %s"
+		% [
+			outcome.capitalize(),
+			_ms(timings.get("client_ttfa_ms")),
+			_ms(timings.get("first_block_ms")),
+			_ms(timings.get("client_time_to_playback_ms")),
+			underruns,
+			str(timings.get("rtf", "-")).pad_decimals(3) if timings.get("rtf") != null else "-",
+		]
+	)
+
+
+func _on_error_received(code: String, message: String, _turn_id: int) -> void:
+	_transcript.append_text("\n[color=orange]%s[/color]: " % code)
+	_transcript.add_text(message)
+#endregion
