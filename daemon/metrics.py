@@ -1,7 +1,8 @@
-"""Per-turn telemetry: one structured log line per finished turn.
+"""Telemetry: what the server reports as it runs (turns, connections, bad input).
 
-The line is `key=value` pairs after a fixed prefix, so it is readable by a person and
-trivially parsed (`npc_voice.turn ...`). Times are milliseconds since the daemon had
+`Telemetry` is the interface the server calls; the base class writes one structured
+log line per finished turn: `key=value` pairs after the `npc_voice.turn` logger name,
+readable by a person and trivially parsed. Times are milliseconds since the daemon had
 the complete utterance; `ttfa_ms` is the daemon-side time to the first block.
 """
 
@@ -23,10 +24,16 @@ def _fmt(value: object) -> str:
     return str(value)
 
 
-class TurnLog:
-    """Receives every finished turn; logs it. Subclass or wrap to export metrics."""
+class Telemetry:
+    """Receives the server's events. The base class logs finished turns only."""
 
-    def record(
+    def connections_changed(self, delta: int) -> None:
+        """A TCP connection was accepted (+1) or closed (-1)."""
+
+    def input_rejected(self, code: str) -> None:
+        """A client message was refused with error `code` (no turn involved)."""
+
+    def turn_finished(
         self, client: str, spec: TurnSpec, progress: TurnProgress, terminal: DaemonMessage
     ) -> None:
         """Log one finished turn with its outcome and timings."""

@@ -40,7 +40,7 @@ from bridge_protocol.messages import (
 from daemon.config import Config
 from daemon.engines import Engines
 from daemon.llm.conversation import Conversation
-from daemon.metrics import TurnLog
+from daemon.metrics import Telemetry
 from daemon.peers import ClientTooSlow, Peer, TurnHandle
 from daemon.turn import Turn, TurnSpec
 
@@ -62,7 +62,7 @@ class BridgeServer:
       config: Validated configuration.
       engines: Loaded engines.
       context: ZeroMQ context (the caller owns and terminates it).
-      turn_log: Receives each finished turn (log line, metrics); optional.
+      telemetry: Receives turns, connections and rejected input (log line, metrics).
     """
 
     def __init__(
@@ -70,12 +70,12 @@ class BridgeServer:
         config: Config,
         engines: Engines,
         context: zmq.asyncio.Context,
-        turn_log: TurnLog | None = None,
+        telemetry: Telemetry | None = None,
     ) -> None:
         self._config = config
         self._engines = engines
         self._context = context
-        self._turn_log = turn_log or TurnLog()
+        self._telemetry = telemetry or Telemetry()
         self._peers: dict[bytes, Peer] = {}
         self._socket: zmq.asyncio.Socket | None = None
         self._output_ready = asyncio.Event()
@@ -114,16 +114,17 @@ class BridgeServer:
             self.bind()
         reader = asyncio.create_task(self._read_loop(), name="zmq-reader")
         writer = asyncio.create_task(self._write_loop(), name="zmq-writer")
+        monitor = asyncio.create_task(self._monitor_loop(), name="zmq-monitor")
         stopper = asyncio.create_task(stop.wait(), name="stop-wait")
         try:
             done, _ = await asyncio.wait(
-                {reader, writer, stopper}, return_when=asyncio.FIRST_COMPLETED
+                {reader, writer, monitor, stopper}, return_when=asyncio.FIRST_COMPLETED
             )
             for task in done:
                 if task is not stopper and task.exception():
                     raise task.exception()  # type: ignore[misc]
         finally:
-            await self._shutdown(reader, writer, stopper)
+            await self._shutdown(reader, writer, monitor, stopper)
 
     async def _shutdown(self, *tasks: asyncio.Task) -> None:
         _LOGGER.info("shutting down: cancelling %d turn(s)", self._running_turn_count())
@@ -148,6 +149,21 @@ class BridgeServer:
     def _running_turn_count(self) -> int:
         return sum(len(peer.turns) for peer in self._peers.values())
 
+    async def _monitor_loop(self) -> None:
+        """Count TCP connections for telemetry (ZMTP hides them from the ROUTER)."""
+        assert self._socket is not None
+        monitor = self._socket.get_monitor_socket(
+            zmq.EVENT_ACCEPTED | zmq.EVENT_DISCONNECTED)
+        try:
+            while True:
+                frames = await monitor.recv_multipart()
+                event = int.from_bytes(frames[0][:2], "little")
+                self._telemetry.connections_changed(1 if event == zmq.EVENT_ACCEPTED else -1)
+        finally:
+            if self._socket is not None:
+                self._socket.disable_monitor()
+            monitor.close(linger=0)
+
     # ------------------------------------------------------------------ reading
 
     async def _read_loop(self) -> None:
@@ -165,7 +181,7 @@ class BridgeServer:
                 message = client_message_from_frames(payload, MAX_CONTROL_FRAME_BYTES)
             except FrameError as exc:
                 _LOGGER.warning("client %s sent a bad message: %s", peer.label, exc)
-                self._send(peer, Error(code=exc.code, message=str(exc)))
+                self._reject(peer, exc.code, str(exc))
                 continue
             try:
                 self._dispatch(peer, message)
@@ -179,30 +195,29 @@ class BridgeServer:
             case Hello():
                 self._handle_hello(peer, message)
             case _ if not peer.welcomed:
-                self._send(peer, Error(code=ErrorCode.HANDSHAKE_REQUIRED,
-                                       message="send a `hello` message before anything else"))
+                self._reject(peer, ErrorCode.HANDSHAKE_REQUIRED,
+                             "send a `hello` message before anything else")
             case Say():
                 self._handle_say(peer, message)
             case Cancel(turn_id=turn_id):
                 handle = peer.turns.get(turn_id)
                 if handle is None:
-                    self._send(peer, Error(code=ErrorCode.UNKNOWN_TURN,
-                                           message=f"no unfinished turn {turn_id} to cancel"))
+                    self._reject(peer, ErrorCode.UNKNOWN_TURN,
+                                 f"no unfinished turn {turn_id} to cancel")
                 else:
                     self._cancel_turn(peer, handle, "cancel")
 
     def _handle_hello(self, peer: Peer, hello: Hello) -> None:
         server = self._config.server
         if hello.protocol != PROTOCOL_VERSION:
-            self._send(peer, Error(
-                code=ErrorCode.UNSUPPORTED_PROTOCOL,
-                message=f"this daemon speaks protocol {PROTOCOL_VERSION}, "
-                        f"the client asked for {hello.protocol}"))
+            self._reject(peer, ErrorCode.UNSUPPORTED_PROTOCOL,
+                         f"this daemon speaks protocol {PROTOCOL_VERSION}, "
+                         f"the client asked for {hello.protocol}")
             return
         if server.token and hello.token != server.token:
             _LOGGER.warning("client %s sent a wrong token", peer.label)
-            self._send(peer, Error(code=ErrorCode.BAD_TOKEN,
-                                   message="the token in `hello` does not match the daemon's"))
+            self._reject(peer, ErrorCode.BAD_TOKEN,
+                         "the token in `hello` does not match the daemon's")
             return
         peer.welcomed = True
         peer.client_name = hello.client[:64]
@@ -251,10 +266,9 @@ class BridgeServer:
         received_at = time.perf_counter()
         if say.turn_id <= peer.last_turn_id:
             # Not a terminal event for say.turn_id: that id may be a live turn.
-            self._send(peer, Error(
-                code=ErrorCode.TURN_ID_REUSED,
-                message=f"turn id {say.turn_id} is not greater than the last one "
-                        f"({peer.last_turn_id}); turn ids must increase"))
+            self._reject(peer, ErrorCode.TURN_ID_REUSED,
+                         f"turn id {say.turn_id} is not greater than the last one "
+                         f"({peer.last_turn_id}); turn ids must increase")
             return
         peer.last_turn_id = say.turn_id
         problem = self._say_problem(peer, say)
@@ -339,7 +353,7 @@ class BridgeServer:
                 self._engines.llm.prefill_one(spec.conversation_key,
                                               spec.conversation.messages_for("")),
                 name=f"prefill-{spec.conversation_key}")
-        self._turn_log.record(peer.label, spec, progress, terminal)
+        self._telemetry.turn_finished(peer.label, spec, progress, terminal)
 
     def _start_background(self, coroutine: Coroutine[object, object, None], name: str) -> None:
         """Run housekeeping off the critical path; failures are logged, never raised."""
@@ -356,6 +370,11 @@ class BridgeServer:
         task.add_done_callback(self._background.discard)
 
     # ------------------------------------------------------------------ writing
+
+    def _reject(self, peer: Peer, code: str, message: str) -> None:
+        """Send a connection-level error (one that ends no turn)."""
+        self._telemetry.input_rejected(code)
+        self._send(peer, Error(code=code, message=message))
 
     def _send(self, peer: Peer, message: DaemonMessage, pcm: bytes | None = None) -> None:
         if peer.gone:
