@@ -30,14 +30,21 @@ from bridge_protocol.messages import (
     Done,
     Error,
     Hello,
+    ListenStart,
+    ListenStop,
+    MicAudio,
     Say,
+    SpeechEnded,
+    SpeechStarted,
     Subtitle,
+    Transcript,
     Welcome,
     is_terminal,
 )
 
-TurnEvent = Subtitle | DecodedAudio | Done | Cancelled | Error
-"""What a turn's stream yields: subtitles, audio, then exactly one terminal event."""
+TurnEvent = Transcript | Subtitle | DecodedAudio | Done | Cancelled | Error
+"""What a turn's stream yields: (for voice turns, the transcript first,) subtitles,
+audio, then exactly one terminal event."""
 
 
 class BridgeError(RuntimeError):
@@ -77,6 +84,7 @@ class TurnResult:
     final_flags: list[bool] = field(default_factory=list)
     first_subtitle_at: float | None = None
     terminal_at: float | None = None
+    transcript: str | None = None
 
     @property
     def ttfa_ms(self) -> float | None:
@@ -145,7 +153,12 @@ class BridgeClient:
         self._reader: asyncio.Task[None] | None = None
         self._turn_queues: dict[int, asyncio.Queue[TurnEvent]] = {}
         self._control: asyncio.Queue[DaemonMessage] = asyncio.Queue()
+        self.speech_events: asyncio.Queue[SpeechStarted | SpeechEnded | Transcript] = (
+            asyncio.Queue())
+        """Voice input: speech started/ended, and each transcript (its turn's events
+        then come through `events(transcript.turn_id)`)."""
         self._turn_ids = itertools.count(int(time.time() * 1000) % 1_000_000)
+        self._mic_seq = 0
         self.welcome: Welcome | None = None
         self.connection_errors: list[Error] = []
 
@@ -200,9 +213,27 @@ class BridgeClient:
         if self._own_context:
             self._context.term()
 
-    async def _send(self, message: Hello | Say | Cancel) -> None:
+    async def _send(self, message: Hello | Say | Cancel | ListenStart | ListenStop) -> None:
         assert self._socket is not None, "connect() first"
         await self._socket.send_multipart(to_frames(message))
+
+    async def listen_start(self, npc_id: str, mode: str = "push_to_talk",
+                           sample_rate_hz: int = 16000, profile: str | None = None) -> None:
+        """Open the microphone stream to `npc_id` (see `ListenStart`)."""
+        self._mic_seq = 0
+        await self._send(ListenStart(npc_id=npc_id, mode=mode,  # type: ignore[arg-type]
+                                     sample_rate_hz=sample_rate_hz, profile=profile))
+
+    async def send_mic(self, pcm: bytes) -> None:
+        """Send one block of s16le mono microphone audio."""
+        assert self._socket is not None, "connect() first"
+        header = MicAudio(seq=self._mic_seq, sample_count=len(pcm) // 2)
+        self._mic_seq += 1
+        await self._socket.send_multipart(to_frames(header, pcm))
+
+    async def listen_stop(self) -> None:
+        """Close the microphone stream (push-to-talk released)."""
+        await self._send(ListenStop())
 
     async def send_raw(self, frames: list[bytes]) -> None:
         """Send arbitrary frames (for tests of the daemon's input checks)."""
@@ -220,6 +251,12 @@ class BridgeClient:
             decoded = daemon_message_from_frames(frames)
             header = decoded.header if isinstance(decoded, DecodedAudio) else decoded
             turn_id = getattr(header, "turn_id", None)
+            if isinstance(decoded, Transcript):  # a voice turn the daemon started
+                self._turn_queues.setdefault(decoded.turn_id, asyncio.Queue())
+                self.speech_events.put_nowait(decoded)
+            elif isinstance(decoded, (SpeechStarted, SpeechEnded)):
+                self.speech_events.put_nowait(decoded)
+                continue
             queue = self._turn_queues.get(turn_id) if turn_id is not None else None
             if queue is not None:
                 queue.put_nowait(decoded)  # type: ignore[arg-type]
@@ -286,6 +323,20 @@ class BridgeClient:
         """
         sent_at = time.perf_counter()
         turn_id = await self.say(npc_id, text, profile)
+        return await self.collect(turn_id, sent_at, timeout_s, on_event)
+
+    async def collect(
+        self,
+        turn_id: int,
+        sent_at: float,
+        timeout_s: float = 60.0,
+        on_event: Callable[[TurnEvent, TurnResult], None] | None = None,
+    ) -> TurnResult:
+        """Collect the events of `turn_id` up to its terminal event into a `TurnResult`.
+
+        Args:
+          sent_at: The instant TTFA counts from (the `say`, or the end of speech).
+        """
         result = TurnResult(turn_id=turn_id, sent_at=sent_at)
         async for event in self.events(turn_id, timeout_s):
             now = time.perf_counter()
@@ -299,6 +350,8 @@ class BridgeClient:
                 result.subtitles.append(event.text)
                 if result.first_subtitle_at is None:
                     result.first_subtitle_at = now
+            elif isinstance(event, Transcript):
+                result.transcript = event.text
             else:
                 result.terminal = event
                 result.terminal_at = now

@@ -15,6 +15,7 @@ import msgspec
 from bridge_protocol.messages import (
     AudioBlock,
     ClientMessage,
+    MicAudio,
     DaemonMessage,
     ErrorCode,
     decode_client,
@@ -49,21 +50,29 @@ class DecodedAudio:
     pcm: bytes
 
 
+@dataclass(frozen=True, slots=True)
+class DecodedMic:
+    """A microphone message from a client: its header and its PCM (s16le mono bytes)."""
+
+    header: MicAudio
+    pcm: bytes
+
+
 def to_frames(message: DaemonMessage | ClientMessage, pcm: bytes | None = None) -> list[bytes]:
     """Encode a message (plus PCM for an `AudioBlock`) into the frames to send.
 
     Args:
       message: Any bridge message.
-      pcm: s16le mono bytes; required for, and only for, an `AudioBlock`.
+      pcm: s16le mono bytes; required for, and only for, `AudioBlock` and `MicAudio`.
 
     Returns:
-      `[json]` for a control message, `[json, pcm]` for an audio block.
+      `[json]` for a control message, `[json, pcm]` for audio.
 
     Raises:
       ValueError: PCM missing or given for a non-audio message, or its length does not
         match `sample_count`.
     """
-    if isinstance(message, AudioBlock):
+    if isinstance(message, (AudioBlock, MicAudio)):
         if pcm is None or len(pcm) != BYTES_PER_SAMPLE * message.sample_count:
             got = "no" if pcm is None else f"{len(pcm)} bytes of"
             raise ValueError(
@@ -89,19 +98,23 @@ def _describe_decode_error(exc: msgspec.DecodeError) -> FrameError:
 
 def client_message_from_frames(
     frames: Sequence[bytes], max_bytes: int = MAX_CONTROL_FRAME_BYTES
-) -> ClientMessage:
+) -> ClientMessage | DecodedMic:
     """Decode what a client sent (routing id already removed).
 
     Args:
-      frames: The message's frames; a client message is exactly one frame.
-      max_bytes: Largest accepted frame.
+      frames: The message's frames: one for a control message, two for `mic_audio`.
+      max_bytes: Largest accepted control frame (the PCM frame is checked against its
+        header instead).
+
+    Returns:
+      The message, or a `DecodedMic` for microphone audio.
 
     Raises:
       FrameError: with `code` bad_frame, bad_json, unknown_type or invalid_message.
     """
-    if len(frames) != 1:
+    if not 1 <= len(frames) <= 2:
         raise FrameError(
-            ErrorCode.BAD_FRAME, f"a client message is exactly 1 frame, got {len(frames)}"
+            ErrorCode.BAD_FRAME, f"a client message is 1 frame (2 for mic_audio), got {len(frames)}"
         )
     data = frames[0]
     if len(data) > max_bytes:
@@ -109,9 +122,24 @@ def client_message_from_frames(
             ErrorCode.BAD_FRAME, f"frame of {len(data)} bytes exceeds the {max_bytes}-byte limit"
         )
     try:
-        return decode_client(data)
+        message = decode_client(data)
     except msgspec.DecodeError as exc:
         raise _describe_decode_error(exc) from None
+    if isinstance(message, MicAudio):
+        if len(frames) != 2:
+            raise FrameError(ErrorCode.BAD_FRAME, "mic_audio is 2 frames: header, then PCM")
+        pcm = frames[1]
+        if len(pcm) != BYTES_PER_SAMPLE * message.sample_count:
+            raise FrameError(
+                ErrorCode.BAD_FRAME,
+                f"PCM frame of {len(pcm)} bytes, header says {message.sample_count} samples",
+            )
+        return DecodedMic(message, bytes(pcm))
+    if len(frames) != 1:
+        raise FrameError(
+            ErrorCode.BAD_FRAME, f"a {type(message).__name__} message is 1 frame, got 2"
+        )
+    return message
 
 
 def daemon_message_from_frames(frames: Sequence[bytes]) -> DaemonMessage | DecodedAudio:

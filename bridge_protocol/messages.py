@@ -90,7 +90,45 @@ class Cancel(Message, kw_only=True):
     turn_id: TurnId
 
 
-ClientMessage = Hello | Say | Cancel
+class ListenStart(Message, kw_only=True):
+    """Open the microphone stream of this connection, addressed to one NPC.
+
+    Attributes:
+      npc_id: The NPC the player talks to.
+      mode: "push_to_talk": the utterance is everything until `listen_stop` (the key
+        release is the end of the utterance); "open_mic": the daemon finds each
+        utterance's start and end itself (voice activity detection), until `listen_stop`.
+      sample_rate_hz: Rate of the `mic_audio` PCM that follows (16000 recommended;
+        other rates are resampled with soxr).
+      profile: Speech profile override for the turns this stream starts.
+    """
+
+    npc_id: NpcId
+    mode: Literal["push_to_talk", "open_mic"] = "push_to_talk"
+    sample_rate_hz: SampleRateHz = 16000
+    profile: str | None = None
+
+
+class MicAudio(Message, kw_only=True):
+    """Header frame of microphone audio; the next frame holds s16le mono PCM.
+
+    Attributes:
+      seq: 0-based, contiguous index of the block since `listen_start`.
+      sample_count: Samples in the PCM frame (the frame is 2x bytes).
+    """
+
+    seq: Annotated[int, Meta(ge=0)]
+    sample_count: Annotated[int, Meta(ge=0, le=192000)]
+
+
+class ListenStop(Message, kw_only=True):
+    """Close the microphone stream (push-to-talk released, or open mic switched off).
+
+    In push-to-talk mode, what was heard since `listen_start` becomes the utterance.
+    """
+
+
+ClientMessage = Hello | Say | Cancel | ListenStart | MicAudio | ListenStop
 """Union of everything a client may send."""
 
 
@@ -201,12 +239,22 @@ class TurnTimings(Record, kw_only=True):
       first_block_ms: First audio block handed to the socket (daemon TTFA).
       llm_done_ms: Last reply token.
       last_block_ms: Last audio block handed to the socket.
-      prompt_tokens: Tokens in the LLM prompt.
+      prompt_tokens: Tokens in the LLM prompt (summed over both tiers of a two-tier turn).
       prefill_tokens: Prompt tokens actually evaluated (the rest came from the KV cache).
       reply_tokens: Tokens the LLM generated.
       audio_ms: Duration of the audio sent.
       tts_busy_ms: Wall time spent inside TTS synthesis.
       rtf: Real-time factor of TTS, tts_busy_ms / audio_ms.
+      endpoint_ms: Voice turns: end of speech -> endpoint decided (the silence wait).
+      asr_ms: Voice turns: speech recognition time of the transcript used.
+      speculative: Voice turns: the reply started on a pause, before the endpoint.
+      narrative_first_token_ms: Two-tier turns: first token of the narrative tier's
+        continuation (None = single tier, or no continuation).
+      handoff_chunk_index: Two-tier turns: `chunk_index` of the continuation's first
+        chunk; earlier chunks are the fast tier's opener (None = no continuation spoken).
+      handoff_gap_ms: Two-tier turns: silence at the hand-off for a client that started
+        playing at the first block plus the profile's pre-buffer, i.e. how late the
+        continuation's first block was after the opener's audio ran out (0 = seamless).
     """
 
     queued_ms: float | None = None
@@ -222,6 +270,12 @@ class TurnTimings(Record, kw_only=True):
     audio_ms: float = 0.0
     tts_busy_ms: float = 0.0
     rtf: float | None = None
+    endpoint_ms: float | None = None
+    asr_ms: float | None = None
+    speculative: bool = False
+    narrative_first_token_ms: float | None = None
+    handoff_chunk_index: int | None = None
+    handoff_gap_ms: float | None = None
 
 
 class Done(Message, kw_only=True):
@@ -279,7 +333,56 @@ class Error(Message, kw_only=True):
     turn_id: int | None = None
 
 
-DaemonMessage = Welcome | Subtitle | AudioBlock | Done | Cancelled | Error
+class SpeechStarted(Message, kw_only=True):
+    """The player started speaking (voice activity), e.g. to show "listening".
+
+    Attributes:
+      npc_id: NPC of the microphone stream.
+      at_ms: Position in the input timeline (ms of audio since `listen_start`).
+    """
+
+    npc_id: str
+    at_ms: float
+
+
+class SpeechEnded(Message, kw_only=True):
+    """The player's utterance ended (endpoint, or push-to-talk released).
+
+    Attributes:
+      npc_id: NPC of the microphone stream.
+      at_ms: End of speech in the input timeline (ms since `listen_start`).
+      turn_id: The turn this utterance started, or None when nothing was recognised.
+    """
+
+    npc_id: str
+    at_ms: float
+    turn_id: int | None = None
+
+
+class Transcript(Message, kw_only=True):
+    """What the player said, as recognised; the first message of a voice turn.
+
+    The turn then proceeds as a typed line would (subtitles, blocks, one terminal
+    event). Its `turn_id` is chosen by the daemon: greater than every earlier turn id
+    of the connection, so a client's next `say` must use a greater one still.
+
+    Attributes:
+      turn_id: The turn started by this utterance.
+      npc_id: The NPC answering.
+      text: The recognised utterance (the player's subtitle).
+      speech_end_ms: End of speech in the input timeline (ms since `listen_start`).
+    """
+
+    turn_id: int
+    npc_id: str
+    text: str
+    speech_end_ms: float = 0.0
+
+
+DaemonMessage = (
+    Welcome | Subtitle | AudioBlock | Done | Cancelled | Error | SpeechStarted | SpeechEnded
+    | Transcript
+)
 """Union of everything the daemon sends."""
 
 
@@ -314,6 +417,10 @@ class ErrorCode:
     """The client did not read its audio and its send queue overflowed."""
     ENGINE_FAILED = "engine_failed"
     """The LLM or TTS engine raised during the turn; details in `message`."""
+    VOICE_INPUT_UNAVAILABLE = "voice_input_unavailable"
+    """Voice input is off in the daemon's config, or its extra is not installed."""
+    NOT_LISTENING = "not_listening"
+    """`mic_audio` or `listen_stop` without a `listen_start`."""
 
 
 TERMINAL_TYPES = (Done, Cancelled)

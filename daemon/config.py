@@ -44,6 +44,8 @@ class ServerConfig(_Section):
         slow (its turns then end with `client_too_slow`; other clients are unaffected).
       heartbeat_ivl_ms: ZMTP PING interval; 0 disables heartbeats.
       heartbeat_timeout_ms: A peer silent for this long is disconnected.
+      metrics_port: Port of the Prometheus `/metrics` endpoint on 127.0.0.1; 0 = off
+        (needs the `metrics` extra: prometheus-client).
     """
 
     host: str = "127.0.0.1"
@@ -55,6 +57,7 @@ class ServerConfig(_Section):
     send_queue_messages: Annotated[int, Meta(ge=16)] = 4096
     heartbeat_ivl_ms: Annotated[int, Meta(ge=0)] = 2000
     heartbeat_timeout_ms: Annotated[int, Meta(ge=0)] = 20000
+    metrics_port: Annotated[int, Meta(ge=0, le=65535)] = 0
 
 
 class LlmConfig(_Section):
@@ -76,6 +79,11 @@ class LlmConfig(_Section):
         exceeded, the oldest half is dropped at once (see daemon.llm.conversation).
       state_cache_bytes: RAM for saved per-NPC KV states per instance, so a persona's
         prefix is not prefilled again when instances switch NPCs.
+      opener_max_tokens: As the fast tier of a two-tier reply: the opener ends at its
+        first sentence boundary or after this many tokens (then at its last whole word).
+      narrative_timeout_ms: As the narrative tier: the longest wait, from the hand-off,
+        for the continuation's first text; past it the turn ends with the opener alone.
+        0 = no limit.
     """
 
     model: str = "smollm2"
@@ -94,6 +102,8 @@ class LlmConfig(_Section):
     seed: int = -1
     history_turns: Annotated[int, Meta(ge=0, le=100)] = 8
     state_cache_bytes: Annotated[int, Meta(ge=0)] = 256 * 1024 * 1024
+    opener_max_tokens: Annotated[int, Meta(ge=4, le=256)] = 32
+    narrative_timeout_ms: Annotated[int, Meta(ge=0)] = 0
 
 
 class TtsConfig(_Section):
@@ -129,6 +139,82 @@ class VoiceConfig(_Section):
     volume: Annotated[float, Meta(ge=0.0, le=4.0)] = 1.0
 
 
+AsrProfileName = Literal["quality", "balanced", "responsive"]
+
+
+class AsrProfile(msgspec.Struct, frozen=True, kw_only=True):
+    """Speech-recognition trade-off: beam size and the silences that end an utterance.
+
+    Attributes:
+      beam_size, best_of: Whisper decoding (the original system: beam 5, best_of 1).
+      pause_ms: Silence that starts ASR and the LLM speculatively (0 = never).
+      end_silence_ms: Silence that ends the utterance.
+    """
+
+    beam_size: int
+    best_of: int
+    pause_ms: int
+    end_silence_ms: int
+
+
+ASR_PROFILES: dict[str, AsrProfile] = {
+    # The original system waited for a 2.0 s batch window (beam 5): ~2.3 s before a reply
+    # could start; its 1.0 s setting lost quality (70-80%). Here the endpoint is decided
+    # by VAD silence instead of a fixed window, and a speculative start hides most of it.
+    "quality": AsrProfile(beam_size=5, best_of=1, pause_ms=300, end_silence_ms=700),
+    "balanced": AsrProfile(beam_size=1, best_of=1, pause_ms=200, end_silence_ms=450),
+    "responsive": AsrProfile(beam_size=1, best_of=1, pause_ms=120, end_silence_ms=300),
+}
+
+
+class AsrConfig(_Section):
+    """Voice input: VAD endpointing (silero-vad) and ASR (faster-whisper).
+
+    Attributes:
+      enabled: Load the voice-input models at start-up. Without the `voice` extra the
+        daemon logs one warning and answers `listen_start` with an error.
+      model: "tiny.en" (bundled Whisper tiny.en, MIT) or a CTranslate2 Whisper directory.
+      profile: "quality", "balanced" or "responsive" (see `ASR_PROFILES`).
+      device: "cpu" or "cuda".
+      compute_type: CTranslate2 compute type ("int8" on CPU, "float16" on GPU).
+      cpu_threads: Whisper threads.
+      language: Spoken language ("en" for English-only models).
+      vad_threshold: silero-vad speech probability threshold.
+      preroll_ms: Audio kept before the detected start of speech.
+      pause_ms, end_silence_ms, beam_size: Override the profile's values.
+      speculative: Start ASR and the LLM on a pause, before the endpoint is certain.
+      barge_in: Cancel the NPC's turn when the player starts speaking over it.
+      max_utterance_s: Longest utterance; longer speech is cut there.
+    """
+
+    enabled: bool = True
+    model: str = "tiny.en"
+    profile: AsrProfileName = "balanced"
+    device: str = "cpu"
+    compute_type: str = "int8"
+    cpu_threads: Annotated[int, Meta(ge=1)] = 1
+    language: str = "en"
+    vad_threshold: Annotated[float, Meta(gt=0.15, lt=1.0)] = 0.5
+    preroll_ms: Annotated[int, Meta(ge=0, le=2000)] = 200
+    pause_ms: Annotated[int, Meta(ge=0, le=5000)] | None = None
+    end_silence_ms: Annotated[int, Meta(ge=100, le=10000)] | None = None
+    beam_size: Annotated[int, Meta(ge=1, le=10)] | None = None
+    speculative: bool = True
+    barge_in: bool = True
+    max_utterance_s: Annotated[float, Meta(gt=1.0, le=120.0)] = 30.0
+
+    def resolved_profile(self) -> AsrProfile:
+        """The profile with this section's overrides applied."""
+        base = ASR_PROFILES[self.profile]
+        return AsrProfile(
+            beam_size=self.beam_size or base.beam_size,
+            best_of=base.best_of,
+            pause_ms=(self.pause_ms if self.pause_ms is not None else base.pause_ms)
+            if self.speculative else 0,
+            end_silence_ms=self.end_silence_ms or base.end_silence_ms,
+        )
+
+
 class NpcConfig(_Section):
     """One NPC: who it is and how it sounds.
 
@@ -136,21 +222,35 @@ class NpcConfig(_Section):
       display_name: Name shown to players.
       persona: System prompt. Keep it stable: it is KV-cached per NPC.
       voice: Key of `voices`.
-      profile: Key of `profiles` (or a built-in: "fast", "cinematic").
+      profile: Key of `profiles` (or a built-in: "fast", "cinematic"): the speech
+        profile of the fast tier (the opener of a two-tier reply).
+      tiers: Which LLM tiers write the replies: "both" (the `[llm]` model opens, the
+        `[llm_narrative]` model continues), "fast" (`[llm]` only) or "narrative"
+        (`[llm_narrative]` only). None = "both" when `[llm_narrative]` is configured,
+        else "fast".
+      narrative_profile: Speech profile of the narrative tier's text.
     """
 
     display_name: str
     persona: str
     voice: str = "joe"
     profile: str = "fast"
+    tiers: Literal["both", "fast", "narrative"] | None = None
+    narrative_profile: str = "cinematic"
 
 
 class Config(_Section):
-    """The whole daemon configuration (one TOML file)."""
+    """The whole daemon configuration (one TOML file).
+
+    `llm` is the fast tier (every NPC's model unless it uses the narrative tier only);
+    `llm_narrative`, when present, is the narrative tier of two-tier replies.
+    """
 
     server: ServerConfig = msgspec.field(default_factory=ServerConfig)
     llm: LlmConfig = msgspec.field(default_factory=LlmConfig)
+    llm_narrative: LlmConfig | None = None
     tts: TtsConfig = msgspec.field(default_factory=TtsConfig)
+    asr: AsrConfig = msgspec.field(default_factory=AsrConfig)
     voices: dict[str, VoiceConfig] = msgspec.field(default_factory=lambda: {"joe": VoiceConfig()})
     profiles: dict[str, Profile] = msgspec.field(default_factory=dict)
     npcs: dict[str, NpcConfig] = msgspec.field(default_factory=dict)
@@ -168,6 +268,26 @@ class Config(_Section):
     def profile_names(self) -> list[str]:
         """Every profile name a turn may use."""
         return sorted(set(BUILTIN_PROFILES) | set(self.profiles))
+
+    def npc_tiers(self, npc_id: str) -> Literal["both", "fast", "narrative"]:
+        """The LLM tiers of NPC `npc_id`, with the default resolved (see `NpcConfig.tiers`)."""
+        tiers = self.npcs[npc_id].tiers
+        if tiers is None:
+            return "both" if self.llm_narrative is not None else "fast"
+        return tiers
+
+    def npc_profiles(self, npc_id: str, override: str | None = None) -> tuple[str, str | None]:
+        """Speech profile names of NPC `npc_id`'s replies: (first, continuation).
+
+        The profile follows the tier: `profile` for the fast tier's text,
+        `narrative_profile` for the narrative tier's. `continuation` is None unless the
+        NPC uses both tiers; a per-turn `override` applies to the whole reply.
+        """
+        npc, tiers = self.npcs[npc_id], self.npc_tiers(npc_id)
+        first = override or (npc.narrative_profile if tiers == "narrative" else npc.profile)
+        if tiers != "both":
+            return first, None
+        return first, override or npc.narrative_profile
 
 
 def default_config_text() -> str:
@@ -241,16 +361,32 @@ def validate(config: Config, source: str = "<config>") -> None:
             )
         if not npc.persona.strip():
             raise ConfigError(f"{source}: npcs.{npc_id}.persona is empty")
-    llm = config.llm
+        if npc.narrative_profile not in profiles:
+            raise ConfigError(
+                f"{source}: npcs.{npc_id}.narrative_profile = {npc.narrative_profile!r} is "
+                f"not a profile (known: {', '.join(profiles)})"
+            )
+        if npc.tiers in ("both", "narrative") and config.llm_narrative is None:
+            raise ConfigError(
+                f"{source}: npcs.{npc_id}.tiers = {npc.tiers!r} needs an [llm_narrative] "
+                "section (the narrative model)"
+            )
+    llm, narrative = config.llm, config.llm_narrative
+    # Both tiers see the same conversation; a two-tier reply is the opener plus the
+    # narrative tier's reply.
+    reply_tokens = llm.max_reply_tokens
+    if narrative is not None:
+        reply_tokens = max(reply_tokens, llm.opener_max_tokens + narrative.max_reply_tokens)
     # Rough upper bound of the prompt: persona + full history + reply, ~48 tokens of
     # user line and chat markup per turn (a llama.cpp prompt over n_ctx fails the turn).
-    needed = 512 + llm.history_turns * (llm.max_reply_tokens + 48) + llm.max_reply_tokens
-    if needed > llm.n_ctx:
-        raise ConfigError(
-            f"{source}: llm.n_ctx = {llm.n_ctx} is too small for history_turns = "
-            f"{llm.history_turns} and max_reply_tokens = {llm.max_reply_tokens} "
-            f"(about {needed} tokens needed); raise n_ctx or lower history_turns"
-        )
+    needed = 512 + llm.history_turns * (reply_tokens + 48) + reply_tokens
+    for section, tier in (("llm", llm), ("llm_narrative", narrative)):
+        if tier is not None and needed > tier.n_ctx:
+            raise ConfigError(
+                f"{source}: {section}.n_ctx = {tier.n_ctx} is too small for history_turns = "
+                f"{llm.history_turns} and replies of up to {reply_tokens} tokens "
+                f"(about {needed} tokens needed); raise n_ctx or lower history_turns"
+            )
     server = config.server
     if not _is_loopback(server.host):
         if not server.allow_remote:

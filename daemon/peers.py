@@ -34,8 +34,12 @@ class TurnHandle:
     """A running turn as the server tracks it."""
 
     turn: Turn
+    held: list[tuple[DaemonMessage, bytes | None]] | None = None
+    """Messages kept back while a speculative turn waits for its endpoint; None = live."""
     task: asyncio.Task[None] | None = None
     finished: bool = False
+    pending_terminal: DaemonMessage | None = None
+    """Terminal event of a held turn that ended before its release."""
 
 
 @dataclass(eq=False)

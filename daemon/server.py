@@ -19,6 +19,7 @@ import zmq.asyncio
 
 from bridge_protocol.framing import (
     MAX_CONTROL_FRAME_BYTES,
+    DecodedMic,
     FrameError,
     client_message_from_frames,
 )
@@ -33,6 +34,8 @@ from bridge_protocol.messages import (
     ErrorCode,
     Hello,
     Limits,
+    ListenStart,
+    ListenStop,
     NpcInfo,
     Say,
     Welcome,
@@ -43,6 +46,7 @@ from daemon.llm.conversation import Conversation
 from daemon.metrics import Telemetry
 from daemon.peers import ClientTooSlow, Peer, TurnHandle
 from daemon.turn import Turn, TurnSpec
+from daemon.voice_input import VoiceEngines, VoiceInput
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -63,6 +67,7 @@ class BridgeServer:
       engines: Loaded engines.
       context: ZeroMQ context (the caller owns and terminates it).
       telemetry: Receives turns, connections and rejected input (log line, metrics).
+      voice: Loaded ASR for voice input; None = `listen_start` is refused.
     """
 
     def __init__(
@@ -71,6 +76,7 @@ class BridgeServer:
         engines: Engines,
         context: zmq.asyncio.Context,
         telemetry: Telemetry | None = None,
+        voice: VoiceEngines | None = None,
     ) -> None:
         self._config = config
         self._engines = engines
@@ -80,6 +86,7 @@ class BridgeServer:
         self._socket: zmq.asyncio.Socket | None = None
         self._output_ready = asyncio.Event()
         self._background: set[asyncio.Task[None]] = set()
+        self._voice = VoiceInput(self, voice, config.asr) if voice is not None else None
         self.endpoint: str | None = None
 
     # ------------------------------------------------------------------ lifecycle
@@ -181,13 +188,13 @@ class BridgeServer:
                 message = client_message_from_frames(payload, MAX_CONTROL_FRAME_BYTES)
             except FrameError as exc:
                 _LOGGER.warning("client %s sent a bad message: %s", peer.label, exc)
-                self._reject(peer, exc.code, str(exc))
+                self.reject(peer, exc.code, str(exc))
                 continue
             try:
                 self._dispatch(peer, message)
             except Exception:  # a bug must not take the daemon down with it
                 _LOGGER.exception("error handling %s from %s", type(message).__name__, peer.label)
-                self._send(peer, Error(code=ErrorCode.INVALID_MESSAGE,
+                self.send(peer, Error(code=ErrorCode.INVALID_MESSAGE,
                                        message="the daemon failed to handle this message"))
 
     def _dispatch(self, peer: Peer, message: object) -> None:
@@ -195,28 +202,38 @@ class BridgeServer:
             case Hello():
                 self._handle_hello(peer, message)
             case _ if not peer.welcomed:
-                self._reject(peer, ErrorCode.HANDSHAKE_REQUIRED,
+                self.reject(peer, ErrorCode.HANDSHAKE_REQUIRED,
                              "send a `hello` message before anything else")
             case Say():
                 self._handle_say(peer, message)
             case Cancel(turn_id=turn_id):
                 handle = peer.turns.get(turn_id)
-                if handle is None:
-                    self._reject(peer, ErrorCode.UNKNOWN_TURN,
+                if handle is None or handle.held is not None:
+                    self.reject(peer, ErrorCode.UNKNOWN_TURN,
                                  f"no unfinished turn {turn_id} to cancel")
                 else:
                     self._cancel_turn(peer, handle, "cancel")
+            case ListenStart() | DecodedMic() | ListenStop() if self._voice is None:
+                self.reject(peer, ErrorCode.VOICE_INPUT_UNAVAILABLE,
+                            "voice input is off in this daemon (config [asr] enabled, or "
+                            "the `voice` extra is not installed)")
+            case ListenStart():
+                self._voice.listen_start(peer, message)
+            case DecodedMic():
+                self._voice.mic_audio(peer, message)
+            case ListenStop():
+                self._voice.listen_stop(peer)
 
     def _handle_hello(self, peer: Peer, hello: Hello) -> None:
         server = self._config.server
         if hello.protocol != PROTOCOL_VERSION:
-            self._reject(peer, ErrorCode.UNSUPPORTED_PROTOCOL,
+            self.reject(peer, ErrorCode.UNSUPPORTED_PROTOCOL,
                          f"this daemon speaks protocol {PROTOCOL_VERSION}, "
                          f"the client asked for {hello.protocol}")
             return
         if server.token and hello.token != server.token:
             _LOGGER.warning("client %s sent a wrong token", peer.label)
-            self._reject(peer, ErrorCode.BAD_TOKEN,
+            self.reject(peer, ErrorCode.BAD_TOKEN,
                          "the token in `hello` does not match the daemon's")
             return
         peer.welcomed = True
@@ -225,13 +242,14 @@ class BridgeServer:
         npcs = []
         for npc_id, npc in self._config.npcs.items():
             voice = self._engines.voices[npc.voice]
-            profile = self._config.profile(npc.profile)
+            profile_name, _ = self._config.npc_profiles(npc_id)  # its replies start with it
+            profile = self._config.profile(profile_name)
             npcs.append(NpcInfo(
-                npc_id=npc_id, display_name=npc.display_name, profile=npc.profile,
+                npc_id=npc_id, display_name=npc.display_name, profile=profile_name,
                 sample_rate_hz=hello.sample_rate_hz or voice.sample_rate_hz,
                 prebuffer_ms=profile.prebuffer_ms))
         _LOGGER.info("client %s (%s) completed the handshake", peer.identity.hex(), peer.label)
-        self._send(peer, Welcome(
+        self.send(peer, Welcome(
             protocol=PROTOCOL_VERSION, daemon=daemon_version(),
             sample_rate_hz=hello.sample_rate_hz,
             limits=Limits(max_text_chars=server.max_text_chars,
@@ -239,34 +257,48 @@ class BridgeServer:
                           max_turns_in_flight=server.max_turns_in_flight),
             npcs=npcs))
 
+    @property
+    def max_text_chars(self) -> int:
+        """Longest accepted player line."""
+        return self._config.server.max_text_chars
+
+    def npc_problem(self, npc_id: str, profile: str | None) -> tuple[str, str] | None:
+        """(code, message) if `npc_id` or `profile` is unknown, else None."""
+        config = self._config
+        if npc_id not in config.npcs:
+            return ErrorCode.UNKNOWN_NPC, (
+                f"no NPC {npc_id!r}; known: {', '.join(sorted(config.npcs))}")
+        if profile is not None and profile not in config.profile_names():
+            return ErrorCode.UNKNOWN_PROFILE, (
+                f"no profile {profile!r}; known: {', '.join(config.profile_names())}")
+        return None
+
+    def turn_limit_problem(self, peer: Peer, npc_id: str) -> tuple[str, str] | None:
+        """(code, message) if `peer` may not start another turn with `npc_id` now."""
+        barge_in = peer.active_turn_for(npc_id) is not None
+        limit = self._config.server.max_turns_in_flight
+        if len(peer.turns) - barge_in >= limit:
+            return ErrorCode.TOO_MANY_TURNS, (
+                f"{len(peer.turns)} turns are unfinished; the limit is {limit}")
+        return None
+
     def _say_problem(self, peer: Peer, say: Say) -> tuple[str, str] | None:
         """(code, message) if the `say` cannot start a turn, else None."""
-        config = self._config
         text = say.text.strip()
         if not text:
             return ErrorCode.EMPTY_TEXT, "the player's line is empty"
-        if len(text) > config.server.max_text_chars:
+        if len(text) > self.max_text_chars:
             return ErrorCode.TEXT_TOO_LONG, (
                 f"the player's line has {len(text)} characters; "
-                f"the limit is {config.server.max_text_chars}")
-        if say.npc_id not in config.npcs:
-            return ErrorCode.UNKNOWN_NPC, (
-                f"no NPC {say.npc_id!r}; known: {', '.join(sorted(config.npcs))}")
-        if say.profile is not None and say.profile not in config.profile_names():
-            return ErrorCode.UNKNOWN_PROFILE, (
-                f"no profile {say.profile!r}; known: {', '.join(config.profile_names())}")
-        barge_in = peer.active_turn_for(say.npc_id) is not None
-        if len(peer.turns) - barge_in >= config.server.max_turns_in_flight:
-            return ErrorCode.TOO_MANY_TURNS, (
-                f"{len(peer.turns)} turns are unfinished; "
-                f"the limit is {config.server.max_turns_in_flight}")
-        return None
+                f"the limit is {self.max_text_chars}")
+        return self.npc_problem(say.npc_id, say.profile) or self.turn_limit_problem(
+            peer, say.npc_id)
 
     def _handle_say(self, peer: Peer, say: Say) -> None:
         received_at = time.perf_counter()
         if say.turn_id <= peer.last_turn_id:
             # Not a terminal event for say.turn_id: that id may be a live turn.
-            self._reject(peer, ErrorCode.TURN_ID_REUSED,
+            self.reject(peer, ErrorCode.TURN_ID_REUSED,
                          f"turn id {say.turn_id} is not greater than the last one "
                          f"({peer.last_turn_id}); turn ids must increase")
             return
@@ -274,13 +306,29 @@ class BridgeServer:
         problem = self._say_problem(peer, say)
         if problem is not None:
             code, text = problem
-            self._send(peer, Error(code=code, message=text, turn_id=say.turn_id))
+            self.send(peer, Error(code=code, message=text, turn_id=say.turn_id))
             return
+        self.start_turn(peer, say, received_at)
+
+    def start_turn(self, peer: Peer, say: Say, received_at: float,
+                   held: bool = False) -> TurnHandle:
+        """Start a validated turn (a typed `say`, or a recognised voice utterance).
+
+        Args:
+          peer: The client.
+          say: The request; its turn id must already be accepted for this peer.
+          received_at: `time.perf_counter()` of the complete utterance (TTFA zero).
+          held: Keep everything the turn sends (terminal event included) until
+            `release_turn`, or drop it with `abandon_turn`: a speculative start.
+
+        Returns:
+          The running turn's handle.
+        """
         previous = peer.active_turn_for(say.npc_id)
         if previous is not None:
             self._cancel_turn(peer, previous, "barge_in")
         npc = self._config.npcs[say.npc_id]
-        profile_name = say.profile or npc.profile
+        profile_name, continuation_name = self._config.npc_profiles(say.npc_id, say.profile)
         voice = self._engines.voices[npc.voice]
         conversation = peer.conversations.get(say.npc_id)
         if conversation is None:
@@ -292,17 +340,57 @@ class BridgeServer:
             voice=voice, conversation=conversation,
             conversation_key=f"{say.npc_id}/{peer.identity.hex()}",
             out_rate_hz=peer.sample_rate_hz or voice.sample_rate_hz,
-            received_at=received_at)
+            received_at=received_at, tiers=self._config.npc_tiers(say.npc_id),
+            continuation_profile=(self._config.profile(continuation_name)
+                                  if continuation_name else None))
 
         def send_for_turn(message: DaemonMessage, pcm: bytes | None) -> None:
-            if not turn.stop.is_set():  # set by a cancel: nothing of the turn after it
-                self._send(peer, message, pcm)
+            if turn.stop.is_set():  # set by a cancel: nothing of the turn after it
+                return
+            if handle.held is not None:
+                handle.held.append((message, pcm))
+            else:
+                self.send(peer, message, pcm)
 
         turn = Turn(spec, self._engines.llm, send_for_turn)
-        handle = TurnHandle(turn)
+        handle = TurnHandle(turn, held=[] if held else None)
         peer.turns[say.turn_id] = handle
         handle.task = asyncio.create_task(
             self._drive_turn(peer, handle), name=f"turn-{peer.identity.hex()}-{say.turn_id}")
+        return handle
+
+    def release_turn(self, peer: Peer, handle: TurnHandle) -> None:
+        """Send a held turn's messages so far and let the rest flow (endpoint confirmed)."""
+        held, handle.held = handle.held or [], None
+        if handle.finished:
+            return  # abandoned meanwhile
+        progress = handle.turn.progress
+        if progress.block_count:  # its first block leaves now, not when it was made
+            now_ms = (time.perf_counter() - handle.turn.spec.received_at) * 1000.0
+            first = progress.timings.first_block_ms or 0.0
+            progress.timings.first_block_ms = round(max(first, now_ms), 2)
+        for message, pcm in held:
+            self.send(peer, message, pcm)
+        if handle.pending_terminal is not None:
+            self._finish(peer, handle, handle.pending_terminal)
+
+    def abandon_turn(self, peer: Peer, handle: TurnHandle) -> None:
+        """Drop a held turn without a word to the client (the player kept speaking)."""
+        if handle.finished:
+            return
+        handle.finished = True
+        handle.held = None
+        handle.turn.stop.set()
+        peer.turns.pop(handle.turn.spec.turn_id, None)
+        if handle.task is not None and not handle.task.done():
+            handle.task.cancel()
+        _LOGGER.info("speculative turn %s of %s abandoned", handle.turn.spec.turn_id, peer.label)
+
+    def barge_in(self, peer: Peer, npc_id: str) -> None:
+        """The player started speaking to `npc_id`: stop its unheld turn, if any."""
+        handle = peer.active_turn_for(npc_id)
+        if handle is not None and handle.held is None:
+            self._cancel_turn(peer, handle, "barge_in")
 
     # ------------------------------------------------------------------ turns
 
@@ -332,6 +420,9 @@ class BridgeServer:
     def _cancel_turn(self, peer: Peer, handle: TurnHandle, reason: CancelReason) -> None:
         if handle.finished:
             return
+        if handle.held is not None:  # the client never heard of it
+            self.abandon_turn(peer, handle)
+            return
         turn = handle.turn
         turn.stop.set()
         dropped_blocks = peer.drop_queued(turn.spec.turn_id)
@@ -344,14 +435,17 @@ class BridgeServer:
 
     def _finish(self, peer: Peer, handle: TurnHandle, terminal: DaemonMessage) -> None:
         """Send the turn's one terminal event and forget the turn."""
+        if handle.held is not None:  # finished before its endpoint was confirmed
+            handle.pending_terminal = terminal
+            return
         handle.finished = True
         spec, progress = handle.turn.spec, handle.turn.progress
         peer.turns.pop(spec.turn_id, None)
-        self._send(peer, terminal)
+        self.send(peer, terminal)
         if spec.conversation.record(spec.utterance, progress.spoken_text):
             self._start_background(
                 self._engines.llm.prefill_one(spec.conversation_key,
-                                              spec.conversation.messages_for("")),
+                                              spec.conversation.messages_for(""), spec.tiers),
                 name=f"prefill-{spec.conversation_key}")
         self._telemetry.turn_finished(peer.label, spec, progress, terminal)
 
@@ -371,12 +465,13 @@ class BridgeServer:
 
     # ------------------------------------------------------------------ writing
 
-    def _reject(self, peer: Peer, code: str, message: str) -> None:
-        """Send a connection-level error (one that ends no turn)."""
+    def reject(self, peer: Peer, code: str, message: str) -> None:
+        """Send a connection-level error (one that ends no turn) to `peer`."""
         self._telemetry.input_rejected(code)
-        self._send(peer, Error(code=code, message=message))
+        self.send(peer, Error(code=code, message=message))
 
-    def _send(self, peer: Peer, message: DaemonMessage, pcm: bytes | None = None) -> None:
+    def send(self, peer: Peer, message: DaemonMessage, pcm: bytes | None = None) -> None:
+        """Queue `message` (and its PCM) for `peer`; dropped if the peer is gone."""
         if peer.gone:
             return
         peer.queue(message, pcm)
@@ -427,4 +522,6 @@ class BridgeServer:
         peer.gone = True
         peer.outbox.clear()
         self._peers.pop(peer.identity, None)
+        if self._voice is not None:
+            self._voice.peer_gone(peer)
 

@@ -15,7 +15,9 @@ import zmq.asyncio
 
 from daemon.config import Config
 from daemon.engines import load_engines
+from daemon.metrics import make_telemetry
 from daemon.server import BridgeServer, daemon_version
+from daemon.voice_input import load_voice_engines
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -41,9 +43,12 @@ async def run_daemon(config: Config, stop: asyncio.Event | None = None) -> None:
             handled.append(signum)
     _LOGGER.info("%s starting", daemon_version())
     engines = await load_engines(config)
+    voice = await load_voice_engines(config.asr)
     context = zmq.asyncio.Context()
+    telemetry = None
     try:
-        server = BridgeServer(config, engines, context)
+        telemetry = make_telemetry(config.server.metrics_port)
+        server = BridgeServer(config, engines, context, telemetry=telemetry, voice=voice)
         try:
             endpoint = server.bind()
         except zmq.ZMQError as exc:
@@ -62,6 +67,10 @@ async def run_daemon(config: Config, stop: asyncio.Event | None = None) -> None:
     finally:
         context.term()
         engines.close()
+        if voice is not None:
+            voice.close()
+        if telemetry is not None:
+            telemetry.close()
         for signum in handled:
             loop.remove_signal_handler(signum)
         _LOGGER.info("stopped")

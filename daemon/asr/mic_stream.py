@@ -1,0 +1,126 @@
+"""One client's microphone stream: resampling, VAD frames and the utterance's audio.
+
+Audio is kept only from the current utterance's start (minus the pre-roll), so an
+open microphone left on for an hour holds a second of audio, not an hour.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import soxr
+
+from daemon.asr.endpointing import (
+    FRAME_MS,
+    FRAME_SAMPLES,
+    SAMPLE_RATE_HZ,
+    EndpointEvent,
+    Endpointer,
+    EndpointSettings,
+)
+
+
+class SpeechProbability:
+    """silero-vad (ONNX) speech probability per 512-sample frame; one per stream.
+
+    silero-vad is recurrent: each stream needs its own model state.
+    Importing silero_vad sets torch's thread count to 1 process-wide (its module
+    code does); the daemon uses no other torch code, so that is harmless here.
+    """
+
+    def __init__(self) -> None:
+        import torch  # noqa: PLC0415 - optional dependency (voice extra)
+        from silero_vad import load_silero_vad  # noqa: PLC0415
+
+        self._torch = torch
+        self._model = load_silero_vad(onnx=True)
+
+    def __call__(self, frame: np.ndarray) -> float:
+        """Probability in [0, 1] that a float32 frame of 512 samples at 16 kHz is speech."""
+        return float(self._model(self._torch.from_numpy(frame), SAMPLE_RATE_HZ))
+
+
+class MicStream:
+    """Turns s16le PCM at any rate into endpoint events and utterance audio.
+
+    Args:
+      vad: Speech probability per frame (a `SpeechProbability`, or any callable).
+      settings: Endpointing thresholds.
+      in_rate_hz: Rate of the incoming PCM.
+      max_utterance_s: An utterance longer than this is ended by force.
+    """
+
+    def __init__(self, vad, settings: EndpointSettings, in_rate_hz: int,
+                 max_utterance_s: float = 30.0) -> None:
+        self._vad = vad
+        self._settings = settings
+        self._endpointer = Endpointer(settings)
+        self._resampler = (
+            soxr.ResampleStream(in_rate_hz, SAMPLE_RATE_HZ, 1, dtype="float32", quality="HQ")
+            if in_rate_hz != SAMPLE_RATE_HZ else None
+        )
+        self._pending = np.zeros(0, dtype=np.float32)
+        self._frames: list[np.ndarray] = []
+        self._first_frame = 0  # frame index of self._frames[0]
+        self._next_frame = 0
+        self._preroll_frames = int(settings.preroll_ms / FRAME_MS)
+        self._max_frames = int(max_utterance_s * 1000 / FRAME_MS)
+
+    @property
+    def frames_seen(self) -> int:
+        """512-sample frames processed since the stream opened."""
+        return self._next_frame
+
+    def push(self, pcm: bytes) -> list[EndpointEvent]:
+        """Add s16le mono PCM; return the endpoint events it caused, in order."""
+        audio = np.frombuffer(pcm, dtype="<i2").astype(np.float32) / 32768.0
+        if self._resampler is not None:
+            audio = self._resampler.resample_chunk(audio)
+        pending = np.concatenate((self._pending, audio)) if self._pending.size else audio
+        events = []
+        usable = pending.size // FRAME_SAMPLES * FRAME_SAMPLES
+        for start in range(0, usable, FRAME_SAMPLES):
+            frame = np.ascontiguousarray(pending[start : start + FRAME_SAMPLES])
+            event = self._push_frame(frame)
+            if event is not None:
+                events.append(event)
+        self._pending = pending[usable:]
+        return events
+
+    def _push_frame(self, frame: np.ndarray) -> EndpointEvent | None:
+        self._frames.append(frame)
+        self._next_frame += 1
+        event = self._endpointer.push(self._vad(frame))
+        if not self._endpointer.in_utterance and event is None:
+            excess = len(self._frames) - self._preroll_frames
+            if excess > 0:  # idle: keep only the pre-roll
+                del self._frames[:excess]
+                self._first_frame += excess
+        elif self._endpointer.in_utterance and len(self._frames) > self._max_frames:
+            event = self._endpointer.force_end()
+        return event
+
+    def force_end(self) -> EndpointEvent | None:
+        """End the open utterance now (push-to-talk released)."""
+        return self._endpointer.force_end()
+
+    def utterance_audio(self, event: EndpointEvent) -> np.ndarray:
+        """float32 16 kHz audio of the utterance of `event`, pre-roll included.
+
+        Returns the audio from `preroll_ms` before the speech start to the end of
+        speech (trailing silence excluded), as far as it is still held.
+        """
+        first = max(self._first_frame, event.speech_start_frame - self._preroll_frames)
+        last = max(first, event.speech_end_frame)
+        frames = self._frames[first - self._first_frame : last - self._first_frame]
+        return np.concatenate(frames) if frames else np.zeros(0, dtype=np.float32)
+
+    def release(self, event: EndpointEvent) -> None:
+        """Forget the audio of a finished utterance (keep only the pre-roll)."""
+        keep_from = max(self._first_frame, self._next_frame - self._preroll_frames)
+        del self._frames[: keep_from - self._first_frame]
+        self._first_frame = keep_from
+
+
+def frame_to_ms(frame: int) -> float:
+    """Input-timeline position of a frame index, in ms."""
+    return round(frame * FRAME_MS, 1)
