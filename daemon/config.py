@@ -68,7 +68,10 @@ class LlmConfig(_Section):
       instances: llama.cpp contexts, i.e. turns that can generate at the same time.
       n_ctx: Context length in tokens (llama.cpp's default of 512 is too small).
       n_threads: Threads per instance while generating (leave cores for TTS).
-      n_threads_batch: Threads per instance during prompt prefill.
+      n_threads_batch: Threads per instance during prompt prefill. More than one on a
+        machine whose cores are busy (the game, TTS) makes llama.cpp's spinning
+        OpenMP barriers stall: measured on 2 cores under load, first token p50 3981 ms
+        with 2 prefill threads vs 324 ms with 1 (BENCHMARKS.md).
       n_batch: Prompt tokens evaluated per llama.cpp batch.
       n_gpu_layers: Layers offloaded to the GPU; -1 = all (needs a CUDA build).
       flash_attn: Enable flash attention (recommended on GPU).
@@ -84,13 +87,16 @@ class LlmConfig(_Section):
       narrative_timeout_ms: As the narrative tier: the longest wait, from the hand-off,
         for the continuation's first text; past it the turn ends with the opener alone.
         0 = no limit.
+      narrative_early_start: As the narrative tier: evaluate the prompt while the fast
+        tier writes the opener (true: best on a GPU), or only once the opener is known
+        (false: on a small CPU both tiers would compete for the same cores).
     """
 
     model: str = "smollm2"
     instances: Annotated[int, Meta(ge=1, le=16)] = 1
     n_ctx: Annotated[int, Meta(ge=256)] = 2048
     n_threads: Annotated[int, Meta(ge=1)] = 1
-    n_threads_batch: Annotated[int, Meta(ge=1)] = 2
+    n_threads_batch: Annotated[int, Meta(ge=1)] = 1
     n_batch: Annotated[int, Meta(ge=8)] = 256
     n_gpu_layers: int = 0
     flash_attn: bool = False
@@ -104,6 +110,7 @@ class LlmConfig(_Section):
     state_cache_bytes: Annotated[int, Meta(ge=0)] = 256 * 1024 * 1024
     opener_max_tokens: Annotated[int, Meta(ge=4, le=256)] = 32
     narrative_timeout_ms: Annotated[int, Meta(ge=0)] = 0
+    narrative_early_start: bool = True
 
 
 class TtsConfig(_Section):

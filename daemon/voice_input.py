@@ -34,7 +34,7 @@ from bridge_protocol.messages import (
     Transcript,
 )
 from daemon.asr.endpointing import EndpointEvent, EndpointSettings
-from daemon.asr.mic_stream import MicStream, SpeechProbability, frame_to_ms
+from daemon.asr.mic_stream import MicEvent, MicStream, SpeechProbability, frame_to_ms
 from daemon.asr.transcriber import DecodeOptions, Transcriber, resolve_whisper
 from daemon.config import AsrConfig
 from daemon.engine_thread import EngineThread
@@ -165,8 +165,8 @@ class VoiceInput:
         session.next_seq = mic.header.seq + 1
         events = session.stream.push(mic.pcm)
         session.arrivals.append((session.stream.frames_seen, time.perf_counter()))
-        for event in events:
-            self._on_event(peer, session, event)
+        for mic_event in events:
+            self._on_event(peer, session, mic_event)
 
     def listen_stop(self, peer: Peer) -> None:
         """Close the microphone; in push-to-talk mode the utterance ends here."""
@@ -174,9 +174,9 @@ class VoiceInput:
         if session is None:
             self._server.reject(peer, ErrorCode.NOT_LISTENING, "listen_stop without listen_start")
             return
-        event = session.stream.force_end()
-        if event is not None:
-            self._on_event(peer, session, event)
+        mic_event = session.stream.force_end()
+        if mic_event is not None:
+            self._on_event(peer, session, mic_event)
         del self._sessions[peer.identity]
 
     def peer_gone(self, peer: Peer) -> None:
@@ -187,7 +187,8 @@ class VoiceInput:
 
     # ------------------------------------------------------------ endpoint events
 
-    def _on_event(self, peer: Peer, session: VoiceSession, event: EndpointEvent) -> None:
+    def _on_event(self, peer: Peer, session: VoiceSession, mic_event: MicEvent) -> None:
+        event, audio = mic_event.event, mic_event.audio
         npc_id = session.request.npc_id
         if event.kind == "start":
             self._server.send(peer, SpeechStarted(npc_id=npc_id,
@@ -197,15 +198,12 @@ class VoiceInput:
         elif event.kind == "pause":
             self._drop_speculation(peer, session)
             speculation = _Speculation(event)
-            audio = session.stream.utterance_audio(event)
             speculation.task = self._spawn(session, self._speculate(peer, session, speculation,
                                                                     audio))
             session.speculation = speculation
         elif event.kind == "resume":
             self._drop_speculation(peer, session)
         else:  # end
-            audio = session.stream.utterance_audio(event)
-            session.stream.release(event)
             speculation, session.speculation = session.speculation, None
             if speculation is not None and (
                     speculation.event.speech_end_frame != event.speech_end_frame):
@@ -284,7 +282,9 @@ class VoiceInput:
         speculation.abandoned = True
         if speculation.handle is not None:
             self._server.abandon_turn(peer, speculation.handle)
-        # An ASR job already on the engine thread finishes; its result is ignored.
+        if speculation.task is not None:
+            # A queued ASR job is dropped; one already running finishes, result ignored.
+            speculation.task.cancel()
 
     def _spawn(self, session: VoiceSession, coroutine) -> asyncio.Task[None]:
         task = asyncio.create_task(self._guarded(coroutine), name="voice-input")

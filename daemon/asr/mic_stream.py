@@ -6,6 +6,8 @@ open microphone left on for an hour holds a second of audio, not an hour.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 import soxr
 
@@ -39,6 +41,20 @@ class SpeechProbability:
         return float(self._model(self._torch.from_numpy(frame), SAMPLE_RATE_HZ))
 
 
+@dataclass(frozen=True, slots=True)
+class MicEvent:
+    """An endpoint event, with the utterance's audio at that moment for pause and end.
+
+    Attributes:
+      event: What happened.
+      audio: float32 16 kHz audio from the pre-roll before the speech start to the end
+        of speech (trailing silence excluded); None for start and resume.
+    """
+
+    event: EndpointEvent
+    audio: np.ndarray | None
+
+
 class MicStream:
     """Turns s16le PCM at any rate into endpoint events and utterance audio.
 
@@ -70,7 +86,7 @@ class MicStream:
         """512-sample frames processed since the stream opened."""
         return self._next_frame
 
-    def push(self, pcm: bytes) -> list[EndpointEvent]:
+    def push(self, pcm: bytes) -> list[MicEvent]:
         """Add s16le mono PCM; return the endpoint events it caused, in order."""
         audio = np.frombuffer(pcm, dtype="<i2").astype(np.float32) / 32768.0
         if self._resampler is not None:
@@ -82,7 +98,7 @@ class MicStream:
             frame = np.ascontiguousarray(pending[start : start + FRAME_SAMPLES])
             event = self._push_frame(frame)
             if event is not None:
-                events.append(event)
+                events.append(self._with_audio(event))
         self._pending = pending[usable:]
         return events
 
@@ -99,26 +115,20 @@ class MicStream:
             event = self._endpointer.force_end()
         return event
 
-    def force_end(self) -> EndpointEvent | None:
+    def force_end(self) -> MicEvent | None:
         """End the open utterance now (push-to-talk released)."""
-        return self._endpointer.force_end()
+        event = self._endpointer.force_end()
+        return self._with_audio(event) if event is not None else None
 
-    def utterance_audio(self, event: EndpointEvent) -> np.ndarray:
-        """float32 16 kHz audio of the utterance of `event`, pre-roll included.
-
-        Returns the audio from `preroll_ms` before the speech start to the end of
-        speech (trailing silence excluded), as far as it is still held.
-        """
+    def _with_audio(self, event: EndpointEvent) -> MicEvent:
+        # Snapshot now: frames after an `end` are trimmed while the stream is idle.
+        if event.kind not in ("pause", "end"):
+            return MicEvent(event, None)
         first = max(self._first_frame, event.speech_start_frame - self._preroll_frames)
         last = max(first, event.speech_end_frame)
         frames = self._frames[first - self._first_frame : last - self._first_frame]
-        return np.concatenate(frames) if frames else np.zeros(0, dtype=np.float32)
-
-    def release(self, event: EndpointEvent) -> None:
-        """Forget the audio of a finished utterance (keep only the pre-roll)."""
-        keep_from = max(self._first_frame, self._next_frame - self._preroll_frames)
-        del self._frames[: keep_from - self._first_frame]
-        self._first_frame = keep_from
+        audio = np.concatenate(frames) if frames else np.zeros(0, dtype=np.float32)
+        return MicEvent(event, audio)
 
 
 def frame_to_ms(frame: int) -> float:
