@@ -280,6 +280,9 @@ class VoiceInput:
 
     def _abandon(self, peer: Peer, speculation: _Speculation) -> None:
         speculation.abandoned = True
+        stage = "held turn" if speculation.handle is not None else "transcription"
+        _LOGGER.info("client %s spoke on after a pause: speculative start dropped (%s)",
+                     peer.label, stage)
         if speculation.handle is not None:
             self._server.abandon_turn(peer, speculation.handle)
         if speculation.task is not None:

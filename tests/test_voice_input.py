@@ -157,7 +157,8 @@ def test_open_mic_turn_with_a_pause_inside_the_sentence(voice_daemon: DaemonProc
     # Nothing else spoke: the speculative turn started in the pause left no trace.
     assert not [m for m in stray if isinstance(m, (DecodedAudio, Transcript))], stray
     assert not [e for e in events if isinstance(e, Transcript)], events
-    assert "speculative turn" in voice_daemon.log_text()
+    # The pause did start speculative work (how far it got depends on the machine's speed).
+    assert "speculative start dropped" in voice_daemon.log_text()
 
 
 def test_speculative_start_is_released_at_the_endpoint(voice_daemon: DaemonProcess,
