@@ -45,6 +45,7 @@ from daemon.engines import Engines
 from daemon.llm.conversation import Conversation
 from daemon.metrics import Telemetry
 from daemon.peers import ClientTooSlow, Peer, TurnHandle
+from daemon.socket_io import SocketWriter, watch_connections
 from daemon.turn import Turn, TurnSpec
 from daemon.voice_input import VoiceEngines, VoiceInput
 
@@ -84,7 +85,7 @@ class BridgeServer:
         self._telemetry = telemetry or Telemetry()
         self._peers: dict[bytes, Peer] = {}
         self._socket: zmq.asyncio.Socket | None = None
-        self._output_ready = asyncio.Event()
+        self._writer: SocketWriter | None = None
         self._background: set[asyncio.Task[None]] = set()
         self._voice = VoiceInput(self, voice, config.asr) if voice is not None else None
         self.endpoint: str | None = None
@@ -120,8 +121,10 @@ class BridgeServer:
         if self._socket is None:
             self.bind()
         reader = asyncio.create_task(self._read_loop(), name="zmq-reader")
-        writer = asyncio.create_task(self._write_loop(), name="zmq-writer")
-        monitor = asyncio.create_task(self._monitor_loop(), name="zmq-monitor")
+        self._writer = SocketWriter(self._socket, self._peers, self._peer_gone)
+        writer = asyncio.create_task(self._writer.run(), name="zmq-writer")
+        monitor = asyncio.create_task(watch_connections(self._socket, self._telemetry),
+                                      name="zmq-monitor")
         stopper = asyncio.create_task(stop.wait(), name="stop-wait")
         try:
             done, _ = await asyncio.wait(
@@ -142,10 +145,8 @@ class BridgeServer:
                 if handle.task is not None:
                     turn_tasks.append(handle.task)
         await asyncio.gather(*turn_tasks, return_exceptions=True)
-        deadline = time.monotonic() + 0.5  # let the cancelled events reach the clients
-        while any(p.outbox for p in self._peers.values()) and time.monotonic() < deadline:
-            if not self._send_some():
-                await asyncio.sleep(0.01)
+        if self._writer is not None:
+            await self._writer.flush(timeout_s=0.5)  # let `cancelled` reach the clients
         for task in (*tasks, *self._background):
             task.cancel()
         await asyncio.gather(*tasks, *self._background, return_exceptions=True)
@@ -155,21 +156,6 @@ class BridgeServer:
 
     def _running_turn_count(self) -> int:
         return sum(len(peer.turns) for peer in self._peers.values())
-
-    async def _monitor_loop(self) -> None:
-        """Count TCP connections for telemetry (ZMTP hides them from the ROUTER)."""
-        assert self._socket is not None
-        monitor = self._socket.get_monitor_socket(
-            zmq.EVENT_ACCEPTED | zmq.EVENT_DISCONNECTED)
-        try:
-            while True:
-                frames = await monitor.recv_multipart()
-                event = int.from_bytes(frames[0][:2], "little")
-                self._telemetry.connections_changed(1 if event == zmq.EVENT_ACCEPTED else -1)
-        finally:
-            if self._socket is not None:
-                self._socket.disable_monitor()
-            monitor.close(linger=0)
 
     # ------------------------------------------------------------------ reading
 
@@ -475,42 +461,8 @@ class BridgeServer:
         if peer.gone:
             return
         peer.queue(message, pcm)
-        self._output_ready.set()
-
-    async def _write_loop(self) -> None:
-        while True:
-            await self._output_ready.wait()
-            if not self._send_some():
-                if any(peer.outbox for peer in self._peers.values()):
-                    await asyncio.sleep(0.002)  # every peer with output is at its HWM
-                else:
-                    self._output_ready.clear()
-            else:
-                await asyncio.sleep(0)  # let the reader and the turns run between rounds
-
-    def _send_some(self) -> bool:
-        """Send at most one message per peer; return True if anything was sent."""
-        assert self._socket is not None
-        sent = False
-        for peer in list(self._peers.values()):
-            if not peer.outbox:
-                continue
-            item = peer.outbox[0]
-            # A non-blocking send on a zmq.asyncio socket returns a future that is
-            # already resolved: the error (if any) is in it, not raised here.
-            error = self._socket.send_multipart(
-                [peer.identity, *item.frames], flags=zmq.NOBLOCK, copy=False
-            ).exception()
-            if isinstance(error, zmq.Again):
-                continue  # this peer's pipe is full: try the others
-            if isinstance(error, zmq.ZMQError) and error.errno == zmq.EHOSTUNREACH:
-                self._peer_gone(peer)
-                continue
-            if error is not None:
-                raise error
-            peer.outbox.popleft()
-            sent = True
-        return sent
+        if self._writer is not None:
+            self._writer.wake()
 
     def _peer_gone(self, peer: Peer) -> None:
         """The client disconnected: cancel its turns quietly and forget it."""
