@@ -306,8 +306,9 @@ class Cancelled(Message, kw_only=True):
 
     Attributes:
       turn_id: The stopped turn.
-      reason: "cancel" (client `Cancel`), "barge_in" (a new `Say` to the same NPC on
-        this connection) or "shutdown" (daemon stopping).
+      reason: "cancel" (client `Cancel`, or the client disconnected), "barge_in" (a
+        new `Say` to the same NPC on this connection, or the player started speaking
+        to it) or "shutdown" (daemon stopping).
       block_count: Blocks sent before the stop.
       timings: Per-stage timings up to the stop.
     """
@@ -326,11 +327,14 @@ class Error(Message, kw_only=True):
       message: Human-readable explanation naming what was wrong.
       turn_id: Turn the error ends, or None for a connection-level error (a bad frame,
         a message before the handshake...), which ends no turn.
+      rejected_turn_id: With `turn_id_reused`: the id of the refused `say` (which
+        started no turn; another turn may hold that id).
     """
 
     code: str
     message: str
     turn_id: int | None = None
+    rejected_turn_id: int | None = None
 
 
 class SpeechStarted(Message, kw_only=True):

@@ -67,6 +67,12 @@ class Peer:
     conversations: dict[str, Conversation] = field(default_factory=dict)
     outbox: deque[Outgoing] = field(default_factory=deque)
     gone: bool = False
+    last_provisional_id: int = 0
+
+    def provisional_turn_id(self) -> int:
+        """A negative id for a held (speculative) turn, unique on this connection."""
+        self.last_provisional_id -= 1
+        return self.last_provisional_id
 
     @property
     def label(self) -> str:

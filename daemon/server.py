@@ -14,6 +14,7 @@ import time
 from collections.abc import Coroutine
 from importlib.metadata import PackageNotFoundError, version
 
+import msgspec
 import zmq
 import zmq.asyncio
 
@@ -285,8 +286,9 @@ class BridgeServer:
         if say.turn_id <= peer.last_turn_id:
             # Not a terminal event for say.turn_id: that id may be a live turn.
             self.reject(peer, ErrorCode.TURN_ID_REUSED,
-                         f"turn id {say.turn_id} is not greater than the last one "
-                         f"({peer.last_turn_id}); turn ids must increase")
+                        f"turn id {say.turn_id} is not greater than the last one "
+                        f"({peer.last_turn_id}); turn ids must increase",
+                        rejected_turn_id=say.turn_id)
             return
         peer.last_turn_id = say.turn_id
         problem = self._say_problem(peer, say)
@@ -344,6 +346,24 @@ class BridgeServer:
         handle.task = asyncio.create_task(
             self._drive_turn(peer, handle), name=f"turn-{peer.identity.hex()}-{say.turn_id}")
         return handle
+
+    def assign_turn_id(self, peer: Peer, handle: TurnHandle) -> int:
+        """Give a held turn its client-visible id (the next one of `peer`) and return it.
+
+        Held turns run under a provisional negative id, so a speculative start that is
+        abandoned never uses up an id the client could be about to send.
+        """
+        spec = handle.turn.spec
+        turn_id = peer.last_turn_id = peer.last_turn_id + 1
+        peer.turns.pop(spec.turn_id, None)
+        peer.turns[turn_id] = handle
+        spec.turn_id = turn_id
+        handle.held = [(msgspec.structs.replace(message, turn_id=turn_id), pcm)
+                       for message, pcm in handle.held or []]
+        if handle.pending_terminal is not None:
+            handle.pending_terminal = msgspec.structs.replace(handle.pending_terminal,
+                                                              turn_id=turn_id)
+        return turn_id
 
     def release_turn(self, peer: Peer, handle: TurnHandle) -> None:
         """Send a held turn's messages so far and let the rest flow (endpoint confirmed)."""
@@ -451,10 +471,11 @@ class BridgeServer:
 
     # ------------------------------------------------------------------ writing
 
-    def reject(self, peer: Peer, code: str, message: str) -> None:
+    def reject(self, peer: Peer, code: str, message: str,
+               rejected_turn_id: int | None = None) -> None:
         """Send a connection-level error (one that ends no turn) to `peer`."""
         self._telemetry.input_rejected(code)
-        self.send(peer, Error(code=code, message=message))
+        self.send(peer, Error(code=code, message=message, rejected_turn_id=rejected_turn_id))
 
     def send(self, peer: Peer, message: DaemonMessage, pcm: bytes | None = None) -> None:
         """Queue `message` (and its PCM) for `peer`; dropped if the peer is gone."""

@@ -247,13 +247,16 @@ class VoiceInput:
         if handle is None:
             self._server.send(peer, SpeechEnded(npc_id=npc_id, at_ms=end_ms))
             return
-        spec = handle.turn.spec
+        if handle.finished:  # e.g. cancelled by a new say to the NPC meanwhile
+            self._server.send(peer, SpeechEnded(npc_id=npc_id, at_ms=end_ms))
+            return
         timings = handle.turn.progress.timings
         timings.asr_ms = asr_ms
         timings.speculative = speculative
-        timings.endpoint_ms = round((endpoint_wall - spec.received_at) * 1000.0, 1)
-        self._server.send(peer, SpeechEnded(npc_id=npc_id, at_ms=end_ms, turn_id=spec.turn_id))
-        self._server.send(peer, Transcript(turn_id=spec.turn_id, npc_id=npc_id, text=text,
+        timings.endpoint_ms = round((endpoint_wall - handle.turn.spec.received_at) * 1000.0, 1)
+        turn_id = self._server.assign_turn_id(peer, handle)
+        self._server.send(peer, SpeechEnded(npc_id=npc_id, at_ms=end_ms, turn_id=turn_id))
+        self._server.send(peer, Transcript(turn_id=turn_id, npc_id=npc_id, text=text,
                                            speech_end_ms=end_ms))
         self._server.release_turn(peer, handle)
 
@@ -262,12 +265,11 @@ class VoiceInput:
         """Start a (held) turn for a recognised utterance; None if it cannot start."""
         request = session.request
         text = text[: self._server.max_text_chars]
-        turn_id = peer.last_turn_id + 1
         problem = self._server.turn_limit_problem(peer, request.npc_id)
         if problem is not None:
             self._server.reject(peer, *problem)
             return None
-        peer.last_turn_id = turn_id
+        turn_id = peer.provisional_turn_id()  # the real one comes at release
         # End of speech: when the daemon had received the last voiced frame.
         received_at = session.wall_time_of(event.speech_end_frame)
         say = Say(turn_id=turn_id, npc_id=request.npc_id, text=text, profile=request.profile)

@@ -9,8 +9,16 @@ Godot binary exists in CI):
                                      EOF reported once the received data has been read)
 - `ZmtpConnection`                 = zmtp_connection.gd (greeting, READY, frames, PING/PONG,
                                      timeouts, reconnect with backoff)
+- `MicResampler`                   = mic_resampler.gd (mix-rate stereo float frames -> 16 kHz
+                                     mono s16le); `frames_to_mic_pcm` is its one-shot form
+- `AudioEffectCapture`             = the part of Godot's AudioEffectCapture the addon uses (a test
+                                     pushes "microphone" frames into it, as the audio thread does)
+- `MicCapture`                     = mic_capture.gd (pulls frames each frame, cuts 100 ms blocks)
+- `VoiceInput`                     = voice_input.gd (listen_start, mic_audio, listen_stop, speech
+                                     events)
+- `TurnTable`                      = turn_table.gd (turns in flight); audio is collected, not played
 - `NpcVoiceClient`                 = npc_voice_client.gd, protocol side (hello/welcome, say,
-                                     cancel, turn bookkeeping); audio is collected, not played
+                                     cancel, voice input, routing of messages)
 
 Only the standard library is used (`socket`, no pyzmq). Signals become callback lists.
 Test-only instrumentation (recorded frames, `answer_pings`) is marked as such.
@@ -18,12 +26,15 @@ Test-only instrumentation (recorded frames, `answer_pings`) is marked as such.
 
 from __future__ import annotations
 
+import bisect
 import errno
 import json
+import math
 import random
 import socket
+import struct
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from enum import IntEnum
 
@@ -631,11 +642,307 @@ class ZmtpConnection:
         self._greeting_received = False
 
 
-# ------------------------------------------------------------------ npc_voice_client.gd
+# ------------------------------------------------------------------ mic_resampler.gd
+
+
+def get_ticks_usec() -> int:
+    """Godot's Time.get_ticks_usec(): a monotonic microsecond clock."""
+    return time.monotonic_ns() // 1000
+
+
+def roundi(value: float) -> int:
+    """Godot's roundi(): halves round away from zero (Python's round() rounds them to even)."""
+    magnitude = int(math.floor(abs(value) + 0.5))
+    return magnitude if value >= 0 else -magnitude
+
+
+def clampi(value: int, low: int, high: int) -> int:
+    """Godot's clampi()."""
+    return max(low, min(high, value))
+
+
+class MicResampler:
+    """mic_resampler.gd: stereo float frames at the mix rate -> mono s16le at 16 kHz.
+
+    Box-filter decimation: each output sample is the mean of the input over its own
+    1/output_rate interval (mono = (left + right) / 2), frames straddling an edge counting for
+    both sides in proportion; the state carries over between calls. `frames` are (left, right)
+    pairs of float32 values, as Godot's Vector2 holds them (GDScript computes in doubles).
+    """
+
+    def __init__(self, input_rate: int, output_rate: int) -> None:
+        self.input_rate_hz = input_rate
+        self.output_rate_hz = output_rate
+        self._step = float(input_rate) / float(output_rate)  # input frames per output sample
+        self._sum = 0.0
+        self._filled = 0.0
+
+    def process(self, frames: Sequence[tuple[float, float]]) -> bytes:
+        """mic_resampler.gd process(): s16le mono, 2 bytes per output sample."""
+        pcm = bytearray((int((len(frames) + self._filled) / self._step) + 2) * 2)
+        count = 0
+        for left_channel, right_channel in frames:
+            sample = (float(left_channel) + float(right_channel)) * 0.5
+            left = 1.0  # the part of this input frame not given to an output sample yet
+            while self._filled + left >= self._step:
+                part = self._step - self._filled
+                struct.pack_into("<h", pcm, count * 2,
+                                 self.to_s16(self._sum + sample * part, self._step))
+                count += 1
+                left -= part
+                self._sum = 0.0
+                self._filled = 0.0
+            self._sum += sample * left
+            self._filled += left
+        del pcm[count * 2:]
+        return bytes(pcm)
+
+    def reset(self) -> None:
+        """mic_resampler.gd reset()."""
+        self._sum = 0.0
+        self._filled = 0.0
+
+    @staticmethod
+    def to_s16(total: float, weight: float) -> int:
+        """mic_resampler.gd to_s16(): the mean total / weight, scaled by 32767, rounded, clipped."""
+        return clampi(roundi(total / weight * 32767.0), -32768, 32767)
+
+
+def frames_to_mic_pcm(frames: Sequence[tuple[float, float]], input_rate_hz: int,
+                      output_rate_hz: int = 16000) -> bytes:
+    """The converter as a pure function: all of `frames` through a fresh `MicResampler`."""
+    return MicResampler(input_rate_hz, output_rate_hz).process(frames)
+
+
+# ------------------------------------------------------------------ Godot's AudioEffectCapture
+
+
+class AudioEffectCapture:
+    """The part of Godot 4's AudioEffectCapture the addon uses: a ring buffer of stereo frames
+    that the audio thread fills (`push`, test-only: what the microphone bus delivers) and the
+    game drains with get_frames_available() / get_buffer(); frames that do not fit are lost."""
+
+    def __init__(self, capacity_frames: int) -> None:
+        self._frames: list[tuple[float, float]] = []
+        self._capacity = capacity_frames
+        self.discarded_frames = 0
+
+    def push(self, frames: Sequence[tuple[float, float]]) -> None:
+        room = self._capacity - len(self._frames)
+        self._frames.extend(frames[:room])
+        self.discarded_frames += max(0, len(frames) - room)
+
+    def get_frames_available(self) -> int:
+        return len(self._frames)
+
+    def get_buffer(self, frames: int) -> list[tuple[float, float]]:
+        if frames > len(self._frames):
+            return []
+        taken = self._frames[:frames]
+        del self._frames[:frames]
+        return taken
+
+    def clear_buffer(self) -> None:
+        self._frames.clear()
+
+
+# ------------------------------------------------------------------ mic_capture.gd
+
+
+class MicCapture:
+    """mic_capture.gd without Godot's audio engine: `capture` stands for the mic bus's
+    AudioEffectCapture, `mix_rate_hz` for AudioServer.get_mix_rate(), `enable_input` for the
+    project setting audio/driver/enable_input. Signals become callback lists."""
+
+    OUTPUT_RATE_HZ = 16000
+    CAPTURE_BUFFER_S = 0.5
+    ENABLE_INPUT_SETTING = "audio/driver/enable_input"
+
+    def __init__(self, mix_rate_hz: int = 48000) -> None:
+        self.block_samples = 1600
+        self.block_captured: list[Callable[[bytes], None]] = []
+        self.mix_rate_hz = mix_rate_hz
+        self.enable_input = True
+        self.capture = AudioEffectCapture(int(self.CAPTURE_BUFFER_S * mix_rate_hz))
+        self._resampler: MicResampler | None = None
+        self._pending = bytearray()
+        self._capturing = False
+
+    def process(self) -> None:
+        """_process(): Godot calls it every frame."""
+        if self._capturing:
+            self._pull()
+
+    def start(self, bus_name: str) -> str:
+        """mic_capture.gd start(): "" or why the microphone cannot be used."""
+        if not self.enable_input:
+            return "microphone input is off: enable the project setting " + \
+                self.ENABLE_INPUT_SETTING
+        self._resampler = MicResampler(int(self.mix_rate_hz), self.OUTPUT_RATE_HZ)
+        self._pending = bytearray()
+        if not self._capturing:
+            self.capture.clear_buffer()  # frames left from an earlier capture
+            self._capturing = True  # the GDScript plays an AudioStreamMicrophone on bus_name
+        return ""
+
+    def stop(self, flush: bool) -> None:
+        """mic_capture.gd stop(): with `flush`, the captured rest goes out as a last block."""
+        if not self._capturing:
+            return
+        if flush:
+            self._pull()
+            if self._pending:
+                pcm = bytes(self._pending)
+                for callback in list(self.block_captured):
+                    callback(pcm)
+        self._pending = bytearray()
+        self._capturing = False
+
+    def is_capturing(self) -> bool:
+        return self._capturing
+
+    def _pull(self) -> None:
+        assert self._resampler is not None
+        available = self.capture.get_frames_available()
+        if available > 0:
+            self._pending += self._resampler.process(self.capture.get_buffer(available))
+        block_bytes = self.block_samples * 2
+        while len(self._pending) >= block_bytes:
+            block = bytes(self._pending[:block_bytes])
+            self._pending = self._pending[block_bytes:]
+            for callback in list(self.block_captured):
+                callback(block)
+
+
+# ------------------------------------------------------------------ voice_input.gd
+
+
+def int_field(message: dict, key: str) -> int:
+    """turn_table.gd int_field(): a JSON number as an int, else -1."""
+    value = message.get(key)
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return int(value)
+    return -1
+
+
+class VoiceInput:
+    """voice_input.gd: the connection's microphone stream. Signals become callback lists;
+    `block_ms` and `mic_bus` stand for the npc_voice/voice/* settings."""
+
+    MODES = ("push_to_talk", "open_mic")
+    MAX_MARKS = 3000
+
+    def __init__(self, send: Callable[[list[bytes]], bool], mix_rate_hz: int = 48000) -> None:
+        self.used = False
+        self.block_ms = 100
+        self.mic_bus = "NpcVoiceMic"
+        # signals
+        self.speech_started: list[Callable[[str], None]] = []
+        self.speech_ended: list[Callable[[str, int], None]] = []
+        self.transcript_received: list[Callable[[int, str, str, int], None]] = []
+        self.failed: list[Callable[[str, str], None]] = []
+        # private state, as in the GDScript
+        self._send = send
+        self.mic = MicCapture(mix_rate_hz)
+        self.mic.block_captured.append(self._on_block_captured)
+        self._npc_id = ""
+        self._options: dict = {}
+        self._seq = 0
+        self._sent_ms = 0.0
+        self._mark_ms: list[float] = []
+        self._mark_usec: list[int] = []
+
+    def start(self, npc_id: str, mode: str, options: dict) -> bool:
+        if mode not in self.MODES:
+            for callback in list(self.failed):
+                callback("invalid_mode", "mode must be push_to_talk or open_mic, not " + mode)
+            return False
+        self.mic.block_samples = max(int(MicCapture.OUTPUT_RATE_HZ * self.block_ms / 1000.0), 1)
+        problem = self.mic.start(self.mic_bus)
+        if problem:
+            for callback in list(self.failed):
+                callback("mic_unavailable", problem)
+            return False
+        message = {"type": "listen_start", "npc_id": npc_id, "mode": mode,
+                   "sample_rate_hz": MicCapture.OUTPUT_RATE_HZ}
+        if "profile" in options:
+            message["profile"] = str(options["profile"])
+        self._npc_id = npc_id
+        self._options = options
+        self._seq = 0
+        self._sent_ms = 0.0
+        self._mark_ms = []
+        self._mark_usec = []
+        self.used = True
+        self._send_json(message)
+        return True
+
+    def stop(self) -> None:
+        if self._npc_id == "":
+            return
+        self.mic.stop(True)  # the last, shorter block goes out before listen_stop
+        self._send_json({"type": "listen_stop"})
+        self._npc_id = ""
+
+    def is_listening(self) -> bool:
+        return self._npc_id != ""
+
+    def turn_options(self) -> dict:
+        return self._options
+
+    def connection_lost(self) -> None:
+        self.mic.stop(False)
+        self._npc_id = ""
+        self.used = False
+
+    def handle_message(self, message: dict) -> None:
+        npc_id = str(message.get("npc_id", ""))
+        kind = str(message.get("type", ""))
+        if kind == "speech_started":
+            for callback in list(self.speech_started):
+                callback(npc_id)
+        elif kind == "speech_ended":
+            for callback in list(self.speech_ended):
+                callback(npc_id, int_field(message, "turn_id"))
+        elif kind == "transcript":
+            end_ms = message.get("speech_end_ms", 0.0)
+            end_usec = self.usec_at_input_ms(
+                float(end_ms) if isinstance(end_ms, (int, float)) else 0.0)
+            for callback in list(self.transcript_received):
+                callback(int_field(message, "turn_id"), npc_id, str(message.get("text", "")),
+                         end_usec)
+
+    def usec_at_input_ms(self, input_ms: float) -> int:
+        """When the block holding input time `input_ms` was sent (PackedFloat64Array.bsearch)."""
+        index = bisect.bisect_left(self._mark_ms, input_ms)
+        if index >= len(self._mark_usec):
+            return get_ticks_usec()
+        return self._mark_usec[index]
+
+    def _send_json(self, message: dict) -> None:
+        self._send([json.dumps(message).encode("utf-8")])
+
+    def _on_block_captured(self, pcm: bytes) -> None:
+        if self._npc_id == "":
+            return
+        samples = len(pcm) >> 1
+        header = {"type": "mic_audio", "seq": self._seq, "sample_count": samples}
+        self._send([json.dumps(header).encode("utf-8"), pcm])
+        self._seq += 1
+        self._sent_ms += samples * 1000.0 / MicCapture.OUTPUT_RATE_HZ
+        if len(self._mark_ms) >= self.MAX_MARKS:
+            self._mark_ms = self._mark_ms[self.MAX_MARKS >> 1:]
+            self._mark_usec = self._mark_usec[self.MAX_MARKS >> 1:]
+        self._mark_ms.append(self._sent_ms)
+        self._mark_usec.append(get_ticks_usec())
+
+
+# ------------------------------------------------------------------ turn_table.gd
 
 PROTOCOL_VERSION = 1
 DEFAULT_PREBUFFER_MS = 240
 FATAL_HANDSHAKE_ERRORS = ("bad_token", "unsupported_protocol")
+VOICE_TURN_ID_GAP = 1000
 
 
 @dataclass
@@ -658,6 +965,7 @@ class TurnState:
     pcm: bytearray = field(default_factory=bytearray)
     terminal_message: dict = field(default_factory=dict)
     blocks_after_terminal: int = 0
+    blocks_after_stop: int = 0
 
     def outcome(self) -> str:
         if self.terminal == "done":
@@ -665,14 +973,159 @@ class TurnState:
         return self.terminal
 
 
-class NpcVoiceClient:
-    """npc_voice_client.gd without the audio: signals are appended to `events`."""
+class TurnTable:
+    """turn_table.gd without the audio: blocks are collected in the TurnState, a `done` ends a
+    turn at once (the GDScript lets its player play it out first), and the signals (relayed by
+    the autoload) are appended to `events`."""
 
-    def __init__(self, host: str, port: int, token: str = "", sample_rate_hz: int = 0) -> None:
+    def __init__(self, events: list[tuple], send: Callable[[dict], None],
+                 is_connected: Callable[[], bool]) -> None:
+        self.next_turn_id = 1
+        self.finished: dict[int, TurnState] = {}  # test-only: turns after speech_finished
+        self._events = events
+        self._send = send
+        self._is_connected = is_connected
+        self._turns: dict[int, TurnState] = {}
+        self._npcs: dict[str, dict] = {}
+        self._stray_unknown_turn_errors = 0
+
+    def set_npcs(self, npcs: list) -> None:
+        self._npcs = {str(n.get("npc_id", "")): n for n in npcs if isinstance(n, dict)}
+
+    def npcs(self) -> dict[str, dict]:
+        return self._npcs
+
+    def begin_turn(self, turn_id: int, npc_id: str, options: dict) -> TurnState:
+        turn = TurnState(turn_id, npc_id, get_ticks_usec() / 1000.0)
+        self.next_turn_id = max(self.next_turn_id, turn_id + 1)  # ids only grow
+        for other in list(self._turns.values()):
+            if other.npc_id == npc_id:  # (the GDScript also stops the turn of the same player)
+                self._interrupt(other, True)
+        self._turns[turn.turn_id] = turn
+        return turn
+
+    def has_turn(self, turn_id: int) -> bool:
+        return turn_id in self._turns
+
+    def turn(self, turn_id: int) -> TurnState | None:
+        """Test-only: the turn in flight."""
+        return self._turns.get(turn_id)
+
+    def cancel(self, turn_id: int) -> None:
+        turn = self._turns.get(turn_id)
+        if turn is not None:
+            self._interrupt(turn, True)
+
+    def stop_npc(self, npc_id: str) -> None:
+        for turn in list(self._turns.values()):
+            if turn.npc_id == npc_id and not turn.stopped:
+                self._interrupt(turn, False)
+
+    def fail_turn(self, turn_id: int, code: str, message: str) -> None:
+        turn = self._turns.get(turn_id)
+        if turn is None:
+            return
+        self._events.append(("error_received", code, message, turn_id))
+        turn.terminal = "error"
+        self._interrupt(turn, False)
+
+    def handle_subtitle(self, message: dict) -> None:
+        turn = self._turns.get(int_field(message, "turn_id"))
+        if turn is not None and not turn.stopped:
+            turn.subtitles.append(str(message.get("text", "")))
+            self._events.append(("subtitle_received", turn.turn_id, turn.npc_id,
+                                 str(message.get("text", ""))))
+
+    def handle_audio(self, header: dict, frames: list[bytes]) -> None:
+        turn_id = int_field(header, "turn_id")
+        turn = self._turns.get(turn_id)
+        if turn is None or turn.stopped:
+            late = self.finished.get(turn_id) if turn is None else None  # test-only counts
+            if late is not None:
+                late.blocks_after_terminal += 1
+            elif turn is not None:
+                turn.blocks_after_stop += 1
+            return  # a stale block of a turn that was stopped here
+        samples = int_field(header, "sample_count")
+        if len(frames) != 2 or len(frames[1]) != 2 * samples:
+            self._events.append(("error_received", "bad_message", "malformed audio block",
+                                 turn_id))
+            return
+        seq = int_field(header, "seq")
+        turn.lost_blocks += max(seq - turn.next_seq, 0)
+        turn.next_seq = seq + 1
+        if turn.first_block_ms < 0:
+            turn.first_block_ms = get_ticks_usec() / 1000.0
+        turn.headers.append(header)  # the GDScript hands the block to the player here
+        turn.pcm += frames[1]
+
+    def handle_terminal(self, message: dict, kind: str) -> None:
+        turn = self._turns.get(int_field(message, "turn_id"))
+        if turn is None:
+            return
+        turn.terminal = kind
+        turn.terminal_message = message
+        if isinstance(message.get("timings"), dict):
+            turn.timings = message["timings"]
+        if kind == "done" and turn.cancel_sent:
+            self._stray_unknown_turn_errors += 1
+        if kind == "done" and not turn.stopped:
+            self._finish(turn)  # the GDScript lets the player play it out first
+        else:
+            self._interrupt(turn, False)
+
+    def handle_error(self, message: dict) -> None:
+        code = str(message.get("code", ""))
+        turn_id = int_field(message, "turn_id")
+        if turn_id < 0 and code == "unknown_turn" and self._stray_unknown_turn_errors > 0:
+            self._stray_unknown_turn_errors -= 1
+            return
+        self._events.append(("error_received", code, str(message.get("message", "")), turn_id))
+        if turn_id >= 0:
+            self.handle_terminal(message, "error")
+
+    def connection_lost(self) -> None:
+        self._stray_unknown_turn_errors = 0
+        for turn in list(self._turns.values()):
+            if not turn.terminal:
+                turn.terminal = "disconnected"
+                self._interrupt(turn, False)
+
+    def _interrupt(self, turn: TurnState, send_cancel: bool) -> None:
+        if not turn.stopped:
+            turn.stopped = True
+            if not turn.terminal and send_cancel and self._is_connected():
+                turn.cancel_sent = True
+                self._send({"type": "cancel", "turn_id": turn.turn_id})
+        if turn.terminal:
+            self._finish(turn)
+
+    def _finish(self, turn: TurnState) -> None:
+        if turn.turn_id not in self._turns:
+            return
+        del self._turns[turn.turn_id]
+        self.finished[turn.turn_id] = turn
+        self._events.append(("speech_finished", turn.turn_id, turn.npc_id, turn.outcome(),
+                             turn.timings))
+
+
+# ------------------------------------------------------------------ npc_voice_client.gd
+
+
+class NpcVoiceClient:
+    """npc_voice_client.gd without the audio: signals are appended to `events`.
+
+    `mix_rate_hz` stands for AudioServer.get_mix_rate() (the rate the microphone frames come
+    at); `process()` is one game frame: the autoload's _process and MicCapture's.
+    """
+
+    def __init__(self, host: str, port: int, token: str = "", sample_rate_hz: int = 0,
+                 mix_rate_hz: int = 48000) -> None:
         self.host = host
         self.port = port
         self.token = token
         self.sample_rate_hz = sample_rate_hz
+        self.barge_in = True
         self.connection = ZmtpConnection()
         self.connection.opened.append(self._on_connection_opened)
         self.connection.closed.append(self._on_connection_closed)
@@ -680,16 +1133,29 @@ class NpcVoiceClient:
         self.connection.message_received.append(self._on_message_received)
         self.welcome: dict = {}
         self.events: list[tuple] = []
-        self.finished: dict[int, TurnState] = {}
-        self._turns: dict[int, TurnState] = {}
-        self._next_turn_id = 1
-        self._stray_unknown_turn_errors = 0
+        self._turns = TurnTable(self.events, self._send, self.is_connected_to_daemon)
+        self._voice_input = VoiceInput(self.connection.send_message, mix_rate_hz)
+        self._voice_input.speech_started.append(self._on_player_speech_started)
+        self._voice_input.speech_ended.append(self._on_player_speech_ended)
+        self._voice_input.transcript_received.append(self._on_transcript_received)
+        self._voice_input.failed.append(self._on_voice_input_failed)
+
+    @property
+    def finished(self) -> dict[int, TurnState]:
+        """Test-only: turns after their speech_finished, by id."""
+        return self._turns.finished
+
+    @property
+    def microphone(self) -> AudioEffectCapture:
+        """Test-only: the capture effect a test pushes microphone frames into."""
+        return self._voice_input.mic.capture
 
     # -- public functions
 
     def process(self) -> None:
-        """_process(): advance the connection."""
+        """One frame: _process() (advance the connection), then MicCapture._process()."""
         self.connection.poll()
+        self._voice_input.mic.process()
 
     def connect_to_daemon(self) -> None:
         self.connection.connect_to(self.host, self.port)
@@ -703,14 +1169,12 @@ class NpcVoiceClient:
 
     def say(self, npc_id: str, text: str, options: dict | None = None) -> int:
         options = options or {}
-        turn = TurnState(self._next_turn_id, npc_id, time.monotonic() * 1000)
-        self._next_turn_id += 1
-        for other in list(self._turns.values()):
-            if other.npc_id == npc_id:
-                self._interrupt(other, True)
-        self._turns[turn.turn_id] = turn
+        turn_id = self._turns.next_turn_id + (VOICE_TURN_ID_GAP if self._voice_input.used
+                                              else 0)
+        turn = self._turns.begin_turn(turn_id, npc_id, options)
         if not self.is_connected_to_daemon():
-            self._end_turn_with_error(turn.turn_id, "not_connected", "not connected")
+            # the GDScript defers this call to the next frame
+            self._turns.fail_turn(turn.turn_id, "not_connected", "not connected")
             return turn.turn_id
         message = {"type": "say", "turn_id": turn.turn_id, "npc_id": npc_id, "text": text}
         if "profile" in options:
@@ -719,9 +1183,20 @@ class NpcVoiceClient:
         return turn.turn_id
 
     def cancel(self, turn_id: int) -> None:
-        turn = self._turns.get(turn_id)
-        if turn is not None:
-            self._interrupt(turn, True)
+        self._turns.cancel(turn_id)
+
+    def start_listening(self, npc_id: str, mode: str = "push_to_talk",
+                        options: dict | None = None) -> bool:
+        if not self.is_connected_to_daemon():
+            self.events.append(("error_received", "not_connected", "not connected", -1))
+            return False
+        return self._voice_input.start(npc_id, mode, options or {})
+
+    def stop_listening(self) -> None:
+        self._voice_input.stop()
+
+    def is_listening(self) -> bool:
+        return self._voice_input.is_listening()
 
     def run_until(self, predicate: Callable[[], bool], timeout_s: float = 60.0) -> bool:
         """Test helper: poll like a game loop (every ~2 ms) until `predicate` or the timeout."""
@@ -738,91 +1213,11 @@ class NpcVoiceClient:
     def _send(self, message: dict) -> None:
         self.connection.send_message([json.dumps(message).encode("utf-8")])
 
-    def _interrupt(self, turn: TurnState, send_cancel: bool) -> None:
-        if not turn.stopped:
-            turn.stopped = True
-            if not turn.terminal and send_cancel and self.is_connected_to_daemon():
-                turn.cancel_sent = True
-                self._send({"type": "cancel", "turn_id": turn.turn_id})
-        if turn.terminal:
-            self._finish(turn)
-
-    def _finish(self, turn: TurnState) -> None:
-        if turn.turn_id not in self._turns:
-            return
-        del self._turns[turn.turn_id]
-        self.finished[turn.turn_id] = turn
-        self.events.append(("speech_finished", turn.turn_id, turn.npc_id, turn.outcome(),
-                            turn.timings))
-
-    def _end_turn_with_error(self, turn_id: int, code: str, message: str) -> None:
-        turn = self._turns.get(turn_id)
-        if turn is None:
-            return
-        self.events.append(("error_received", code, message, turn_id))
-        turn.terminal = "error"
-        self._interrupt(turn, False)
-
     def _handle_welcome(self, message: dict) -> None:
         self.welcome = message
+        npcs = message.get("npcs", [])
+        self._turns.set_npcs(npcs if isinstance(npcs, list) else [])
         self.events.append(("connected", message))
-
-    def _handle_audio(self, header: dict, frames: list[bytes]) -> None:
-        turn_id = self._int_field(header, "turn_id")
-        turn = self._turns.get(turn_id)
-        if turn is None:
-            late = self.finished.get(turn_id)
-            if late is not None:
-                late.blocks_after_terminal += 1
-            return
-        samples = self._int_field(header, "sample_count")
-        if len(frames) != 2 or len(frames[1]) != 2 * samples:
-            self.events.append(("error_received", "bad_message", "malformed audio block",
-                                turn_id))
-            return
-        seq = self._int_field(header, "seq")
-        turn.lost_blocks += max(seq - turn.next_seq, 0)
-        turn.next_seq = seq + 1
-        if turn.first_block_ms < 0:
-            turn.first_block_ms = time.monotonic() * 1000
-        if not turn.stopped:  # the GDScript hands the block to the player here
-            turn.headers.append(header)
-            turn.pcm += frames[1]
-
-    def _handle_terminal(self, message: dict, kind: str) -> None:
-        turn = self._turns.get(self._int_field(message, "turn_id"))
-        if turn is None:
-            return
-        turn.terminal = kind
-        turn.terminal_message = message
-        if isinstance(message.get("timings"), dict):
-            turn.timings = message["timings"]
-        if kind == "done" and turn.cancel_sent:
-            self._stray_unknown_turn_errors += 1
-        if kind == "done" and not turn.stopped:
-            self._finish(turn)  # the GDScript lets the player play it out first
-        else:
-            self._interrupt(turn, False)
-
-    def _handle_error(self, message: dict) -> None:
-        code = str(message.get("code", ""))
-        text = str(message.get("message", ""))
-        turn_id = self._int_field(message, "turn_id")
-        if turn_id < 0 and code == "unknown_turn" and self._stray_unknown_turn_errors > 0:
-            self._stray_unknown_turn_errors -= 1
-            return
-        self.events.append(("error_received", code, text, turn_id))
-        if turn_id < 0 and code in FATAL_HANDSHAKE_ERRORS:
-            self.connection.close()
-        elif turn_id >= 0:
-            self._handle_terminal(message, "error")
-
-    @staticmethod
-    def _int_field(message: dict, key: str) -> int:
-        value = message.get(key)
-        if isinstance(value, (int, float)) and not isinstance(value, bool):
-            return int(value)
-        return -1
 
     # -- signal handlers
 
@@ -836,11 +1231,8 @@ class NpcVoiceClient:
     def _on_connection_closed(self, reason: str) -> None:
         was_welcomed = bool(self.welcome)
         self.welcome = {}
-        self._stray_unknown_turn_errors = 0
-        for turn in list(self._turns.values()):
-            if not turn.terminal:
-                turn.terminal = "disconnected"
-                self._interrupt(turn, False)
+        self._voice_input.connection_lost()
+        self._turns.connection_lost()
         if was_welcomed:
             self.events.append(("disconnected", reason))
 
@@ -860,14 +1252,34 @@ class NpcVoiceClient:
         if kind == "welcome":
             self._handle_welcome(message)
         elif kind == "subtitle":
-            turn = self._turns.get(self._int_field(message, "turn_id"))
-            if turn is not None and not turn.stopped:
-                turn.subtitles.append(str(message.get("text", "")))
-                self.events.append(("subtitle_received", turn.turn_id, turn.npc_id,
-                                    str(message.get("text", ""))))
+            self._turns.handle_subtitle(message)
         elif kind == "audio_block":
-            self._handle_audio(message, frames)
+            self._turns.handle_audio(message, frames)
         elif kind in ("done", "cancelled"):
-            self._handle_terminal(message, kind)
+            self._turns.handle_terminal(message, kind)
         elif kind == "error":
-            self._handle_error(message)
+            self._turns.handle_error(message)
+            code = str(message.get("code", ""))
+            if int_field(message, "turn_id") < 0 and code in FATAL_HANDSHAKE_ERRORS:
+                self.connection.close()
+        elif kind in ("speech_started", "speech_ended", "transcript"):
+            self._voice_input.handle_message(message)
+
+    def _on_player_speech_started(self, npc_id: str) -> None:
+        if self.barge_in:
+            self._turns.stop_npc(npc_id)  # heard at once; the daemon cancels a running turn
+        self.events.append(("player_speech_started", npc_id))
+
+    def _on_player_speech_ended(self, npc_id: str, turn_id: int) -> None:
+        self._turns.next_turn_id = max(self._turns.next_turn_id, turn_id + 1)
+        self.events.append(("player_speech_ended", npc_id, turn_id))
+
+    def _on_transcript_received(self, turn_id: int, npc_id: str, text: str,
+                                end_usec: int) -> None:
+        if turn_id >= 0 and not self._turns.has_turn(turn_id):
+            turn = self._turns.begin_turn(turn_id, npc_id, self._voice_input.turn_options())
+            turn.sent_ms = min(end_usec / 1000.0, turn.sent_ms)  # TTFA from the end of speech
+        self.events.append(("transcript_received", turn_id, npc_id, text))
+
+    def _on_voice_input_failed(self, code: str, message: str) -> None:
+        self.events.append(("error_received", code, message, -1))

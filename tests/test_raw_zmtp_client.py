@@ -213,7 +213,7 @@ def test_cancel_stops_a_turn_and_nothing_of_it_follows(daemon: DaemonHolder) -> 
     client = connected_client(daemon)
     turn_id = client.say("oracle", "Tell me a long story about the old temple.")
     assert client.run_until(lambda: turn_id in client.finished
-                            or bool(client._turns[turn_id].headers), 90), client.events
+                            or bool(client._turns.turn(turn_id).headers), 90), client.events
     client.cancel(turn_id)
     turn = finish(client, turn_id)
     assert turn.outcome() == "cancelled"

@@ -1,7 +1,9 @@
 extends Control
-## Demo of the NPC Voice addon: pick an NPC, type a line, hear the streamed reply, read the
-## subtitles and the measured TTFA. Start the daemon first ([code]npc-voice serve[/code]) or turn
-## on [code]npc_voice/daemon/auto_launch[/code] in the project settings.
+## Demo of the NPC Voice addon: pick an NPC, type a line (or hold "Hold to talk", or switch on
+## "Open mic" and speak), hear the streamed reply, read the subtitles and the measured TTFA.
+## Start the daemon first ([code]npc-voice serve[/code]) or turn on
+## [code]npc_voice/daemon/auto_launch[/code] in the project settings. Voice input needs
+## [code]audio/driver/enable_input[/code] (on in this project) and a microphone.
 ##
 ## The UI is built in code; one [NpcVoicePlayer] per NPC shows the routing by
 ## [code]npc_id[/code] (use [NpcVoicePlayer3D] for positional voices in a 3D scene).
@@ -12,6 +14,8 @@ var _npc_picker: OptionButton = OptionButton.new()
 var _line: LineEdit = LineEdit.new()
 var _say_button: Button = Button.new()
 var _stop_button: Button = Button.new()
+var _talk_button: Button = Button.new()
+var _open_mic: CheckButton = CheckButton.new()
 var _metrics: Label = Label.new()
 var _transcript: RichTextLabel = RichTextLabel.new()
 var _players: Dictionary = {}
@@ -29,6 +33,9 @@ func _ready() -> void:
 	NpcVoice.speech_started.connect(_on_speech_started)
 	NpcVoice.speech_finished.connect(_on_speech_finished)
 	NpcVoice.error_received.connect(_on_error_received)
+	NpcVoice.player_speech_started.connect(_on_player_speech_started)
+	NpcVoice.player_speech_ended.connect(_on_player_speech_ended)
+	NpcVoice.transcript_received.connect(_on_transcript_received)
 	if NpcVoice.is_connected_to_daemon():
 		_on_connected(NpcVoice.get_welcome())
 	else:
@@ -59,6 +66,7 @@ func _build_ui() -> void:
 	var row := HBoxContainer.new()
 	column.add_child(row)
 	_npc_picker.custom_minimum_size = Vector2(240, 0)
+	_npc_picker.item_selected.connect(_on_npc_selected)
 	row.add_child(_npc_picker)
 	_line.placeholder_text = "Say something to the NPC and press Enter"
 	_line.size_flags_horizontal = Control.SIZE_EXPAND_FILL
@@ -70,6 +78,17 @@ func _build_ui() -> void:
 	_stop_button.text = "Stop"
 	_stop_button.pressed.connect(_on_stop_pressed)
 	row.add_child(_stop_button)
+	var voice_row := HBoxContainer.new()
+	column.add_child(voice_row)
+	_talk_button.text = "Hold to talk"
+	_talk_button.tooltip_text = "Push-to-talk: speak while holding the button down"
+	_talk_button.button_down.connect(_on_talk_button_down)
+	_talk_button.button_up.connect(_on_talk_button_up)
+	voice_row.add_child(_talk_button)
+	_open_mic.text = "Open mic"
+	_open_mic.tooltip_text = "The daemon hears when you start and stop talking (use a headset)"
+	_open_mic.toggled.connect(_on_open_mic_toggled)
+	voice_row.add_child(_open_mic)
 	_metrics.text = "TTFA: -"
 	column.add_child(_metrics)
 	_transcript.size_flags_vertical = Control.SIZE_EXPAND_FILL
@@ -84,6 +103,10 @@ func _set_controls_enabled(enabled: bool) -> void:
 	_line.editable = enabled
 	_say_button.disabled = not enabled
 	_stop_button.disabled = not enabled
+	_talk_button.disabled = not enabled
+	_open_mic.disabled = not enabled
+	if not enabled:
+		_open_mic.set_pressed_no_signal(false)
 
 
 func _say() -> void:
@@ -96,6 +119,12 @@ func _say() -> void:
 	_turn_id = NpcVoice.say(npc_id, text)
 	_line.clear()
 	_metrics.text = "Waiting for %s..." % npc_id
+
+
+func _selected_npc() -> String:
+	if _npc_picker.selected < 0:
+		return ""
+	return _npc_picker.get_item_metadata(_npc_picker.selected)
 
 
 static func _ms(value: Variant) -> String:
@@ -140,6 +169,44 @@ func _on_say_pressed() -> void:
 func _on_stop_pressed() -> void:
 	if _turn_id >= 0:
 		NpcVoice.cancel(_turn_id)
+
+
+func _on_npc_selected(_index: int) -> void:
+	if _open_mic.button_pressed:  # the open microphone follows the NPC
+		_on_open_mic_toggled(true)
+
+
+func _on_talk_button_down() -> void:
+	if _selected_npc() != "" and not _open_mic.button_pressed:
+		NpcVoice.start_listening(_selected_npc(), "push_to_talk")
+
+
+func _on_talk_button_up() -> void:
+	if not _open_mic.button_pressed:
+		NpcVoice.stop_listening()
+
+
+func _on_open_mic_toggled(on: bool) -> void:
+	if not on:
+		NpcVoice.stop_listening()
+	elif _selected_npc() == "" or not NpcVoice.start_listening(_selected_npc(), "open_mic"):
+		_open_mic.set_pressed_no_signal(false)
+
+
+func _on_player_speech_started(npc_id: String) -> void:
+	_metrics.text = "%s is listening to you..." % npc_id
+
+
+func _on_player_speech_ended(_npc_id: String, turn_id: int) -> void:
+	if turn_id < 0:
+		_metrics.text = "Nothing recognised."
+
+
+func _on_transcript_received(turn_id: int, npc_id: String, text: String) -> void:
+	_turn_id = turn_id
+	_transcript.append_text("\n[b]You[/b] [i](voice)[/i][b]:[/b] ")
+	_transcript.add_text(text)
+	_metrics.text = "Waiting for %s..." % npc_id
 
 
 func _on_subtitle_received(turn_id: int, npc_id: String, text: String) -> void:

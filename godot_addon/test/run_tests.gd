@@ -1,5 +1,5 @@
 extends SceneTree
-## Headless unit tests of the addon's codec, PCM conversion and playback queue; needs a Godot 4.3+
+## Headless unit tests of the addon's codec, PCM conversions and playback queue; needs a Godot 4.3+
 ## binary: [code]godot --headless --path godot_addon -s res://test/run_tests.gd[/code]
 ## (tests/test_gdscript_lint.py runs it when [code]godot[/code] is on PATH). Exit code = failures.
 
@@ -7,6 +7,7 @@ extends SceneTree
 const Codec := preload("res://addons/npc_voice/zmtp_codec.gd")
 const VoiceOutput := preload("res://addons/npc_voice/voice_output.gd")
 const TurnState := preload("res://addons/npc_voice/turn_state.gd")
+const MicResampler := preload("res://addons/npc_voice/mic_resampler.gd")
 const DEALER_READY_HEX: String = (
 	"041c055245414459" + "0b536f636b65742d54797065" + "00000006" + "4445414c4552"
 )
@@ -35,6 +36,7 @@ func _initialize() -> void:
 	_test_s16le_conversion()
 	_test_turn_outcome()
 	_test_voice_output()
+	_test_mic_resampler()
 	print("%d checks, %d failures" % [_checks, _failures])
 	quit(_failures)
 
@@ -164,4 +166,30 @@ func _test_voice_output() -> void:
 	output.stop_turn(7)
 	_check(not player.playing and output.current_turn_id() == -1, "barge-in stops at once")
 	player.queue_free()
+
+
+func _test_mic_resampler() -> void:
+	var frames := PackedVector2Array()
+	for i: int in 4800:  # 100 ms of a 1 kHz sine at 48 kHz, 0.5 on the left, silent on the right
+		frames.append(Vector2(sin(TAU * 1000.0 * i / 48000.0) * 0.5, 0.0))
+	var whole: PackedByteArray = MicResampler.new(48000, 16000).process(frames)
+	_check(whole.size() == 2 * 1600, "48 kHz -> 16 kHz: 1600 samples per 100 ms")
+	var mean: float = (frames[3].x + frames[4].x + frames[5].x) / 6.0
+	_check(whole.decode_s16(2) == roundi(mean * 32767.0), "one sample = mean of 3 frames, mono")
+	var pieces := MicResampler.new(48000, 16000)
+	var cut := PackedByteArray()
+	for start: int in range(0, 4800, 700):  # uneven pieces, as _process delivers them
+		cut.append_array(pieces.process(frames.slice(start, start + 700)))
+	_check(cut == whole, "cutting the input anywhere gives the same output")
+	_check(MicResampler.new(44100, 16000).process(frames).size() == 2 * 1741, "44.1 kHz count")
+	var loud := PackedVector2Array([Vector2(2, 2), Vector2(2, 2), Vector2(2, 2)])
+	_check(MicResampler.new(48000, 16000).process(loud).decode_s16(0) == 32767, "clipped")
+	var started: int = Time.get_ticks_usec()
+	MicResampler.new(48000, 16000).process(frames)
+	print(
+		(
+			"mic 48 kHz -> 16 kHz: %.2f ms per 100 ms of audio"
+			% ((Time.get_ticks_usec() - started) / 1000.0)
+		)
+	)
 #endregion

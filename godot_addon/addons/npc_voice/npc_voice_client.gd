@@ -1,9 +1,12 @@
 extends Node
 ## The [code]NpcVoice[/code] autoload: talks to the npc-voice daemon (hello/welcome, say,
-## cancel over [code]zmtp_connection.gd[/code]) and hands each turn's PCM blocks to a player: the
-## one in [code]options.player[/code], else the [NpcVoicePlayer]/[NpcVoicePlayer2D]/
-## [NpcVoicePlayer3D] whose [code]npc_id[/code] matches, else a built-in non-positional one.
-## Settings: [code]npc_voice/*[/code]. A lost connection is retried with backoff.
+## cancel over [code]zmtp_connection.gd[/code]) and hands each turn's PCM blocks to a player
+## ([code]turn_table.gd[/code]): the one in [code]options.player[/code], else the
+## [NpcVoicePlayer]/[NpcVoicePlayer2D]/[NpcVoicePlayer3D] whose [code]npc_id[/code] matches,
+## else a built-in non-positional one.
+## Voice input ([method start_listening]): the microphone is streamed to the daemon, whose
+## transcript starts a voice turn played like a [method say] turn. Settings:
+## [code]npc_voice/*[/code]. A lost connection is retried with backoff.
 ## [codeblock]
 ## NpcVoice.subtitle_received.connect(func(_turn, _npc, text): $Subtitle.text = text)
 ## NpcVoice.say("blacksmith", "Can you repair my sword?")
@@ -19,34 +22,47 @@ signal disconnected(reason: String)
 signal subtitle_received(turn_id: int, npc_id: String, text: String)
 ## The NPC started talking: playback began after the pre-buffer.
 signal speech_started(turn_id: int, npc_id: String)
-## The turn is over, once per [method say]. [param outcome]: "done" (heard to the end),
-## "cancelled", "error" or "disconnected". [param timings]: the daemon's per-stage timings
-## (ms, see PROTOCOL.md) plus [code]client_ttfa_ms[/code], [code]client_time_to_playback_ms[/code]
-## and [code]lost_blocks[/code]. [param underruns]: generator mix periods that ran dry.
+## The turn is over, once per [method say] or voice turn. [param outcome]: "done" (heard to the
+## end), "cancelled", "error" or "disconnected". [param timings]: the daemon's per-stage timings
+## (ms, see PROTOCOL.md) plus [code]client_ttfa_ms[/code] (from the [code]say[/code], or from
+## sending the end of the player's speech), [code]client_time_to_playback_ms[/code] and
+## [code]lost_blocks[/code]. [param underruns]: generator mix periods that ran dry.
 signal speech_finished(
 	turn_id: int, npc_id: String, outcome: String, timings: Dictionary, underruns: int
 )
 ## A problem: a daemon [code]error[/code] (its [code]code[/code]: unknown_npc, text_too_long...)
 ## or one of the addon's: not_connected, protocol_error, bad_message, launch_failed,
-## daemon_exited. [param turn_id] is -1 when no turn is concerned.
+## daemon_exited, mic_unavailable, invalid_mode. [param turn_id] is -1 when no turn is concerned.
 signal error_received(code: String, message: String, turn_id: int)
+## Voice input: the player started speaking to [param npc_id]. With
+## [code]npc_voice/voice/barge_in[/code] on, that NPC's voice has just been stopped.
+signal player_speech_started(npc_id: String)
+## Voice input: the utterance ended (key released, or a silence in open mic). [param turn_id]:
+## the voice turn it started ([signal transcript_received] follows), or -1 if nothing was heard.
+signal player_speech_ended(npc_id: String, turn_id: int)
+## Voice input: what the player said (their subtitle). It starts turn [param turn_id], chosen by
+## the daemon, which then goes on like a [method say] turn, up to [signal speech_finished].
+signal transcript_received(turn_id: int, npc_id: String, text: String)
 #endregion
 
 #region Constants
 const Settings := preload("npc_voice_settings.gd")
 const ZmtpConnection := preload("zmtp_connection.gd")
-const VoiceOutput := preload("voice_output.gd")
+const TurnTable := preload("turn_table.gd")
 const TurnState := preload("turn_state.gd")
 const DefaultPlayer := preload("npc_voice_player.gd")
 const DaemonLauncher := preload("daemon_launcher.gd")
+const VoiceInput := preload("voice_input.gd")
 ## Wire protocol version (bridge_protocol/PROTOCOL.md).
 const PROTOCOL_VERSION: int = 1
 ## Version of this addon, sent in [code]hello.client[/code].
 const ADDON_VERSION: String = "0.1.0"
-## Pre-buffer used when the daemon has not said (the "fast" profile's).
-const DEFAULT_PREBUFFER_MS: int = 240
 ## Handshake errors that a reconnect cannot fix.
 const FATAL_HANDSHAKE_ERRORS: Array = ["bad_token", "unsupported_protocol"]
+## Once voice input is in use, a [method say] id skips this far past the largest id seen: the
+## daemon may have given a voice turn an id whose [code]transcript[/code] is still on its way,
+## and a [code]say[/code] must use a greater one (PROTOCOL.md 3.6).
+const VOICE_TURN_ID_GAP: int = 1000
 #endregion
 
 #region Public Variables
@@ -59,22 +75,30 @@ var token: String = ""
 ## PCM rate asked for in [code]hello[/code] (0 = each voice's native rate);
 ## from [code]npc_voice/audio/sample_rate_hz[/code].
 var sample_rate_hz: int = 0
+## Stop an NPC's voice when the player starts speaking to it; from
+## [code]npc_voice/voice/barge_in[/code].
+var barge_in: bool = true
 #endregion
 
 #region Private Variables
 var _connection: ZmtpConnection = ZmtpConnection.new()
 var _welcome: Dictionary = {}
-var _npcs: Dictionary = {}
-var _prebuffer_by_profile: Dictionary = {}
-var _turns: Dictionary = {}
-var _next_turn_id: int = 1
-var _default_player: Node = null
+var _default_player: Node = DefaultPlayer.new()
+var _turns: TurnTable = null
+var _voice_input: VoiceInput = VoiceInput.new(_connection.send_message)
 var _launcher: DaemonLauncher = DaemonLauncher.new()
-var _stray_unknown_turn_errors: int = 0
 #endregion
 
 
 #region Engine Callbacks
+func _init() -> void:
+	_turns = TurnTable.new(self, _default_player, _send, is_connected_to_daemon)
+	_turns.subtitle_received.connect(_on_turn_subtitle_received)
+	_turns.speech_started.connect(_on_turn_speech_started)
+	_turns.speech_finished.connect(_on_turn_speech_finished)
+	_turns.error_received.connect(_on_turn_error_received)
+
+
 func _ready() -> void:
 	process_mode = Node.PROCESS_MODE_ALWAYS  # keep answering heartbeats while the game is paused
 	process_priority = -100  # read the socket before the players feed their generators
@@ -82,15 +106,21 @@ func _ready() -> void:
 	port = Settings.get_value(Settings.PORT)
 	token = Settings.get_value(Settings.TOKEN)
 	sample_rate_hz = Settings.get_value(Settings.SAMPLE_RATE_HZ)
+	barge_in = Settings.get_value(Settings.VOICE_BARGE_IN)
 	_connection.connect_timeout_ms = Settings.get_value(Settings.CONNECT_TIMEOUT_MS)
 	_connection.opened.connect(_on_connection_opened)
 	_connection.closed.connect(_on_connection_closed)
 	_connection.protocol_failed.connect(_on_protocol_failed)
 	_connection.message_received.connect(_on_message_received)
-	_default_player = DefaultPlayer.new()
 	_default_player.name = "DefaultPlayer"
 	_default_player.process_mode = Node.PROCESS_MODE_PAUSABLE
 	add_child(_default_player)
+	_voice_input.name = "VoiceInput"
+	_voice_input.speech_started.connect(_on_player_speech_started)
+	_voice_input.speech_ended.connect(_on_player_speech_ended)
+	_voice_input.transcript_received.connect(_on_transcript_received)
+	_voice_input.failed.connect(_on_voice_input_failed)
+	add_child(_voice_input)
 	if Settings.get_value(Settings.AUTO_LAUNCH):
 		launch_daemon()
 	if Settings.get_value(Settings.AUTO_CONNECT):
@@ -137,7 +167,7 @@ func get_welcome() -> Dictionary:
 ## [code]profile[/code], [code]sample_rate_hz[/code], [code]prebuffer_ms[/code].
 func get_npcs() -> Array[Dictionary]:
 	var npcs: Array[Dictionary] = []
-	for npc: Dictionary in _npcs.values():
+	for npc: Dictionary in _turns.npcs().values():
 		npcs.append(npc)
 	return npcs
 
@@ -148,21 +178,10 @@ func get_npcs() -> Array[Dictionary]:
 ## talking interrupts it (barge-in): its audio stops at once. Always ends with exactly one
 ## [signal speech_finished], even when not connected (outcome "error", code not_connected).
 func say(npc_id: String, text: String, options: Dictionary = {}) -> int:
-	var turn := TurnState.new()
-	turn.turn_id = _next_turn_id
-	_next_turn_id += 1
-	turn.npc_id = npc_id
-	turn.prebuffer_ms = _prebuffer_for(npc_id, options)
-	turn.output = _output_for(npc_id, options)
-	turn.sent_usec = Time.get_ticks_usec()
-	for other: TurnState in _turns.values():
-		if other.npc_id == npc_id or (turn.output != null and other.output == turn.output):
-			_interrupt(other, true)  # an explicit cancel, even where `say` would barge in
-	_turns[turn.turn_id] = turn
-	if turn.output != null:
-		turn.output.begin_turn(turn.turn_id, turn.prebuffer_ms)
+	var turn_id: int = _turns.next_turn_id + (VOICE_TURN_ID_GAP if _voice_input.used else 0)
+	var turn: TurnState = _turns.begin_turn(turn_id, npc_id, options)
 	if not is_connected_to_daemon():
-		_end_turn_with_error.call_deferred(turn.turn_id, "not_connected", "not connected")
+		_turns.fail_turn.call_deferred(turn.turn_id, "not_connected", "not connected")
 		return turn.turn_id
 	var message: Dictionary = {
 		"type": "say", "turn_id": turn.turn_id, "npc_id": npc_id, "text": text
@@ -176,15 +195,39 @@ func say(npc_id: String, text: String, options: Dictionary = {}) -> int:
 ## Stops [param turn_id] at once (barge-in from the game): its audio stops now, the daemon
 ## stops generating, and [signal speech_finished] follows with outcome "cancelled".
 func cancel(turn_id: int) -> void:
-	var turn: TurnState = _turns.get(turn_id)
-	if turn != null:
-		_interrupt(turn, true)
+	_turns.cancel(turn_id)
+
+
+## Opens the microphone and streams it to the daemon for [param npc_id] until
+## [method stop_listening]. [param mode]: "push_to_talk" (the utterance is everything until
+## [method stop_listening]: call it when the key is released) or "open_mic" (the daemon finds
+## where each utterance starts and ends). [param options] as for [method say]
+## ([code]player[/code], [code]profile[/code], [code]prebuffer_ms[/code]), for the voice turns.
+## Needs the project setting [code]audio/driver/enable_input[/code]. Returns false, after
+## [signal error_received] (not_connected, mic_unavailable, invalid_mode), when it cannot.
+func start_listening(
+	npc_id: String, mode: String = "push_to_talk", options: Dictionary = {}
+) -> bool:
+	if not is_connected_to_daemon():
+		error_received.emit("not_connected", "not connected", -1)
+		return false
+	return _voice_input.start(npc_id, mode, options)
+
+
+## Closes the microphone stream: in push-to-talk mode the utterance ends here (the audio up to
+## now is sent first).
+func stop_listening() -> void:
+	_voice_input.stop()
+
+
+## True between [method start_listening] and [method stop_listening] (or a lost connection).
+func is_listening() -> bool:
+	return _voice_input.is_listening()
 
 
 ## Client-side timings of a turn in flight (see [signal speech_finished]); empty when unknown.
 func get_turn_timings(turn_id: int) -> Dictionary:
-	var turn: TurnState = _turns.get(turn_id)
-	return turn.client_timings() if turn != null else {}
+	return _turns.timings(turn_id)
 
 
 ## Starts the daemon with the game: [code]npc_voice/daemon/command[/code] and
@@ -211,132 +254,11 @@ func _send(message: Dictionary) -> void:
 	_connection.send_message(frames)
 
 
-func _prebuffer_for(npc_id: String, options: Dictionary) -> int:
-	if options.has("prebuffer_ms"):
-		return int(options["prebuffer_ms"])
-	var profile: String = str(options.get("profile", ""))
-	if _prebuffer_by_profile.has(profile):
-		return _prebuffer_by_profile[profile]
-	var npc: Dictionary = _npcs.get(npc_id, {})
-	return int(npc.get("prebuffer_ms", DEFAULT_PREBUFFER_MS))
-
-
-func _output_for(npc_id: String, options: Dictionary) -> VoiceOutput:
-	var player: Node = null
-	if options.get("player") is Node:
-		player = options["player"]
-	else:
-		for node: Node in get_tree().get_nodes_in_group(VoiceOutput.PLAYER_GROUP):
-			if node.get(&"npc_id") == npc_id:
-				player = node
-				break
-	if player == null:
-		player = _default_player
-	var output: VoiceOutput = player.get(&"voice_output") as VoiceOutput
-	if output == null:
-		push_warning("NpcVoice: %s is not an NPC voice player" % player.name)
-		return null
-	if not output.playback_started.is_connected(_on_playback_started):
-		output.playback_started.connect(_on_playback_started)
-		output.playback_finished.connect(_on_playback_finished)
-		output.playback_aborted.connect(_on_playback_aborted)
-	return output
-
-
-## Stops [param turn]'s audio now and tells the daemon when [param send_cancel] and the turn
-## still runs there; finishes the turn when the daemon has already ended it.
-func _interrupt(turn: TurnState, send_cancel: bool) -> void:
-	if not turn.stopped:
-		turn.stopped = true
-		if turn.output != null:
-			turn.underruns = turn.output.stop_turn(turn.turn_id)
-		if turn.terminal == "" and send_cancel and is_connected_to_daemon():
-			turn.cancel_sent = true
-			_send({"type": "cancel", "turn_id": turn.turn_id})
-	if turn.terminal != "":
-		_finish(turn)
-
-
-func _finish(turn: TurnState) -> void:
-	if not _turns.has(turn.turn_id):
-		return
-	_turns.erase(turn.turn_id)
-	speech_finished.emit(
-		turn.turn_id, turn.npc_id, turn.outcome(), turn.client_timings(), turn.underruns
-	)
-
-
-func _end_turn_with_error(turn_id: int, code: String, message: String) -> void:
-	var turn: TurnState = _turns.get(turn_id)
-	if turn == null:
-		return
-	error_received.emit(code, message, turn_id)
-	turn.terminal = "error"
-	_interrupt(turn, false)
-
-
 func _handle_welcome(message: Dictionary) -> void:
 	_welcome = message
-	_npcs.clear()
-	_prebuffer_by_profile.clear()
-	for npc: Variant in message.get("npcs", []):
-		if npc is Dictionary:
-			_npcs[str(npc.get("npc_id", ""))] = npc
-			_prebuffer_by_profile[str(npc.get("profile", ""))] = int(npc.get("prebuffer_ms", 0))
+	var npcs: Variant = message.get("npcs", [])
+	_turns.set_npcs(npcs if npcs is Array else [])
 	connected.emit(message)
-
-
-func _handle_audio(header: Dictionary, frames: Array[PackedByteArray]) -> void:
-	var turn: TurnState = _turns.get(_int_field(header, "turn_id"))
-	if turn == null or turn.stopped:
-		return  # a stale block of a turn that was stopped here
-	var samples: int = _int_field(header, "sample_count")
-	if frames.size() != 2 or frames[1].size() != 2 * samples:
-		error_received.emit("bad_message", "malformed audio block", turn.turn_id)
-		return
-	var seq: int = _int_field(header, "seq")
-	turn.lost_blocks += maxi(seq - turn.next_seq, 0)
-	turn.next_seq = seq + 1
-	if turn.first_block_usec < 0:
-		turn.first_block_usec = Time.get_ticks_usec()
-	if turn.output != null:
-		turn.output.push_block(turn.turn_id, frames[1], _int_field(header, "sample_rate_hz"))
-
-
-func _handle_terminal(message: Dictionary, kind: String) -> void:
-	var turn: TurnState = _turns.get(_int_field(message, "turn_id"))
-	if turn == null:
-		return
-	turn.terminal = kind
-	if message.get("timings") is Dictionary:
-		turn.timings = message["timings"]
-	if kind == "done" and turn.cancel_sent:
-		_stray_unknown_turn_errors += 1  # our cancel crossed the done: the daemon will say so
-	if kind == "done" and not turn.stopped and turn.output != null and turn.output.is_alive():
-		turn.output.end_turn(turn.turn_id)  # play out; speech_finished once heard
-	else:
-		_interrupt(turn, false)
-
-
-func _handle_error(message: Dictionary) -> void:
-	var code: String = str(message.get("code", ""))
-	var text: String = str(message.get("message", ""))
-	var turn_id: int = _int_field(message, "turn_id")
-	if turn_id < 0 and code == "unknown_turn" and _stray_unknown_turn_errors > 0:
-		_stray_unknown_turn_errors -= 1
-		return
-	error_received.emit(code, text, turn_id)
-	if turn_id < 0 and code in FATAL_HANDSHAKE_ERRORS:
-		_connection.close()  # retrying with the same settings cannot help
-	elif turn_id >= 0:
-		_handle_terminal(message, "error")
-
-
-static func _int_field(message: Dictionary, key: String) -> int:
-	var value: Variant = message.get(key)
-	if value is float or value is int:
-		return int(value)
-	return -1
 
 
 #endregion
@@ -358,11 +280,8 @@ func _on_connection_opened() -> void:
 func _on_connection_closed(reason: String) -> void:
 	var was_welcomed: bool = not _welcome.is_empty()
 	_welcome = {}
-	_stray_unknown_turn_errors = 0
-	for turn: TurnState in _turns.values():
-		if turn.terminal == "":  # a turn already "done" keeps playing what it received
-			turn.terminal = "disconnected"
-			_interrupt(turn, false)
+	_voice_input.connection_lost()
+	_turns.connection_lost()
 	if was_welcomed:
 		disconnected.emit(reason)
 
@@ -381,38 +300,58 @@ func _on_message_received(frames: Array[PackedByteArray]) -> void:
 		"welcome":
 			_handle_welcome(message)
 		"subtitle":
-			var turn: TurnState = _turns.get(_int_field(message, "turn_id"))
-			if turn != null and not turn.stopped:
-				subtitle_received.emit(turn.turn_id, turn.npc_id, str(message.get("text", "")))
+			_turns.handle_subtitle(message)
 		"audio_block":
-			_handle_audio(message, frames)
+			_turns.handle_audio(message, frames)
 		"done", "cancelled":
-			_handle_terminal(message, str(message["type"]))
+			_turns.handle_terminal(message, str(message["type"]))
 		"error":
-			_handle_error(message)
+			_turns.handle_error(message)
+			var code: String = str(message.get("code", ""))
+			if TurnTable.int_field(message, "turn_id") < 0 and code in FATAL_HANDSHAKE_ERRORS:
+				_connection.close()  # retrying with the same settings cannot help
+		"speech_started", "speech_ended", "transcript":
+			_voice_input.handle_message(message)
 		_:
 			pass  # message types added by later protocol versions
 
 
-func _on_playback_started(turn_id: int) -> void:
-	var turn: TurnState = _turns.get(turn_id)
-	if turn != null:
-		turn.playback_usec = Time.get_ticks_usec()
-		speech_started.emit(turn_id, turn.npc_id)
+func _on_player_speech_started(npc_id: String) -> void:
+	if barge_in:
+		_turns.stop_npc(npc_id)  # heard at once; the daemon cancels the turn if it still runs
+	player_speech_started.emit(npc_id)
 
 
-func _on_playback_finished(turn_id: int, underruns: int) -> void:
-	var turn: TurnState = _turns.get(turn_id)
-	if turn != null:
-		turn.underruns = underruns
-		turn.played_out = true
-		if turn.terminal != "":
-			_finish(turn)
+func _on_player_speech_ended(npc_id: String, turn_id: int) -> void:
+	_turns.next_turn_id = maxi(_turns.next_turn_id, turn_id + 1)
+	player_speech_ended.emit(npc_id, turn_id)
 
 
-func _on_playback_aborted(turn_id: int) -> void:
-	var turn: TurnState = _turns.get(turn_id)
-	if turn != null:
-		turn.output = null  # the player is gone
-		_interrupt(turn, true)
+func _on_transcript_received(turn_id: int, npc_id: String, text: String, end_usec: int) -> void:
+	if turn_id >= 0 and not _turns.has_turn(turn_id):
+		var turn: TurnState = _turns.begin_turn(turn_id, npc_id, _voice_input.turn_options())
+		turn.sent_usec = mini(end_usec, turn.sent_usec)  # TTFA counts from the end of speech
+	transcript_received.emit(turn_id, npc_id, text)
+
+
+func _on_voice_input_failed(code: String, message: String) -> void:
+	error_received.emit(code, message, -1)
+
+
+func _on_turn_subtitle_received(turn_id: int, npc_id: String, text: String) -> void:
+	subtitle_received.emit(turn_id, npc_id, text)
+
+
+func _on_turn_speech_started(turn_id: int, npc_id: String) -> void:
+	speech_started.emit(turn_id, npc_id)
+
+
+func _on_turn_speech_finished(
+	turn_id: int, npc_id: String, outcome: String, timings: Dictionary, underruns: int
+) -> void:
+	speech_finished.emit(turn_id, npc_id, outcome, timings, underruns)
+
+
+func _on_turn_error_received(code: String, message: String, turn_id: int) -> void:
+	error_received.emit(code, message, turn_id)
 #endregion

@@ -2,10 +2,10 @@ class_name NpcVoicePlayer3D
 extends AudioStreamPlayer3D
 ## Plays an NPC's streamed voice at this node's 3D position (positional, attenuated).
 ##
-## Set [member npc_id]: every [code]NpcVoice.say(npc_id, ...)[/code] for that NPC then plays
-## here, or pass this node as [code]options.player[/code], or call [method say]. The stream is
-## managed by the addon (an [AudioStreamGenerator] at the voice's sample rate); leave
-## [member stream] empty. Volume, bus, attenuation and the like are yours.
+## Set [member npc_id]: every [code]NpcVoice.say(npc_id, ...)[/code] for that NPC (and every voice
+## turn addressed to it) then plays here, or pass this node as [code]options.player[/code], or call
+## [method say]. The stream is managed by the addon (an [AudioStreamGenerator] at the voice's sample
+## rate); leave [member stream] empty. Volume, bus, attenuation and the like are yours.
 
 #region Constants
 const VoiceOutput := preload("voice_output.gd")

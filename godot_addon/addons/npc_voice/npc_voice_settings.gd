@@ -23,6 +23,14 @@ const AUTO_LAUNCH: String = "npc_voice/daemon/auto_launch"
 const COMMAND: String = "npc_voice/daemon/command"
 ## Its arguments; [code]--port[/code] (and [code]--token[/code]) are added when missing.
 const ARGUMENTS: String = "npc_voice/daemon/arguments"
+## Audio bus the microphone is captured on; created (muted, with an AudioEffectCapture) when the
+## project has no bus of that name.
+const VOICE_MIC_BUS: String = "npc_voice/voice/mic_bus"
+## Length of the microphone blocks sent to the daemon.
+const VOICE_BLOCK_MS: String = "npc_voice/voice/block_ms"
+## Stop an NPC's voice at once when the player starts speaking to it (open mic without a
+## headset: turn this and the daemon's [code][asr] barge_in[/code] off).
+const VOICE_BARGE_IN: String = "npc_voice/voice/barge_in"
 
 ## name, default, type, hint, hint_string of every setting.
 const DEFINITIONS: Array = [
@@ -35,6 +43,9 @@ const DEFINITIONS: Array = [
 	[AUTO_LAUNCH, false, TYPE_BOOL, PROPERTY_HINT_NONE, ""],
 	[COMMAND, "npc-voice", TYPE_STRING, PROPERTY_HINT_NONE, ""],
 	[ARGUMENTS, ["serve"], TYPE_PACKED_STRING_ARRAY, PROPERTY_HINT_NONE, ""],
+	[VOICE_MIC_BUS, "NpcVoiceMic", TYPE_STRING, PROPERTY_HINT_NONE, ""],
+	[VOICE_BLOCK_MS, 100, TYPE_INT, PROPERTY_HINT_RANGE, "20,100,1,suffix:ms"],
+	[VOICE_BARGE_IN, true, TYPE_BOOL, PROPERTY_HINT_NONE, ""],
 ]
 #endregion
 

@@ -1,13 +1,15 @@
 extends RefCounted
-## Client-side record of one turn, kept by the [code]NpcVoice[/code] autoload from
-## [method say] until [signal speech_finished]; dropped whole afterwards.
+## Client-side record of one turn, kept by the [code]NpcVoice[/code] autoload
+## ([code]turn_table.gd[/code]) from its [code]say[/code] (or, for a voice turn, its
+## [code]transcript[/code]) until [signal speech_finished]; dropped whole afterwards.
 
 #region Constants
 const VoiceOutput := preload("voice_output.gd")
 #endregion
 
 #region Public Variables
-## Client-chosen id, increasing per connection.
+## Turn id, increasing per connection: chosen by the client for a [code]say[/code], by the
+## daemon for a voice turn.
 var turn_id: int = -1
 ## NPC addressed.
 var npc_id: String = ""
@@ -15,7 +17,8 @@ var npc_id: String = ""
 var output: VoiceOutput = null
 ## Audio to hold before starting playback, in milliseconds.
 var prebuffer_ms: int = 0
-## [method Time.get_ticks_usec] when the [code]say[/code] left.
+## [method Time.get_ticks_usec] when the [code]say[/code] left, or, for a voice turn, when the
+## block holding the end of the player's speech was sent.
 var sent_usec: int = 0
 ## When the first block arrived (-1 = none yet).
 var first_block_usec: int = -1
@@ -49,7 +52,7 @@ func outcome() -> String:
 	return terminal
 
 
-## The daemon's timings plus the client's own, in milliseconds from the [code]say[/code]:
+## The daemon's timings plus the client's own, in milliseconds from [member sent_usec]:
 ## [code]client_ttfa_ms[/code] (first block received, IPC both ways included) and
 ## [code]client_time_to_playback_ms[/code] (playback started, pre-buffer included); -1 when it
 ## did not happen. Also [code]lost_blocks[/code].

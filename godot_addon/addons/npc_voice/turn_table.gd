@@ -1,0 +1,285 @@
+extends RefCounted
+## The turns in flight of the [code]NpcVoice[/code] autoload, from a [code]say[/code] or a voice
+## [code]transcript[/code] until [signal speech_finished]: picks each turn's voice player, hands
+## it the turn's blocks, stops it (cancel, barge-in), and ends it exactly once, after its
+## terminal event and its playback. The autoload re-emits the signals;
+## [code]tests/raw_zmtp_client.py[/code] ([code]NpcVoiceClient[/code]) mirrors this file.
+
+#region Signals
+## See the autoload's signal of the same name.
+signal subtitle_received(turn_id: int, npc_id: String, text: String)
+## See the autoload's signal of the same name.
+signal speech_started(turn_id: int, npc_id: String)
+## See the autoload's signal of the same name.
+signal speech_finished(
+	turn_id: int, npc_id: String, outcome: String, timings: Dictionary, underruns: int
+)
+## See the autoload's signal of the same name.
+signal error_received(code: String, message: String, turn_id: int)
+#endregion
+
+#region Constants
+const VoiceOutput := preload("voice_output.gd")
+const TurnState := preload("turn_state.gd")
+## Pre-buffer used when the daemon has not said (the "fast" profile's).
+const DEFAULT_PREBUFFER_MS: int = 240
+#endregion
+
+#region Public Variables
+## The smallest turn id a new [code]say[/code] may use: above every id sent or received.
+var next_turn_id: int = 1
+#endregion
+
+#region Private Variables
+var _owner: Node
+var _default_player: Node
+var _send: Callable
+var _is_connected: Callable
+var _turns: Dictionary = {}
+var _npcs: Dictionary = {}
+var _prebuffer_by_profile: Dictionary = {}
+var _stray_unknown_turn_errors: int = 0
+#endregion
+
+
+#region Engine Callbacks
+## [param owner]: the autoload (its tree holds the voice players); [param default_player]: where
+## turns play when no player has their NPC's id; [param send]: sends a message Dictionary;
+## [param is_connected]: true once the handshake is done.
+func _init(owner: Node, default_player: Node, send: Callable, is_connected: Callable) -> void:
+	_owner = owner
+	_default_player = default_player
+	_send = send
+	_is_connected = is_connected
+
+
+#endregion
+
+
+#region Public Functions
+## Takes the NPCs and their pre-buffers from the daemon's [code]welcome[/code].
+func set_npcs(welcome_npcs: Array) -> void:
+	_npcs.clear()
+	_prebuffer_by_profile.clear()
+	for npc: Variant in welcome_npcs:
+		if npc is Dictionary:
+			_npcs[str(npc.get("npc_id", ""))] = npc
+			_prebuffer_by_profile[str(npc.get("profile", ""))] = int(npc.get("prebuffer_ms", 0))
+
+
+## The NPCs of the last [code]welcome[/code], by id.
+func npcs() -> Dictionary:
+	return _npcs
+
+
+## Registers turn [param turn_id] and starts its player; other turns of the same NPC or player
+## stop (the daemon is told where it would not barge in by itself).
+func begin_turn(turn_id: int, npc_id: String, options: Dictionary) -> TurnState:
+	var turn := TurnState.new()
+	turn.turn_id = turn_id
+	next_turn_id = maxi(next_turn_id, turn_id + 1)  # ids only grow, whoever chose them
+	turn.npc_id = npc_id
+	turn.prebuffer_ms = _prebuffer_for(npc_id, options)
+	turn.output = _output_for(npc_id, options)
+	turn.sent_usec = Time.get_ticks_usec()
+	for other: TurnState in _turns.values():
+		if other.npc_id == npc_id or (turn.output != null and other.output == turn.output):
+			_interrupt(other, true)  # an explicit cancel, even where `say` would barge in
+	_turns[turn.turn_id] = turn
+	if turn.output != null:
+		turn.output.begin_turn(turn.turn_id, turn.prebuffer_ms)
+	return turn
+
+
+## True while [param turn_id] is in flight here.
+func has_turn(turn_id: int) -> bool:
+	return _turns.has(turn_id)
+
+
+## Stops [param turn_id] at once and tells the daemon (see the autoload's [code]cancel[/code]).
+func cancel(turn_id: int) -> void:
+	var turn: TurnState = _turns.get(turn_id)
+	if turn != null:
+		_interrupt(turn, true)
+
+
+## Barge-in by voice: silences every turn of [param npc_id] now. No [code]cancel[/code] is sent:
+## the daemon ends a turn it still runs itself ([code]cancelled[/code], reason barge_in).
+func stop_npc(npc_id: String) -> void:
+	for turn: TurnState in _turns.values():
+		if turn.npc_id == npc_id and not turn.stopped:
+			_interrupt(turn, false)
+
+
+## Client-side timings of [param turn_id] (see [signal speech_finished]); empty when unknown.
+func timings(turn_id: int) -> Dictionary:
+	var turn: TurnState = _turns.get(turn_id)
+	return turn.client_timings() if turn != null else {}
+
+
+## Ends [param turn_id] with an error of the addon's own (e.g. not_connected).
+func fail_turn(turn_id: int, code: String, message: String) -> void:
+	var turn: TurnState = _turns.get(turn_id)
+	if turn == null:
+		return
+	error_received.emit(code, message, turn_id)
+	turn.terminal = "error"
+	_interrupt(turn, false)
+
+
+## Handles a [code]subtitle[/code].
+func handle_subtitle(message: Dictionary) -> void:
+	var turn: TurnState = _turns.get(int_field(message, "turn_id"))
+	if turn != null and not turn.stopped:
+		subtitle_received.emit(turn.turn_id, turn.npc_id, str(message.get("text", "")))
+
+
+## Handles an [code]audio_block[/code]: [param frames] are its header and PCM frames.
+func handle_audio(header: Dictionary, frames: Array[PackedByteArray]) -> void:
+	var turn: TurnState = _turns.get(int_field(header, "turn_id"))
+	if turn == null or turn.stopped:
+		return  # a stale block of a turn that was stopped here
+	var samples: int = int_field(header, "sample_count")
+	if frames.size() != 2 or frames[1].size() != 2 * samples:
+		error_received.emit("bad_message", "malformed audio block", turn.turn_id)
+		return
+	var seq: int = int_field(header, "seq")
+	turn.lost_blocks += maxi(seq - turn.next_seq, 0)
+	turn.next_seq = seq + 1
+	if turn.first_block_usec < 0:
+		turn.first_block_usec = Time.get_ticks_usec()
+	if turn.output != null:
+		turn.output.push_block(turn.turn_id, frames[1], int_field(header, "sample_rate_hz"))
+
+
+## Handles a terminal event: [param kind] is "done", "cancelled" or "error".
+func handle_terminal(message: Dictionary, kind: String) -> void:
+	var turn: TurnState = _turns.get(int_field(message, "turn_id"))
+	if turn == null:
+		return
+	turn.terminal = kind
+	if message.get("timings") is Dictionary:
+		turn.timings = message["timings"]
+	if kind == "done" and turn.cancel_sent:
+		_stray_unknown_turn_errors += 1  # our cancel crossed the done: the daemon will say so
+	if kind == "done" and not turn.stopped and turn.output != null and turn.output.is_alive():
+		turn.output.end_turn(turn.turn_id)  # play out; speech_finished once heard
+	else:
+		_interrupt(turn, false)
+
+
+## Handles an [code]error[/code]: emits it (unless it answers a cancel that crossed a
+## [code]done[/code]) and ends its turn, if it names one.
+func handle_error(message: Dictionary) -> void:
+	var code: String = str(message.get("code", ""))
+	var turn_id: int = int_field(message, "turn_id")
+	if turn_id < 0 and code == "unknown_turn" and _stray_unknown_turn_errors > 0:
+		_stray_unknown_turn_errors -= 1
+		return
+	error_received.emit(code, str(message.get("message", "")), turn_id)
+	if turn_id >= 0:
+		handle_terminal(message, "error")
+
+
+## The connection was lost: turns still running end with outcome "disconnected".
+func connection_lost() -> void:
+	_stray_unknown_turn_errors = 0
+	for turn: TurnState in _turns.values():
+		if turn.terminal == "":  # a turn already "done" keeps playing what it received
+			turn.terminal = "disconnected"
+			_interrupt(turn, false)
+
+
+## [param key] of a JSON message as an int (JSON numbers are floats), or -1.
+static func int_field(message: Dictionary, key: String) -> int:
+	var value: Variant = message.get(key)
+	if value is float or value is int:
+		return int(value)
+	return -1
+
+
+#endregion
+
+
+#region Private Functions
+func _prebuffer_for(npc_id: String, options: Dictionary) -> int:
+	if options.has("prebuffer_ms"):
+		return int(options["prebuffer_ms"])
+	var profile: String = str(options.get("profile", ""))
+	if _prebuffer_by_profile.has(profile):
+		return _prebuffer_by_profile[profile]
+	var npc: Dictionary = _npcs.get(npc_id, {})
+	return int(npc.get("prebuffer_ms", DEFAULT_PREBUFFER_MS))
+
+
+func _output_for(npc_id: String, options: Dictionary) -> VoiceOutput:
+	var player: Node = null
+	if options.get("player") is Node:
+		player = options["player"]
+	else:
+		for node: Node in _owner.get_tree().get_nodes_in_group(VoiceOutput.PLAYER_GROUP):
+			if node.get(&"npc_id") == npc_id:
+				player = node
+				break
+	if player == null:
+		player = _default_player
+	var output: VoiceOutput = player.get(&"voice_output") as VoiceOutput
+	if output == null:
+		push_warning("NpcVoice: %s is not an NPC voice player" % player.name)
+		return null
+	if not output.playback_started.is_connected(_on_playback_started):
+		output.playback_started.connect(_on_playback_started)
+		output.playback_finished.connect(_on_playback_finished)
+		output.playback_aborted.connect(_on_playback_aborted)
+	return output
+
+
+## Stops [param turn]'s audio now and tells the daemon when [param send_cancel] and the turn
+## still runs there; finishes the turn when the daemon has already ended it.
+func _interrupt(turn: TurnState, send_cancel: bool) -> void:
+	if not turn.stopped:
+		turn.stopped = true
+		if turn.output != null:
+			turn.underruns = turn.output.stop_turn(turn.turn_id)
+		if turn.terminal == "" and send_cancel and _is_connected.call():
+			turn.cancel_sent = true
+			_send.call({"type": "cancel", "turn_id": turn.turn_id})
+	if turn.terminal != "":
+		_finish(turn)
+
+
+func _finish(turn: TurnState) -> void:
+	if not _turns.has(turn.turn_id):
+		return
+	_turns.erase(turn.turn_id)
+	speech_finished.emit(
+		turn.turn_id, turn.npc_id, turn.outcome(), turn.client_timings(), turn.underruns
+	)
+
+
+#endregion
+
+
+#region Signal Handlers
+func _on_playback_started(turn_id: int) -> void:
+	var turn: TurnState = _turns.get(turn_id)
+	if turn != null:
+		turn.playback_usec = Time.get_ticks_usec()
+		speech_started.emit(turn_id, turn.npc_id)
+
+
+func _on_playback_finished(turn_id: int, underruns: int) -> void:
+	var turn: TurnState = _turns.get(turn_id)
+	if turn != null:
+		turn.underruns = underruns
+		turn.played_out = true
+		if turn.terminal != "":
+			_finish(turn)
+
+
+func _on_playback_aborted(turn_id: int) -> void:
+	var turn: TurnState = _turns.get(turn_id)
+	if turn != null:
+		turn.output = null  # the player is gone
+		_interrupt(turn, true)
+#endregion
