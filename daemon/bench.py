@@ -1,9 +1,13 @@
-"""`npc-voice bench`: TTFA and per-stage latency over many turns, printed and saved as JSON.
+"""`npc-voice bench`: our streaming daemon side by side with the pipelines it replaces.
 
-The benchmark is a client of a real daemon process (started here unless --endpoint
-is given), so it measures what a game sees: client-side TTFA includes IPC both ways.
-Turns run one at a time after a warm-up; lines cycle through a corpus addressed to
-several NPCs so that the per-NPC KV states are exercised as in a game.
+One run, same models, same lines, same sampling seed:
+  * streaming: a real daemon process, measured as a client (TTFA includes IPC);
+  * naive: whole LLM reply, then TTS of the first chunk, then send (daemon/bench_naive.py);
+  * realtimetts: the RealtimeTTS library fed by the same token stream (daemon/bench_peers.py,
+    the optional `peers` extra; skipped with a one-line message when not installed);
+then K simultaneous clients on one daemon (daemon/bench_load.py). Each mode runs its
+warm-up turns unrecorded, then the same recorded lines. Output: tables on the terminal,
+`bench.json` and PNG plots (daemon/bench_plots.py) in `--out`.
 """
 
 from __future__ import annotations
@@ -11,23 +15,32 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import platform
+import os
 import sys
 import time
-from dataclasses import dataclass
+from collections.abc import Callable
+from datetime import datetime, timezone
 from importlib import resources
 from pathlib import Path
+from typing import Any
 
 import msgspec
-import numpy as np
-import psutil
 
-from bridge_protocol.client import BridgeClient, TurnResult
-from bridge_protocol.messages import Done
+from daemon.bench_stats import (
+    LoadSampler,
+    TurnRecord,
+    format_summary,
+    machine_description,
+    machine_load,
+    peak_rss_mb,
+    summarise,
+    ttfa_ratios,
+)
 
-STAGES = ("queued_ms", "llm_first_token_ms", "first_chunk_ms", "tts_first_audio_ms",
-          "first_block_ms")
-"""Daemon-side stage timings (ms since the utterance) reported per turn."""
+MODES = ("streaming", "naive", "realtimetts")
+"""Every comparison mode, in the order they run."""
+
+DEFAULT_SEED = 1234
 
 
 def load_corpus(path: Path | None = None) -> list[tuple[str, str]]:
@@ -52,193 +65,256 @@ def load_corpus(path: Path | None = None) -> list[tuple[str, str]]:
     return pairs
 
 
-def percentiles(values: list[float]) -> dict[str, float | None]:
-    """p50/p95/p99/mean/max of `values` (None when empty)."""
-    if not values:
-        return {"p50": None, "p95": None, "p99": None, "mean": None, "max": None}
-    array = np.asarray(values, dtype=np.float64)
-    return {
-        "p50": round(float(np.percentile(array, 50)), 1),
-        "p95": round(float(np.percentile(array, 95)), 1),
-        "p99": round(float(np.percentile(array, 99)), 1),
-        "mean": round(float(array.mean()), 1),
-        "max": round(float(array.max()), 1),
-    }
+def select_modes(requested: str | None) -> tuple[list[str], list[str]]:
+    """The modes to run and one message per mode skipped.
+
+    Args:
+      requested: Comma-separated mode names; None = every mode available here.
+
+    Raises:
+      ValueError: an unknown mode name.
+    """
+    from daemon.bench_peers import realtimetts_unavailable  # noqa: PLC0415
+
+    names = MODES if requested is None else [m.strip() for m in requested.split(",") if m.strip()]
+    unknown = sorted(set(names) - set(MODES))
+    if unknown:
+        raise ValueError(f"unknown mode(s) {', '.join(unknown)}; known: {', '.join(MODES)}")
+    selected, skipped = [], []
+    for mode in MODES:
+        if mode not in names:
+            continue
+        reason = realtimetts_unavailable() if mode == "realtimetts" else None
+        if reason:
+            skipped.append(reason)
+        else:
+            selected.append(mode)
+    return selected, skipped
 
 
-def peak_rss_mb(pid: int) -> float | None:
-    """Peak resident memory of process `pid` in MiB (Linux VmHWM; else current RSS)."""
-    try:
-        with open(f"/proc/{pid}/status", encoding="ascii") as status:
-            for line in status:
-                if line.startswith("VmHWM:"):
-                    return round(int(line.split()[1]) / 1024, 1)
-    except OSError:
-        pass
-    try:
-        return round(psutil.Process(pid).memory_info().rss / 2**20, 1)
-    except psutil.Error:
-        return None
+def parse_clients(text: str) -> list[int]:
+    """"1,2,4,8" -> [1, 2, 4, 8]; "" or "0" -> [] (no load test).
 
-
-@dataclass
-class TurnRecord:
-    """The figures kept of one benchmark turn."""
-
-    npc_id: str
-    line: str
-    ttfa_ms: float | None
-    last_block_ms: float | None
-    audio_s: float
-    underruns: int
-    stages: dict[str, float | None]
-    rtf: float | None
-    reply_tokens: int
-    prefill_tokens: int
-    outcome: str
-
-    @classmethod
-    def from_result(cls, npc_id: str, line: str, result: TurnResult,
-                    prebuffer_ms: int) -> TurnRecord:
-        """Summarise a finished turn."""
-        terminal = result.terminal
-        done = terminal if isinstance(terminal, Done) else None
-        timings = done.timings if done is not None else None
-        return cls(
-            npc_id=npc_id, line=line, ttfa_ms=result.ttfa_ms,
-            last_block_ms=result.last_block_ms, audio_s=round(result.audio_s, 3),
-            underruns=result.underruns(prebuffer_ms),
-            stages={s: getattr(timings, s) if timings else None for s in STAGES},
-            rtf=timings.rtf if timings else None,
-            reply_tokens=timings.reply_tokens if timings else 0,
-            prefill_tokens=timings.prefill_tokens if timings else 0,
-            outcome=type(terminal).__name__.lower() if terminal else "none",
-        )
-
-
-def summarise(records: list[TurnRecord], prebuffer_ms: dict[str, int]) -> dict:
-    """Aggregate figures of a run (what the table prints and the JSON holds)."""
-    ok = [r for r in records if r.outcome == "done" and r.ttfa_ms is not None]
-    ttfa = [r.ttfa_ms for r in ok]
-    summary = {
-        "turns": len(records),
-        "turns_done": len(ok),
-        "ttfa_ms": percentiles(ttfa),
-        "time_to_playback_ms": percentiles(
-            [r.ttfa_ms + prebuffer_ms.get(r.npc_id, 240) for r in ok]),
-        "stages_ms": {s: percentiles([r.stages[s] for r in ok if r.stages[s] is not None])
-                      for s in STAGES},
-        "ipc_ms": percentiles([r.ttfa_ms - r.stages["first_block_ms"] for r in ok
-                               if r.stages["first_block_ms"] is not None]),
-        "rtf": percentiles([r.rtf for r in ok if r.rtf is not None]),
-        "audio_s": percentiles([r.audio_s for r in ok]),
-        "underruns_total": sum(r.underruns for r in ok),
-        "turns_with_underruns": sum(1 for r in ok if r.underruns),
-    }
-    return summary
-
-
-def format_summary(summary: dict, title: str) -> str:
-    """The terminal table of one run."""
-    def row(name: str, stats: dict[str, float | None], unit: str = "ms") -> str:
-        cells = " ".join(f"{stats[k]:>8.1f}" if stats[k] is not None else f"{'-':>8}"
-                         for k in ("p50", "p95", "p99", "mean"))
-        return f"  {name:30} {cells}  {unit}"
-
-    lines = [f"{title}: {summary['turns_done']}/{summary['turns']} turns done",
-             f"  {'':30} {'p50':>8} {'p95':>8} {'p99':>8} {'mean':>8}",
-             row("TTFA (client)", summary["ttfa_ms"]),
-             row("time to playback", summary["time_to_playback_ms"])]
-    for stage in STAGES:
-        lines.append(row(f"  daemon: {stage.removesuffix('_ms')}", summary["stages_ms"][stage]))
-    lines.append(row("  IPC (client - daemon)", summary["ipc_ms"]))
-    lines.append(row("TTS RTF", summary["rtf"], unit=""))
-    lines.append(row("reply audio", summary["audio_s"], unit="s"))
-    lines.append(f"  underruns: {summary['underruns_total']} blocks in "
-                 f"{summary['turns_with_underruns']} turns")
-    return "\n".join(lines)
-
-
-async def run_turns(endpoint: str, corpus: list[tuple[str, str]], turns: int, warmup: int,
-                    progress: bool = True) -> tuple[list[TurnRecord], dict[str, int]]:
-    """Run `warmup` unrecorded then `turns` recorded turns, one at a time."""
-    from tqdm import tqdm  # noqa: PLC0415
-
-    records = []
-    async with BridgeClient(endpoint, client_name="npc-voice bench") as client:
-        assert client.welcome is not None
-        prebuffer = {npc.npc_id: npc.prebuffer_ms for npc in client.welcome.npcs}
-        for index in range(warmup):
-            npc_id, line = corpus[index % len(corpus)]
-            await client.run_turn(npc_id, line)
-        bar = tqdm(total=turns, desc="turns", unit="turn", disable=not progress,
-                   file=sys.stderr)
-        for index in range(turns):
-            npc_id, line = corpus[(warmup + index) % len(corpus)]
-            result = await client.run_turn(npc_id, line)
-            records.append(TurnRecord.from_result(npc_id, line, result,
-                                                  prebuffer.get(npc_id, 240)))
-            bar.update()
-        bar.close()
-    return records, prebuffer
+    Raises:
+      ValueError: not a list of positive integers.
+    """
+    levels = [int(part) for part in text.split(",") if part.strip()]
+    if levels == [0]:
+        return []
+    if any(level < 1 for level in levels):
+        raise ValueError(f"--clients must be positive integers, got {text!r}")
+    return sorted(set(levels))
 
 
 def add_bench_args(parser: argparse.ArgumentParser) -> None:
     """Options of `npc-voice bench`."""
     parser.add_argument("--turns", type=int, default=24,
-                        help="recorded turns (default: %(default)s)")
+                        help="recorded turns per mode (default: %(default)s)")
     parser.add_argument("--warmup", type=int, default=3,
-                        help="unrecorded turns first (default: %(default)s)")
+                        help="unrecorded turns first, per mode (default: %(default)s)")
+    parser.add_argument("--modes", metavar="LIST",
+                        help=f"comma-separated, from {','.join(MODES)} "
+                             "(default: every mode installed here)")
+    parser.add_argument("--clients", default="1,2,4,8", metavar="LIST",
+                        help="load levels: simultaneous clients on one daemon; '0' = no "
+                             "load test (default: %(default)s)")
+    parser.add_argument("--load-turns", type=int, default=4, metavar="N",
+                        help="turns per client at each load level (default: %(default)s)")
+    parser.add_argument("--seed", type=int, default=DEFAULT_SEED,
+                        help="sampling seed for every mode, so they speak the same replies; "
+                             "-1 = random (default: %(default)s)")
     parser.add_argument("--corpus", type=Path, help="TOML corpus (default: the packaged one)")
-    parser.add_argument("--endpoint", help="use a running daemon instead of starting one")
-    parser.add_argument("--config", type=Path, help="config for the daemon started here")
+    parser.add_argument("--endpoint", help="measure a running daemon instead of starting one")
+    parser.add_argument("--config", type=Path,
+                        help="config for the daemon started here and the in-process modes")
     parser.add_argument("--daemon-arg", action="append", default=[], metavar="ARG",
-                        help="extra `serve` argument for the daemon started here (repeatable)")
-    parser.add_argument("--json", type=Path, default=Path("bench-results/bench.json"),
-                        help="where to write the results (default: %(default)s)")
+                        help="extra `serve` argument for the daemon started here (repeatable; "
+                             "the in-process modes read --config only)")
+    parser.add_argument("--out", type=Path, default=Path("bench-results"), metavar="DIR",
+                        help="where bench.json and the PNG plots go (default: %(default)s)")
+    parser.add_argument("--no-plots", action="store_true", help="JSON and tables only")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
-def machine_description() -> str:
-    """One line naming the machine the figures come from."""
-    return (f"{platform.machine()} {psutil.cpu_count(logical=True)} logical cores, "
-            f"{round(psutil.virtual_memory().total / 2**30)} GiB, {platform.system()}, "
-            f"Python {platform.python_version()}")
+def _bar(args: argparse.Namespace, total: int, desc: str) -> Any:
+    from tqdm import tqdm  # noqa: PLC0415
+
+    return tqdm(total=total, desc=desc, unit="turn", disable=args.no_progress,
+                file=sys.stderr, leave=False)
 
 
-def run_bench_command(args: argparse.Namespace) -> int:
-    """`npc-voice bench`: returns the exit code."""
+def _mode_entry(records: list[TurnRecord], **extra: object) -> dict:
+    return {"summary": summarise(records), **extra, "turns": [r.to_json() for r in records]}
+
+
+def _run_daemon_modes(args: argparse.Namespace, corpus: list[tuple[str, str]],
+                      modes: list[str], levels: list[int], report: dict) -> None:
+    """The streaming mode and the load levels, on one daemon process."""
+    from daemon.bench_load import run_load, run_streaming  # noqa: PLC0415
     from daemon.launcher import DaemonProcess  # noqa: PLC0415
 
-    corpus = load_corpus(args.corpus)
     daemon = None
     if args.endpoint is None:
-        daemon = DaemonProcess(args.config, extra_args=args.daemon_arg).start()
+        extra = [*args.daemon_arg, "--seed", str(args.seed)]
+        daemon = DaemonProcess(args.config, extra_args=extra).start()
         endpoint = daemon.endpoint
     else:
         endpoint = args.endpoint
-    started = time.perf_counter()
+
+    def rss() -> float | None:
+        return peak_rss_mb(daemon.process.pid) if daemon and daemon.process else None
+
     try:
-        records, prebuffer = asyncio.run(
-            run_turns(endpoint, corpus, args.turns, args.warmup, not args.no_progress))
-        rss = peak_rss_mb(daemon.process.pid) if daemon and daemon.process else None
+        if "streaming" in modes:
+            bar = _bar(args, args.turns, "streaming")
+            records = asyncio.run(run_streaming(endpoint, corpus, args.turns, args.warmup, bar))
+            bar.close()
+            report["modes"]["streaming"] = _mode_entry(
+                records, peak_rss_mb=rss(), rss_of="daemon process (VmHWM)")
+        if levels:
+            bar = _bar(args, sum(levels) * args.load_turns, "load")
+            load = asyncio.run(run_load(endpoint, corpus, levels, args.load_turns,
+                                        args.warmup + args.turns, bar))
+            bar.close()
+            load["daemon_peak_rss_mb"] = rss()
+            report["load"] = load
     finally:
         if daemon is not None:
             daemon.stop()
-    summary = summarise(records, prebuffer)
-    summary["daemon_peak_rss_mb"] = rss
-    report = {
+
+
+def _run_in_process(args: argparse.Namespace, mode: str, corpus: list[tuple[str, str]],
+                    prebuffer_ms: dict[str, int],
+                    turn: Callable[[str, str], tuple]) -> list[TurnRecord]:
+    """Warm-up, then the recorded turns of an in-process mode; failures are recorded."""
+    from bridge_protocol.client import TurnResult  # noqa: PLC0415
+
+    records = []
+    for index in range(args.warmup):
+        turn(*corpus[index % len(corpus)])
+    bar = _bar(args, args.turns, mode)
+    for index in range(args.turns):
+        npc_id, line = corpus[(args.warmup + index) % len(corpus)]
+        try:
+            result, timings, reply = turn(npc_id, line)
+            outcome = "done"
+        except Exception as exc:  # noqa: BLE001 - one failed turn is a figure, not a crash
+            print(f"{mode}: turn failed: {type(exc).__name__}: {exc}", file=sys.stderr)
+            result, timings, reply, outcome = TurnResult(0, time.perf_counter()), None, "", "error"
+        records.append(TurnRecord.build(mode, npc_id, line, result, timings, outcome,
+                                        prebuffer_ms[npc_id], reply))
+        bar.update()
+    bar.close()
+    return records
+
+
+def _run_in_process_modes(args: argparse.Namespace, corpus: list[tuple[str, str]],
+                          modes: list[str], report: dict) -> None:
+    """The naive and RealtimeTTS modes, on the daemon's models loaded in this process."""
+    from daemon.bench_naive import Conversations, InProcessModels, naive_turn  # noqa: PLC0415
+    from daemon.config import load_config, with_overrides  # noqa: PLC0415
+
+    config = with_overrides(load_config(args.config), llm_seed=args.seed)
+    prebuffer_ms = {npc_id: config.profile(npc.profile).prebuffer_ms
+                         for npc_id, npc in config.npcs.items()}
+    models = InProcessModels(config)
+    rss_of = "bench process (in-process engines; cumulative over the in-process modes)"
+    try:
+        if "naive" in modes:
+            conversations = Conversations(models, "naive")
+            records = _run_in_process(
+                args, "naive", corpus, prebuffer_ms,
+                lambda npc, line: naive_turn(models, conversations, npc, line))
+            report["modes"]["naive"] = _mode_entry(
+                records, peak_rss_mb=peak_rss_mb(os.getpid()), rss_of=rss_of)
+        if "realtimetts" in modes:
+            from daemon.bench_peers import RealtimeTtsRunner, make_work_dir  # noqa: PLC0415
+
+            conversations = Conversations(models, "realtimetts")
+            with make_work_dir() as work_dir:
+                runner = RealtimeTtsRunner(models, Path(work_dir))
+                records = _run_in_process(
+                    args, "realtimetts", corpus, prebuffer_ms,
+                    lambda npc, line: runner.turn(conversations, npc, line))
+            report["modes"]["realtimetts"] = _mode_entry(
+                records, peak_rss_mb=peak_rss_mb(os.getpid()),
+                rss_of=rss_of + "; its piper subprocesses not included")
+    finally:
+        models.close()
+
+
+def _print_report(report: dict) -> None:
+    from daemon.bench_load import format_load  # noqa: PLC0415
+
+    for name, mode in report["modes"].items():
+        print(format_summary(mode["summary"], name))
+        if mode.get("peak_rss_mb") is not None:
+            print(f"  peak RSS: {mode['peak_rss_mb']} MiB ({mode['rss_of']})")
+    quiet = report["machine_load_during_run"]
+    print(f"other processes during the run: CPU mean "
+          f"{quiet['other_processes_cpu_percent_mean']}%, max "
+          f"{quiet['other_processes_cpu_percent_max']}% of the machine; "
+          f"1-min load average up to {quiet['loadavg_1m_max']}")
+    for pair, ratio in report["ratios"].items():
+        print(f"TTFA ratio {pair}: p50 x{ratio['p50']}, p95 x{ratio['p95']}")
+    if report.get("load"):
+        print(format_load(report["load"]))
+        print(f"  daemon peak RSS: {report['load']['daemon_peak_rss_mb']} MiB")
+
+
+def run_bench_command(args: argparse.Namespace) -> int:
+    """`npc-voice bench`: returns the exit code (1 if any recorded turn failed)."""
+    try:
+        modes, skipped = select_modes(args.modes)
+        levels = parse_clients(args.clients)
+    except ValueError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    for message in skipped:
+        print(message)
+    corpus = load_corpus(args.corpus)
+    report: dict[str, Any] = {
         "command": " ".join(["npc-voice", *sys.argv[1:]]),
         "machine": machine_description(),
-        "wall_s": round(time.perf_counter() - started, 1),
-        "summary": summary,
-        "turns": [msgspec.structs.asdict(r) if isinstance(r, msgspec.Struct) else r.__dict__
-                  for r in records],
+        "machine_load_at_start": machine_load(),
+        "started_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "settings": {"turns": args.turns, "warmup": args.warmup, "seed": args.seed,
+                     "modes": modes, "skipped": skipped, "clients": levels,
+                     "load_turns_per_client": args.load_turns,
+                     "corpus_lines": len(corpus), "config": str(args.config or "(packaged)"),
+                     "daemon_args": args.daemon_arg},
+        "modes": {},
     }
-    print(format_summary(summary, "streaming daemon"))
-    if rss is not None:
-        print(f"  daemon peak RSS: {rss} MiB")
-    args.json.parent.mkdir(parents=True, exist_ok=True)
-    args.json.write_text(json.dumps(report, indent=2))
-    print(f"wrote {args.json}")
-    return 0 if summary["turns_done"] == summary["turns"] else 1
+    print(f"machine: {report['machine']}")
+    print(f"load at start: {report['machine_load_at_start']}")
+    started = time.perf_counter()
+    with LoadSampler() as sampler:
+        if "streaming" in modes or levels:
+            _run_daemon_modes(args, corpus, modes, levels, report)
+        if {"naive", "realtimetts"} & set(modes):
+            _run_in_process_modes(args, corpus, modes, report)
+    report["machine_load_during_run"] = sampler.summary()
+    report["modes"] = {m: report["modes"][m] for m in MODES if m in report["modes"]}
+    report["ratios"] = ttfa_ratios(report["modes"])
+    report["wall_s"] = round(time.perf_counter() - started, 1)
+    report["machine_load_at_end"] = machine_load()
+    _print_report(report)
+    args.out.mkdir(parents=True, exist_ok=True)
+    json_path = args.out / "bench.json"
+    report["plots"] = []
+    json_path.write_text(json.dumps(report, indent=2))  # first: a plotting failure loses nothing
+    if not args.no_plots:
+        try:
+            from daemon.bench_plots import write_plots  # noqa: PLC0415
+
+            report["plots"] = [p.name for p in write_plots(report, args.out)]
+        except ImportError:
+            print("plots skipped: matplotlib not installed (pip install -e '.[bench]')")
+        json_path.write_text(json.dumps(report, indent=2))
+    print(f"wrote {json_path}" + "".join(f", {args.out / p}" for p in report["plots"]))
+    failed = sum(m["summary"]["turns"] - m["summary"]["turns_done"]
+                 for m in report["modes"].values())
+    if report.get("load"):
+        failed += sum(level["summary"]["turns"] - level["summary"]["turns_done"]
+                      for level in report["load"]["levels"])
+    return 0 if failed == 0 else 1

@@ -7,12 +7,15 @@ import re
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from daemon.chunker import BUILTIN_PROFILES, PhraseChunker, Profile, speakable
+from daemon.chunker import _ABBREVIATIONS, BUILTIN_PROFILES, PhraseChunker, Profile, speakable
 
 FAST = BUILTIN_PROFILES["fast"]
 CINEMATIC = BUILTIN_PROFILES["cinematic"]
 
-words = st.text(alphabet="abcdefghijklmnopqrstuvwxyz", min_size=1, max_size=12)
+# Abbreviations ("mr.", "etc.") are not boundaries; their handling has its own tests,
+# so the generated words avoid them and the oracles below can stay simple.
+words = st.text(alphabet="abcdefghijklmnopqrstuvwxyz", min_size=1, max_size=12).filter(
+    lambda word: word not in _ABBREVIATIONS)
 separators = st.sampled_from([" ", " ", " ", ", ", ". ", "! ", "? ", "; ", ": ", "\n", "  "])
 
 

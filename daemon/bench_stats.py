@@ -1,0 +1,294 @@
+"""The figures of `npc-voice bench`: per-turn records, percentiles, summaries, tables.
+
+Every mode (the streaming daemon, the naive pipeline, RealtimeTTS, the load levels)
+produces the same `TurnRecord`, built from a `TurnResult` (arrival time and size of
+each block) and a `TurnTimings` (daemon-side milestones), so TTFA, time to playback,
+underruns and the per-stage split are computed one way for all of them.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import platform
+import threading
+import time
+from dataclasses import asdict, dataclass
+
+import numpy as np
+import psutil
+
+from bridge_protocol.client import TurnResult
+from bridge_protocol.messages import TurnTimings
+from daemon.metrics import TTFA_STAGES, stage_durations_ms
+
+MILESTONES = ("queued_ms", "llm_first_token_ms", "first_chunk_ms", "tts_first_audio_ms",
+              "first_block_ms", "llm_done_ms")
+"""Milestones of a turn (ms since the utterance) kept per turn, from `TurnTimings`."""
+
+SEGMENTS = (*TTFA_STAGES, "ipc")
+"""The stacked parts of client-side TTFA: the daemon's TTFA stages, then IPC both ways
+(client TTFA - daemon first block; ~0 for the in-process modes)."""
+
+DEFAULT_PREBUFFER_MS = 240
+
+
+def percentiles(values: list[float]) -> dict[str, float | None]:
+    """p50/p95/p99/mean/max of `values`, rounded to 0.1 (None when empty)."""
+    if not values:
+        return {"p50": None, "p95": None, "p99": None, "mean": None, "max": None}
+    array = np.asarray(values, dtype=np.float64)
+    return {
+        "p50": round(float(np.percentile(array, 50)), 1),
+        "p95": round(float(np.percentile(array, 95)), 1),
+        "p99": round(float(np.percentile(array, 99)), 1),
+        "mean": round(float(array.mean()), 1),
+        "max": round(float(array.max()), 1),
+    }
+
+
+def peak_rss_mb(pid: int) -> float | None:
+    """Peak resident memory of process `pid` in MiB (Linux VmHWM; else current RSS)."""
+    try:
+        with open(f"/proc/{pid}/status", encoding="ascii") as status:
+            for line in status:
+                if line.startswith("VmHWM:"):
+                    return round(int(line.split()[1]) / 1024, 1)
+    except OSError:
+        pass
+    try:
+        return round(psutil.Process(pid).memory_info().rss / 2**20, 1)
+    except psutil.Error:
+        return None
+
+
+def machine_description() -> str:
+    """One line naming the machine the figures come from."""
+    cpu = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as cpuinfo:
+            for line in cpuinfo:
+                if line.startswith("model name"):
+                    cpu = line.split(":", 1)[1].strip()
+                    break
+    except OSError:
+        pass
+    return (f"{cpu}, {psutil.cpu_count(logical=True)} logical cores, "
+            f"{round(psutil.virtual_memory().total / 2**30)} GiB, {platform.system()} "
+            f"{platform.machine()}, Python {platform.python_version()}")
+
+
+def machine_load() -> dict[str, float]:
+    """How busy the machine is right now: load averages and CPU use over 1 s (%)."""
+    load_1m, load_5m, load_15m = psutil.getloadavg()
+    return {"loadavg_1m": round(load_1m, 2), "loadavg_5m": round(load_5m, 2),
+            "loadavg_15m": round(load_15m, 2),
+            "cpu_percent_1s": psutil.cpu_percent(interval=1.0)}
+
+
+class LoadSampler:
+    """How busy the machine is with work other than this benchmark, sampled while it runs.
+
+    Every `interval_s` it reads the machine's busy CPU time and this process tree's
+    own (the bench, the daemon it started, reaped children such as RealtimeTTS's piper
+    runs); the difference is what other processes used. Figures are percent of the
+    whole machine (100 = every core busy). Use as a context manager.
+
+    Args:
+      interval_s: Sampling period.
+    """
+
+    def __init__(self, interval_s: float = 2.0) -> None:
+        self._interval_s = interval_s
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="bench-load-sampler",
+                                        daemon=True)
+        self.other_cpu_percent: list[float] = []
+        self.loadavg_1m: list[float] = []
+
+    @staticmethod
+    def _busy_s() -> float:
+        times = psutil.cpu_times()
+        return sum(times) - times.idle - getattr(times, "iowait", 0.0)
+
+    @staticmethod
+    def _own_s() -> float:
+        me = psutil.Process()
+        times = me.cpu_times()
+        total = times.user + times.system + times.children_user + times.children_system
+        for child in me.children(recursive=True):
+            with contextlib.suppress(psutil.Error):
+                child_times = child.cpu_times()
+                total += child_times.user + child_times.system
+        return total
+
+    def _run(self) -> None:
+        cores = psutil.cpu_count(logical=True) or 1
+        busy, own, at = self._busy_s(), self._own_s(), time.monotonic()
+        while not self._stop.wait(self._interval_s):
+            busy_now, own_now, now = self._busy_s(), self._own_s(), time.monotonic()
+            others = max((busy_now - busy) - (own_now - own), 0.0)
+            self.other_cpu_percent.append(round(100.0 * others / ((now - at) * cores), 1))
+            self.loadavg_1m.append(round(psutil.getloadavg()[0], 2))
+            busy, own, at = busy_now, own_now, now
+
+    def __enter__(self) -> LoadSampler:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def summary(self) -> dict[str, float | int | None]:
+        """Mean and max CPU of other processes (% of the machine), max 1-min load average."""
+        others = self.other_cpu_percent
+        mean = round(float(np.mean(others)), 1) if others else None
+        return {
+            "samples": len(others),
+            "other_processes_cpu_percent_mean": mean,
+            "other_processes_cpu_percent_max": max(others) if others else None,
+            "loadavg_1m_max": max(self.loadavg_1m) if self.loadavg_1m else None,
+        }
+
+
+@dataclass
+class TurnRecord:
+    """The figures kept of one benchmark turn (times in ms since the utterance).
+
+    Attributes:
+      mode: "streaming", "naive", "realtimetts" or "load-K".
+      npc_id: The NPC addressed.
+      line: The player's line.
+      outcome: "done", "cancelled", "error" (or "none": no terminal event).
+      ttfa_ms: Utterance -> first audio ready to play at the client (client side for
+        the daemon, so IPC both ways is included).
+      last_block_ms: Utterance -> last audio at the client.
+      audio_s: Seconds of reply audio.
+      underruns: Blocks late for real-time playback started at the first block plus
+        the NPC profile's pre-buffer (`prebuffer_ms`).
+      prebuffer_ms: That pre-buffer.
+      milestones: `MILESTONES` of the turn (None where it never happened).
+      rtf: TTS synthesis time / audio duration.
+      reply_tokens: Tokens the LLM generated.
+      prefill_tokens: Prompt tokens evaluated (the rest came from the KV cache).
+      reply: The reply text spoken.
+    """
+
+    mode: str
+    npc_id: str
+    line: str
+    outcome: str
+    ttfa_ms: float | None
+    last_block_ms: float | None
+    audio_s: float
+    underruns: int
+    prebuffer_ms: int
+    milestones: dict[str, float | None]
+    rtf: float | None
+    reply_tokens: int
+    prefill_tokens: int
+    reply: str
+
+    @classmethod
+    def build(cls, mode: str, npc_id: str, line: str, result: TurnResult,
+              timings: TurnTimings | None, outcome: str, prebuffer_ms: int,
+              reply: str) -> TurnRecord:
+        """Summarise a turn from its client-side blocks and daemon-side timings."""
+        ttfa = result.ttfa_ms
+        last = result.last_block_ms
+        return cls(
+            mode=mode, npc_id=npc_id, line=line, outcome=outcome,
+            ttfa_ms=round(ttfa, 2) if ttfa is not None else None,
+            last_block_ms=round(last, 2) if last is not None else None,
+            audio_s=round(result.audio_s, 3), underruns=result.underruns(prebuffer_ms),
+            prebuffer_ms=prebuffer_ms,
+            milestones={m: getattr(timings, m) if timings else None for m in MILESTONES},
+            rtf=timings.rtf if timings else None,
+            reply_tokens=timings.reply_tokens if timings else 0,
+            prefill_tokens=timings.prefill_tokens if timings else 0,
+            reply=reply,
+        )
+
+    def segments_ms(self) -> dict[str, float]:
+        """`SEGMENTS` of this turn's TTFA that happened (see `stage_durations_ms`)."""
+        timings = TurnTimings(**{m: v for m, v in self.milestones.items() if v is not None})
+        segments = {s: v for s, v in stage_durations_ms(timings).items() if s in TTFA_STAGES}
+        first_block = self.milestones["first_block_ms"]
+        if self.ttfa_ms is not None and first_block is not None:
+            segments["ipc"] = round(max(self.ttfa_ms - first_block, 0.0), 2)
+        return segments
+
+    def to_json(self) -> dict:
+        """Plain dict for the JSON report."""
+        return asdict(self)
+
+
+def summarise(records: list[TurnRecord]) -> dict:
+    """Aggregate figures of one mode or load level (what the table prints, the JSON holds)."""
+    ok = [r for r in records if r.outcome == "done" and r.ttfa_ms is not None]
+    segments = [r.segments_ms() for r in ok]
+    return {
+        "turns": len(records),
+        "turns_done": len(ok),
+        "ttfa_ms": percentiles([r.ttfa_ms for r in ok]),
+        "time_to_playback_ms": percentiles([r.ttfa_ms + r.prebuffer_ms for r in ok]),
+        "milestones_ms": {m: percentiles([r.milestones[m] for r in ok
+                                          if r.milestones[m] is not None])
+                          for m in MILESTONES},
+        "segments_mean_ms": {s: round(float(np.mean([seg.get(s, 0.0) for seg in segments])), 1)
+                             if segments else None for s in SEGMENTS},
+        "segments_p50_ms": {s: round(float(np.median([seg.get(s, 0.0) for seg in segments])), 1)
+                            if segments else None for s in SEGMENTS},
+        "last_block_ms": percentiles([r.last_block_ms for r in ok if r.last_block_ms]),
+        "rtf": percentiles([r.rtf for r in ok if r.rtf is not None]),
+        "audio_s": percentiles([r.audio_s for r in ok]),
+        "reply_tokens": percentiles([float(r.reply_tokens) for r in ok]),
+        "underruns_total": sum(r.underruns for r in ok),
+        "turns_with_underruns": sum(1 for r in ok if r.underruns),
+    }
+
+
+def ttfa_ratios(modes: dict[str, dict], baseline: str = "streaming") -> dict[str, dict]:
+    """TTFA p50 and p95 of every other mode divided by the baseline mode's."""
+    base = modes.get(baseline, {}).get("summary")
+    if not base or base["ttfa_ms"]["p50"] is None:
+        return {}
+    ratios = {}
+    for name, mode in modes.items():
+        summary = mode.get("summary")
+        if name == baseline or not summary or summary["ttfa_ms"]["p50"] is None:
+            continue
+        ratios[f"{name}/{baseline}"] = {
+            key: round(summary["ttfa_ms"][key] / base["ttfa_ms"][key], 2)
+            if base["ttfa_ms"][key] else None
+            for key in ("p50", "p95")
+        }
+    return ratios
+
+
+def _row(name: str, stats: dict[str, float | None], unit: str = "ms") -> str:
+    cells = " ".join(f"{stats[k]:>8.1f}" if stats[k] is not None else f"{'-':>8}"
+                     for k in ("p50", "p95", "p99", "mean"))
+    return f"  {name:32} {cells}  {unit}"
+
+
+def format_summary(summary: dict, title: str) -> str:
+    """The terminal table of one mode."""
+    lines = [f"{title}: {summary['turns_done']}/{summary['turns']} turns done",
+             f"  {'':32} {'p50':>8} {'p95':>8} {'p99':>8} {'mean':>8}",
+             _row("TTFA", summary["ttfa_ms"]),
+             _row("time to playback", summary["time_to_playback_ms"])]
+    for milestone in MILESTONES:
+        lines.append(_row(f"  at {milestone.removesuffix('_ms')}",
+                          summary["milestones_ms"][milestone]))
+    for kind in ("p50", "mean"):
+        split = summary[f"segments_{kind}_ms"]
+        if split.get("ipc") is not None:
+            lines.append(f"  {f'TTFA split ({kind}, ms)':32} " + ", ".join(
+                f"{s} {split[s]:.1f}" for s in SEGMENTS if split[s] is not None))
+    lines.append(_row("time to last audio", summary["last_block_ms"]))
+    lines.append(_row("TTS RTF", summary["rtf"], unit=""))
+    lines.append(_row("reply audio", summary["audio_s"], unit="s"))
+    lines.append(f"  underruns: {summary['underruns_total']} blocks in "
+                 f"{summary['turns_with_underruns']} turns (at each profile's pre-buffer)")
+    return "\n".join(lines)

@@ -1,0 +1,122 @@
+"""`npc-voice bench` end to end on a tiny run, and its pure parts.
+
+The end-to-end test runs the real command in its own process (a real daemon, the
+real naive pipeline, two load levels) with short replies, then checks the structure
+of what it wrote: the JSON sections and PNG files. It never checks a figure.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from daemon import bench_peers
+from daemon.bench import load_corpus, parse_clients, select_modes
+from daemon.bench_stats import MILESTONES, SEGMENTS
+from tests.conftest import test_config_text
+
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+
+
+@pytest.mark.slow
+def test_bench_command_end_to_end(tmp_path: Path) -> None:
+    pytest.importorskip("matplotlib")
+    config = tmp_path / "bench.toml"
+    config.write_text(test_config_text(**{"max_reply_tokens = 48": "max_reply_tokens = 24"}))
+    out = tmp_path / "results"
+    command = [sys.executable, "-m", "daemon", "--log-level", "WARNING", "bench",
+               "--config", str(config), "--turns", "2", "--warmup", "1",
+               "--modes", "streaming,naive", "--clients", "1,2", "--load-turns", "1",
+               "--out", str(out), "--no-progress"]
+    completed = subprocess.run(command, capture_output=True, text=True, timeout=240)
+    assert completed.returncode == 0, completed.stdout + completed.stderr
+
+    stdout = completed.stdout
+    assert "streaming: 2/2 turns done" in stdout
+    assert "naive: 2/2 turns done" in stdout
+    assert "TTFA ratio naive/streaming" in stdout
+    assert "largest K with zero underruns" in stdout
+
+    report = json.loads((out / "bench.json").read_text())
+    assert report["machine"] and report["machine_load_at_start"]["loadavg_1m"] >= 0
+    assert report["settings"]["modes"] == ["streaming", "naive"]
+    assert list(report["modes"]) == ["streaming", "naive"]
+    for name, mode in report["modes"].items():
+        summary = mode["summary"]
+        assert summary["turns"] == summary["turns_done"] == 2, name
+        for key in ("ttfa_ms", "time_to_playback_ms", "rtf", "audio_s"):
+            assert set(summary[key]) >= {"p50", "p95", "p99"}, key
+        assert set(summary["milestones_ms"]) == set(MILESTONES)
+        assert set(summary["segments_mean_ms"]) == set(summary["segments_p50_ms"]) == set(SEGMENTS)
+        assert isinstance(summary["underruns_total"], int)
+        assert mode["peak_rss_mb"] is not None
+        assert len(mode["turns"]) == 2
+        for turn in mode["turns"]:
+            assert turn["mode"] == name and turn["outcome"] == "done"
+            assert turn["ttfa_ms"] is not None and turn["audio_s"] > 0
+    # Same lines in both modes, in the same order.
+    assert ([t["line"] for t in report["modes"]["streaming"]["turns"]]
+            == [t["line"] for t in report["modes"]["naive"]["turns"]])
+    assert set(report["ratios"]["naive/streaming"]) == {"p50", "p95"}
+
+    load = report["load"]
+    assert [level["clients"] for level in load["levels"]] == [1, 2]
+    assert [level["summary"]["turns"] for level in load["levels"]] == [1, 2]
+    assert load["max_clients_without_underruns"] in (None, 1, 2)
+    assert load["daemon_peak_rss_mb"] is not None
+
+    assert sorted(report["plots"]) == ["load.png", "stages_by_mode.png", "ttfa_by_mode.png"]
+    for name in report["plots"]:
+        assert (out / name).read_bytes().startswith(PNG_MAGIC), name
+
+
+def test_packaged_corpus_covers_three_npcs_with_thirty_lines() -> None:
+    corpus = load_corpus()
+    assert len(corpus) >= 30
+    assert len({npc_id for npc_id, _ in corpus}) >= 3
+    assert [npc for npc, _ in corpus[:3]] == ["blacksmith", "innkeeper", "oracle"]
+
+
+def test_mode_selection_and_realtimetts_skip(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(bench_peers, "realtimetts_unavailable",
+                        lambda: "realtimetts mode skipped: RealtimeTTS not installed")
+    modes, skipped = select_modes(None)
+    assert modes == ["streaming", "naive"]
+    assert skipped == ["realtimetts mode skipped: RealtimeTTS not installed"]
+    assert select_modes("naive,streaming") == (["streaming", "naive"], [])
+    with pytest.raises(ValueError, match="unknown mode"):
+        select_modes("streaming,fastest")
+
+
+def test_client_levels() -> None:
+    assert parse_clients("8,1,2,4") == [1, 2, 4, 8]
+    assert parse_clients("0") == [] and parse_clients("") == []
+    with pytest.raises(ValueError):
+        parse_clients("1,-2")
+
+
+@pytest.mark.slow
+def test_realtimetts_mode_when_the_peers_extra_is_installed(tmp_path: Path) -> None:
+    """Runs only where `pip install -e '.[peers]'` was done (never in CI)."""
+    reason = bench_peers.realtimetts_unavailable()
+    if reason:
+        pytest.skip(reason)
+    config = tmp_path / "bench.toml"
+    config.write_text(test_config_text(**{"max_reply_tokens = 48": "max_reply_tokens = 16"}))
+    out = tmp_path / "results"
+    command = [sys.executable, "-m", "daemon", "--log-level", "WARNING", "bench",
+               "--config", str(config), "--turns", "1", "--warmup", "0",
+               "--modes", "realtimetts", "--clients", "0", "--out", str(out),
+               "--no-progress", "--no-plots"]
+    completed = subprocess.run(command, capture_output=True, text=True, timeout=240)
+    assert completed.returncode == 0, completed.stdout + completed.stderr
+    report = json.loads((out / "bench.json").read_text())
+    assert list(report["modes"]) == ["realtimetts"]
+    (turn,) = report["modes"]["realtimetts"]["turns"]
+    assert turn["outcome"] == "done" and turn["ttfa_ms"] is not None and turn["audio_s"] > 0
+    assert report["ratios"] == {}  # no streaming mode to compare with
+    assert "load" not in report
