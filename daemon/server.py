@@ -448,10 +448,12 @@ class BridgeServer:
         spec, progress = handle.turn.spec, handle.turn.progress
         peer.turns.pop(spec.turn_id, None)
         self.send(peer, terminal)
-        if spec.conversation.record(spec.utterance, progress.spoken_text):
+        history_cut = spec.conversation.record(spec.utterance, progress.spoken_text)
+        if history_cut or (spec.tiers == "both" and len(spec.conversation)):
             self._start_background(
-                self._engines.llm.prefill_one(spec.conversation_key,
-                                              spec.conversation.messages_for(""), spec.tiers),
+                self._engines.llm.after_turn(spec.conversation_key,
+                                             spec.conversation.messages_for(""), spec.tiers,
+                                             history_cut),
                 name=f"prefill-{spec.conversation_key}")
         self._telemetry.turn_finished(peer.label, spec, progress, terminal)
 

@@ -5,6 +5,11 @@ LLM text to the chunker and puts chunks on a bounded queue; the turn's own corou
 takes chunks off it, synthesises them and sends blocks as soon as they exist. The
 LLM therefore keeps generating while the TTS speaks the first phrase.
 
+In a two-tier turn the LLM stream holds a hand-off marker between the fast tier's
+opener and the narrative tier's continuation: the opener's chunker is flushed there
+(its chunks keep the fast profile) and a new chunker with the continuation's profile
+takes over; chunk indices go on counting, so the wire looks like any other turn.
+
 Cancellation (barge-in) is owned by the server: it sends `cancelled`, drops the
 turn's queued blocks, sets `stop` and cancels the task; the sink then refuses
 anything the turn still produces. Every stage closes its engine stream in `finally`.
@@ -27,7 +32,7 @@ from daemon.audio import BlockCutter, resample_int16, samples_per_block
 from daemon.chunker import Chunk, PhraseChunker, Profile, speakable
 from daemon.llm.conversation import Conversation
 from daemon.llm.llama import ReplyDelta, ReplyStarted, ReplyStats
-from daemon.llm.pool import LlmPool
+from daemon.llm.tiers import TieredLlm, TierHandoff, Tiers
 from daemon.tts.base import Voice
 
 _LOGGER = logging.getLogger(__name__)
@@ -44,6 +49,15 @@ class _Failure:
     error: BaseException
 
 
+@dataclass(frozen=True, slots=True)
+class _Queued:
+    """A chunk on its way to TTS, with the profile of the tier that wrote it."""
+
+    chunk: Chunk
+    profile: Profile
+    continuation: bool  # written by the narrative tier after a hand-off
+
+
 @dataclass(kw_only=True)
 class TurnSpec:
     """Everything a turn needs, resolved by the server from a `say`.
@@ -52,13 +66,16 @@ class TurnSpec:
       turn_id: Client-chosen turn id.
       npc_id: The NPC speaking.
       utterance: The player's line.
-      profile_name: Name of the speech profile used.
+      profile_name: Name of the speech profile used (of the opener, in a two-tier turn).
       profile: Its settings.
       voice: The NPC's voice.
       conversation: The NPC's conversation with this client (recorded when done).
       conversation_key: KV-state key of that conversation.
       out_rate_hz: Sample rate of the blocks sent.
       received_at: `time.perf_counter()` when the utterance was complete (TTFA zero).
+      tiers: LLM tiers writing the reply ("fast", "narrative" or "both").
+      continuation_profile: Speech profile of the narrative tier's continuation in a
+        two-tier turn; None = `profile`.
     """
 
     turn_id: int
@@ -71,6 +88,8 @@ class TurnSpec:
     conversation_key: str
     out_rate_hz: int
     received_at: float
+    tiers: Tiers = "fast"
+    continuation_profile: Profile | None = None
 
 
 @dataclass
@@ -93,11 +112,11 @@ class Turn:
 
     Args:
       spec: The resolved request.
-      llm: The LLM pool.
+      llm: The LLM stage (one or two tiers).
       send: Queues messages for the client (see `SendFn`).
     """
 
-    def __init__(self, spec: TurnSpec, llm: LlmPool, send: SendFn) -> None:
+    def __init__(self, spec: TurnSpec, llm: TieredLlm, send: SendFn) -> None:
         self.spec = spec
         self.progress = TurnProgress()
         self.stop = threading.Event()
@@ -132,7 +151,10 @@ class Turn:
     async def _write_chunks(self, chunks: asyncio.Queue[object]) -> None:
         """LLM stage: reply text -> chunker -> chunk queue; always ends with _END."""
         spec, timings = self.spec, self.progress.timings
-        chunker = PhraseChunker(spec.profile)
+        profile = spec.profile
+        chunker = PhraseChunker(profile)
+        first_index = 0  # chunk index of the current chunker's first chunk
+        continuation = False
         outcome: object = _END
         try:
             reply = self._llm.reply(
@@ -140,23 +162,38 @@ class Turn:
                 spec.conversation.messages_for(spec.utterance),
                 self.stop,
                 persona_key=spec.npc_id,
+                tiers=spec.tiers,
             )
             async with aclosing(reply) as stream:
                 async for item in stream:
                     if isinstance(item, ReplyDelta):
                         if timings.llm_first_token_ms is None:
                             timings.llm_first_token_ms = self._ms()
+                        if continuation and timings.narrative_first_token_ms is None:
+                            timings.narrative_first_token_ms = self._ms()
                         for chunk in chunker.feed(speakable(item.text)):
-                            await chunks.put(chunk)
+                            await chunks.put(_Queued(_renumbered(chunk, first_index),
+                                                     profile, continuation))
+                    elif isinstance(item, TierHandoff):
+                        # The opener is complete: its last chunk goes out now, not
+                        # merged with the continuation's first words.
+                        for chunk in chunker.flush():
+                            await chunks.put(_Queued(
+                                _renumbered(chunk, first_index, is_last=False), profile, False))
+                        first_index += chunker.chunk_count
+                        profile = spec.continuation_profile or spec.profile
+                        chunker = PhraseChunker(profile)
+                        continuation = True
                     elif isinstance(item, ReplyStarted):
-                        timings.queued_ms = self._ms()
-                    elif isinstance(item, ReplyStats):
-                        timings.prompt_tokens = item.prompt_tokens
-                        timings.prefill_tokens = item.prefill_tokens
-                        timings.reply_tokens = item.reply_tokens
+                        if timings.queued_ms is None:
+                            timings.queued_ms = self._ms()
+                    elif isinstance(item, ReplyStats):  # one per tier: summed
+                        timings.prompt_tokens += item.prompt_tokens
+                        timings.prefill_tokens += item.prefill_tokens
+                        timings.reply_tokens += item.reply_tokens
             timings.llm_done_ms = self._ms()
             for chunk in chunker.flush():
-                await chunks.put(chunk)
+                await chunks.put(_Queued(_renumbered(chunk, first_index), profile, continuation))
         except asyncio.CancelledError:
             raise
         except Exception as exc:  # handed to the speaking stage, which raises it
@@ -172,25 +209,28 @@ class Turn:
                 break
             if isinstance(item, _Failure):
                 raise item.error
-            assert isinstance(item, Chunk)
-            if self.progress.timings.first_chunk_ms is None:
-                self.progress.timings.first_chunk_ms = self._ms()
-            final_block_sent = await self._speak(item)
+            assert isinstance(item, _Queued)
+            timings = self.progress.timings
+            if timings.first_chunk_ms is None:
+                timings.first_chunk_ms = self._ms()
+            if item.continuation and timings.handoff_chunk_index is None:
+                timings.handoff_chunk_index = item.chunk.index
+            final_block_sent = await self._speak(item.chunk, item.profile)
         if not final_block_sent:
             # No audio in the last chunk (or no chunk at all): an empty final block
             # still tells the client that the turn's audio is complete.
             self._send_block(np.zeros(0, dtype=np.int16), chunk_index=0, final=True)
 
-    async def _speak(self, chunk: Chunk) -> bool:
+    async def _speak(self, chunk: Chunk, profile: Profile) -> bool:
         """Synthesise one chunk and send its blocks; returns True if a final block went out.
 
-        Blocks of a chunk go out as soon as they are full; the chunk's short tail goes
-        out at its end. In the last chunk one block is held back so that the turn's
-        last block can carry `final=True`.
+        Blocks of a chunk go out as soon as they are full (`profile.block_ms` each); the
+        chunk's short tail goes out at its end. In the last chunk one block is held
+        back so that the turn's last block can carry `final=True`.
         """
         spec, timings = self.spec, self.progress.timings
         voice = spec.voice
-        cutter = BlockCutter(samples_per_block(spec.out_rate_hz, spec.profile.block_ms))
+        cutter = BlockCutter(samples_per_block(spec.out_rate_hz, profile.block_ms))
         held: np.ndarray | None = None
         subtitled = False
         started = time.perf_counter()
@@ -242,9 +282,22 @@ class Turn:
         )
         self._send(header, samples.astype("<i2", copy=False).tobytes())
         now_ms = self._ms()
+        timings = progress.timings
         if progress.block_count == 0:
-            progress.timings.first_block_ms = now_ms
-        progress.timings.last_block_ms = now_ms
+            timings.first_block_ms = now_ms
+        elif chunk_index == timings.handoff_chunk_index and timings.handoff_gap_ms is None:
+            # A client that started playing at the first block plus the opener's
+            # pre-buffer runs out of opener audio here; later than that is silence.
+            opener_end_ms = (timings.first_block_ms or 0.0) + spec.profile.prebuffer_ms \
+                + timings.audio_ms
+            timings.handoff_gap_ms = round(max(0.0, now_ms - opener_end_ms), 2)
+        timings.last_block_ms = now_ms
         progress.block_count += 1
         progress.sample_count += int(samples.size)
         progress.timings.audio_ms = round(progress.sample_count * 1000.0 / spec.out_rate_hz, 2)
+
+
+def _renumbered(chunk: Chunk, first_index: int, is_last: bool | None = None) -> Chunk:
+    """`chunk` with its index counted from the turn's start (chunkers count from 0)."""
+    return Chunk(chunk.text, chunk.index + first_index,
+                 chunk.is_last if is_last is None else is_last)

@@ -5,6 +5,13 @@ runs on one `EngineThread`. Per-NPC KV states live in a shared `KvStateStore`: w
 context switches to another NPC it restores that NPC's saved state, so the persona
 prefix (and the conversation so far) is not prefilled again; llama.cpp's own prefix
 matching then evaluates only the new tokens of the prompt.
+
+Prompts are formatted here with the model's own chat template (the GGUF's
+`tokenizer.chat_template`, rendered as llama-cpp-python's chat handler renders it) and
+generated with `create_completion` on the tokens. Owning the prompt text is what lets
+the narrative tier of a two-tier reply continue an opener: its prompt ends with the
+assistant turn already holding the opener, without an end-of-turn token
+(assistant prefill), so the model goes on from exactly that text.
 """
 
 from __future__ import annotations
@@ -17,7 +24,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from llama_cpp import Llama, LlamaState
+from llama_cpp import Llama, LlamaState, llama_supports_gpu_offload
+from llama_cpp.llama_chat_format import CHATML_CHAT_TEMPLATE, Jinja2ChatFormatter
 
 from daemon.config import LlmConfig
 
@@ -25,6 +33,13 @@ _LOGGER = logging.getLogger(__name__)
 
 ChatMessage = dict[str, str]
 """{"role": "system" | "user" | "assistant", "content": text}."""
+
+OpenerSource = Callable[[threading.Event], "str | None"]
+"""Called on the engine thread; blocks until the opener of a two-tier reply is known.
+
+Receives the job's stop event; returns the opener text, or None when the reply was
+abandoned (cancelled, or the fast tier failed) and nothing should be generated.
+"""
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,16 +59,18 @@ class ReplyStats:
     """How the prompt and reply went, emitted once after the last delta.
 
     Attributes:
-      prompt_tokens: Tokens in the formatted prompt.
+      prompt_tokens: Tokens in the formatted prompt (with the opener, for a continuation).
       prefill_tokens: Prompt tokens evaluated (the rest were reused from the KV cache).
       reply_tokens: Tokens generated.
       finish_reason: "stop" (end of turn token), "length" (cap) or "cancelled".
+      prompt: The formatted prompt text the model continued (for logs and tests).
     """
 
     prompt_tokens: int
     prefill_tokens: int
     reply_tokens: int
     finish_reason: str
+    prompt: str = ""
 
 
 class KvStateStore:
@@ -94,7 +111,7 @@ class KvStateStore:
 
 def _common_prefix_length(a: list[int], b: list[int]) -> int:
     n = 0
-    for x, y in zip(a, b):
+    for x, y in zip(a, b, strict=False):
         if x != y:
             break
         n += 1
@@ -111,11 +128,15 @@ class LlamaContext:
       name: For logs ("llm-0").
 
     Raises:
-      ValueError: llama.cpp could not load the model.
+      ValueError: llama.cpp could not load the model (missing, truncated or corrupt GGUF).
     """
 
     def __init__(self, model_path: Path, config: LlmConfig, states: KvStateStore, name: str):
         started = time.perf_counter()
+        if config.n_gpu_layers and not llama_supports_gpu_offload():
+            _LOGGER.warning("%s: n_gpu_layers = %d, but this llama-cpp-python build is "
+                            "CPU-only: the model runs on the CPU (README: install it with "
+                            "CMAKE_ARGS=\"-DGGML_CUDA=on\")", name, config.n_gpu_layers)
         self.name = name
         self._config = config
         self._states = states
@@ -131,21 +152,59 @@ class LlamaContext:
             seed=config.seed if config.seed >= 0 else 0xFFFFFFFF,
             verbose=False,
         )
+        self._formatter = self._chat_formatter(model_path)
         _LOGGER.info(
-            "%s: loaded %s (n_ctx=%d, threads=%d/%d, gpu_layers=%d) in %.0f ms",
+            "%s: loaded %s (n_ctx=%d, threads=%d/%d, gpu_layers=%d, flash_attn=%s) in %.0f ms",
             name,
             model_path.name,
             config.n_ctx,
             config.n_threads,
             config.n_threads_batch,
             config.n_gpu_layers,
+            config.flash_attn,
             (time.perf_counter() - started) * 1000,
+        )
+
+    def _chat_formatter(self, model_path: Path) -> Jinja2ChatFormatter:
+        llama = self._llama
+        template = llama.metadata.get("tokenizer.chat_template")
+        if template is None:
+            _LOGGER.warning("%s has no chat template; using ChatML", model_path.name)
+            template = CHATML_CHAT_TEMPLATE
+
+        def token_text(token: int) -> str:
+            if token < 0:
+                return ""
+            return llama.detokenize([token], special=True).decode("utf-8", "ignore")
+
+        # The same renderer llama-cpp-python builds for the GGUF template, so prompts
+        # are what `create_chat_completion` would send.
+        return Jinja2ChatFormatter(
+            template=template,
+            eos_token=token_text(llama.token_eos()),
+            bos_token=token_text(llama.token_bos()),
+            add_generation_prompt=True,
         )
 
     @property
     def holding(self) -> str | None:
         """Key of the NPC whose KV state this context holds (read from any thread)."""
         return self._holding
+
+    def format_prompt(self, messages: list[ChatMessage], opener: str = "") -> str:
+        """The prompt text for `messages`, ending with an open assistant turn.
+
+        Args:
+          messages: Chat messages, system persona first, the player's line last.
+          opener: Text the assistant turn already begins with (assistant prefill); the
+            model continues it. "" = a fresh reply.
+        """
+        return self._formatter(messages=messages).prompt + opener
+
+    def _tokens(self, prompt: str) -> list[int]:
+        # As llama-cpp-python's chat handler: the template writes BOS itself, and the
+        # chat markup (<|im_start|>...) must parse as special tokens.
+        return self._llama.tokenize(prompt.encode("utf-8"), add_bos=False, special=True)
 
     def reply(
         self,
@@ -155,17 +214,25 @@ class LlamaContext:
         stop: threading.Event,
         max_tokens: int | None = None,
         fallback_key: str | None = None,
+        opener: OpenerSource | None = None,
     ) -> None:
         """Generate the assistant reply to `messages`, streaming it through `emit`.
 
         Args:
           key: Identity of the KV state to use and save (one conversation).
-          fallback_key: State to start from when `key` has none yet (the NPC's
-            prefilled persona).
           messages: Chat messages, system persona first.
           emit: Receives one `ReplyStarted`, `ReplyDelta`s, then one `ReplyStats`.
           stop: Checked between tokens; generation ends without another token once set.
           max_tokens: Reply cap; None = `llm.max_reply_tokens`.
+          fallback_key: State to start from when `key` has none yet (the NPC's
+            prefilled persona).
+          opener: For the narrative tier of a two-tier reply: the prompt up to the open
+            assistant turn is evaluated first (while the fast tier writes the opener),
+            then this is called for the opener and the model continues it. The deltas
+            are the continuation only.
+
+        Raises:
+          ValueError: the prompt does not fit the context (`n_ctx`).
         """
         emit(ReplyStarted())
         llama = self._llama
@@ -177,9 +244,41 @@ class LlamaContext:
                 llama.load_state(state)
             self._holding = key
         ids_before = llama.input_ids.tolist()
-        config = self._config
-        stream = llama.create_chat_completion(
-            messages=messages,
+        prompt = self.format_prompt(messages)
+        try:
+            if opener is not None:
+                self._evaluate(self._tokens(prompt))
+                opener_text = opener(stop)
+                if opener_text is None:
+                    emit(ReplyStats(0, 0, 0, "cancelled", prompt))
+                    return
+                prompt += opener_text
+            tokens = self._tokens(prompt)
+            prefill = len(tokens) - _common_prefix_length(ids_before, tokens)
+            reply_tokens, finish_reason = self._generate(tokens, emit, stop, max_tokens)
+        finally:
+            self._states.put(key, llama.save_state())
+        emit(ReplyStats(len(tokens), prefill, reply_tokens, finish_reason, prompt))
+
+    def _evaluate(self, tokens: list[int]) -> None:
+        """Bring `tokens` into the KV cache (prefix reuse included), generating nothing.
+
+        One token is sampled but never evaluated, so the cache ends exactly at `tokens`
+        and the following `create_completion` only evaluates what comes after them.
+        """
+        self._llama.create_completion(tokens, max_tokens=1, temperature=0.0)
+
+    def _generate(
+        self,
+        tokens: list[int],
+        emit: Callable[[ReplyDelta], None],
+        stop: threading.Event,
+        max_tokens: int | None,
+    ) -> tuple[int, str]:
+        """Stream the completion of `tokens`; return (tokens generated, finish reason)."""
+        llama, config = self._llama, self._config
+        stream = llama.create_completion(
+            tokens,
             stream=True,
             max_tokens=max_tokens or config.max_reply_tokens,
             temperature=config.temperature,
@@ -188,27 +287,22 @@ class LlamaContext:
             repeat_penalty=config.repeat_penalty,
             seed=config.seed if config.seed >= 0 else None,
         )
-        prompt_tokens = prefill_tokens = reply_tokens = 0
+        reply_tokens = 0
         finish_reason = "cancelled"
         try:
             for chunk in stream:
                 if stop.is_set():
                     break
                 choice = chunk["choices"][0]
-                text = choice["delta"].get("content")
+                text = choice["text"]
                 if text:
-                    if reply_tokens == 0:
-                        prompt_tokens = llama.n_tokens
-                        reused = _common_prefix_length(ids_before, llama.input_ids.tolist())
-                        prefill_tokens = prompt_tokens - reused
-                    reply_tokens = llama.n_tokens - prompt_tokens + 1
+                    reply_tokens = llama.n_tokens - len(tokens) + 1
                     emit(ReplyDelta(text))
                 if choice.get("finish_reason"):
                     finish_reason = choice["finish_reason"]
         finally:
             stream.close()  # no extra token after a stop (GeneratorExit inside llama.cpp)
-            self._states.put(key, llama.save_state())
-        emit(ReplyStats(prompt_tokens, prefill_tokens, reply_tokens, finish_reason))
+        return reply_tokens, finish_reason
 
     def prefill(self, key: str, messages: list[ChatMessage]) -> None:
         """Evaluate a persona prompt once and save its KV state under `key`."""

@@ -22,6 +22,7 @@ from daemon.llm.llama import (
     ChatMessage,
     KvStateStore,
     LlamaContext,
+    OpenerSource,
     ReplyDelta,
     ReplyStarted,
     ReplyStats,
@@ -48,19 +49,30 @@ class LlmPool:
         self._waiters: deque[tuple[str, asyncio.Future[_Slot]]] = deque()
 
     @classmethod
-    async def load(cls, model_path: Path, config: LlmConfig) -> LlmPool:
+    async def load(cls, model_path: Path, config: LlmConfig, name: str = "llm") -> LlmPool:
         """Load `config.instances` contexts of `model_path`, each on its own thread.
+
+        Args:
+          model_path: GGUF file.
+          config: Context and sampling settings.
+          name: Prefix of the engine threads' names ("llm" -> "llm-0", "llm-1"...).
 
         Raises:
           ValueError: llama.cpp could not load the model.
         """
         states = KvStateStore(config.state_cache_bytes)
-        slots = []
-        for index in range(config.instances):
-            name = f"llm-{index}"
-            thread: EngineThread = EngineThread(name)
-            context = await thread.call(LlamaContext, model_path, config, states, name)
-            slots.append(_Slot(context, thread))
+        slots: list[_Slot] = []
+        threads: list[EngineThread] = []
+        try:
+            for index in range(config.instances):
+                thread: EngineThread = EngineThread(f"{name}-{index}")
+                threads.append(thread)
+                context = await thread.call(LlamaContext, model_path, config, states, thread.name)
+                slots.append(_Slot(context, thread))
+        except BaseException:
+            for thread in threads:  # no engine thread outlives a failed load
+                thread.shutdown()
+            raise
         return cls(slots)
 
     async def prefill(self, personas: dict[str, list[ChatMessage]]) -> None:
@@ -124,6 +136,8 @@ class LlmPool:
         messages: list[ChatMessage],
         stop: threading.Event,
         persona_key: str | None = None,
+        max_tokens: int | None = None,
+        opener: OpenerSource | None = None,
     ) -> AsyncIterator[ReplyStarted | ReplyDelta | ReplyStats]:
         """Stream the reply for conversation `key`.
 
@@ -131,15 +145,21 @@ class LlmPool:
         `ReplyStats`.
 
         `persona_key` names the prefilled persona state to start from when the
-        conversation has no KV state yet.
+        conversation has no KV state yet. `max_tokens` caps the reply (None = the
+        config's `max_reply_tokens`). With `opener` the reply continues an opener
+        written by another model (see `LlamaContext.reply`).
 
         Waits for a free context first. Stops without another token once `stop` is
         set or the consumer closes the iterator.
+
+        Raises:
+          ValueError: the prompt does not fit the context.
         """
         async with self._acquire(key) as slot:
 
             def produce(emit, stop_event: threading.Event) -> None:
-                slot.context.reply(key, messages, emit, stop_event, fallback_key=persona_key)
+                slot.context.reply(key, messages, emit, stop_event, max_tokens=max_tokens,
+                                   fallback_key=persona_key, opener=opener)
 
             stream = slot.thread.stream(produce, stop)
             try:
