@@ -151,7 +151,9 @@ class BridgeClient:
         self._context = context or zmq.asyncio.Context()
         self._socket: zmq.asyncio.Socket | None = None
         self._reader: asyncio.Task[None] | None = None
-        self._turn_queues: dict[int, asyncio.Queue[TurnEvent]] = {}
+        # Items are (arrival perf_counter, event): arrivals are stamped by the reader, so
+        # a caller that collects late still measures when each message arrived.
+        self._turn_queues: dict[int, asyncio.Queue[tuple[float, TurnEvent]]] = {}
         self._control: asyncio.Queue[DaemonMessage] = asyncio.Queue()
         self.speech_events: asyncio.Queue[SpeechStarted | SpeechEnded | Transcript] = (
             asyncio.Queue())
@@ -251,6 +253,7 @@ class BridgeClient:
             decoded = daemon_message_from_frames(frames)
             header = decoded.header if isinstance(decoded, DecodedAudio) else decoded
             turn_id = getattr(header, "turn_id", None)
+            arrival = time.perf_counter()
             if isinstance(decoded, Transcript):  # a voice turn the daemon started
                 self._turn_queues.setdefault(decoded.turn_id, asyncio.Queue())
                 self.speech_events.put_nowait(decoded)
@@ -259,7 +262,7 @@ class BridgeClient:
                 continue
             queue = self._turn_queues.get(turn_id) if turn_id is not None else None
             if queue is not None:
-                queue.put_nowait(decoded)  # type: ignore[arg-type]
+                queue.put_nowait((arrival, decoded))  # type: ignore[arg-type]
             else:
                 if isinstance(decoded, Error):
                     self.connection_errors.append(decoded)
@@ -288,16 +291,23 @@ class BridgeClient:
         Raises:
           TimeoutError: no event for `timeout_s` seconds.
         """
+        async for _arrival, event in self.timed_events(turn_id, timeout_s):
+            yield event
+
+    async def timed_events(
+        self, turn_id: int, timeout_s: float = 60.0
+    ) -> AsyncIterator[tuple[float, TurnEvent]]:
+        """Like `events`, with each event's arrival time (`time.perf_counter()`)."""
         queue = self._turn_queues[turn_id]
         try:
             while True:
                 try:
-                    event = await asyncio.wait_for(queue.get(), timeout_s)
+                    arrival, event = await asyncio.wait_for(queue.get(), timeout_s)
                 except asyncio.TimeoutError:
                     raise TimeoutError(
                         f"turn {turn_id}: nothing from the daemon for {timeout_s:.0f} s"
                     ) from None
-                yield event
+                yield arrival, event
                 header = event.header if isinstance(event, DecodedAudio) else event
                 if is_terminal(header):
                     return
@@ -338,8 +348,7 @@ class BridgeClient:
           sent_at: The instant TTFA counts from (the `say`, or the end of speech).
         """
         result = TurnResult(turn_id=turn_id, sent_at=sent_at)
-        async for event in self.events(turn_id, timeout_s):
-            now = time.perf_counter()
+        async for now, event in self.timed_events(turn_id, timeout_s):
             if isinstance(event, DecodedAudio):
                 result.block_arrivals.append((now, event.header.sample_count))
                 result.seqs.append(event.header.seq)

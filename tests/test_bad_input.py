@@ -56,7 +56,7 @@ def test_each_kind_of_bad_input_gets_a_named_error(daemon: DaemonProcess) -> Non
             ]:
                 client._turn_queues[turn_id] = asyncio.Queue()
                 await client.send_raw([body])
-                message = await asyncio.wait_for(client._turn_queues[turn_id].get(), 10)
+                _arrival, message = await asyncio.wait_for(client._turn_queues[turn_id].get(), 10)
                 assert isinstance(message, Error) and message.turn_id == turn_id
                 seen.append((code, message))
         return seen
