@@ -243,7 +243,7 @@ class LlamaContext:
             if state is not None:
                 llama.load_state(state)
             self._holding = key
-        ids_before = llama.input_ids.tolist()
+        ids_before = llama.input_ids[: llama.n_tokens].tolist()  # the rest is stale
         prompt = self.format_prompt(messages)
         try:
             if opener is not None:
@@ -304,6 +304,36 @@ class LlamaContext:
             stream.close()  # no extra token after a stop (GeneratorExit inside llama.cpp)
         return reply_tokens, finish_reason
 
-    def prefill(self, key: str, messages: list[ChatMessage]) -> None:
-        """Evaluate a persona prompt once and save its KV state under `key`."""
-        self.reply(key, messages, lambda _: None, threading.Event(), max_tokens=1)
+    def prefill(self, key: str, messages: list[ChatMessage],
+                should_yield: Callable[[], bool] | None = None,
+                step_tokens: int = 64) -> int:
+        """Evaluate the prompt of `messages` and save the KV state under `key`.
+
+        Used for each persona at start-up and, in the background, for a conversation
+        whose history was shortened. The prompt is evaluated `step_tokens` at a time;
+        when `should_yield()` turns true (a turn is waiting for this context) it stops
+        early and saves what it has: a partial prefix still shortens the next prefill,
+        and a player never waits seconds behind housekeeping.
+
+        Returns:
+          Prompt tokens now in the cache (all of them unless it yielded).
+        """
+        llama = self._llama
+        if self._holding != key:
+            state = self._states.get(key)
+            if state is not None:
+                llama.load_state(state)
+            self._holding = key
+        tokens = self._tokens(self.format_prompt(messages))
+        done = _common_prefix_length(llama.input_ids[: llama.n_tokens].tolist(), tokens)
+        try:
+            while done < len(tokens):
+                if should_yield is not None and should_yield():
+                    _LOGGER.info("%s: prefill of %s yielded to a waiting turn at %d/%d tokens",
+                                 self.name, key, done, len(tokens))
+                    break
+                done = min(len(tokens), done + step_tokens)
+                self._evaluate(tokens[:done])
+        finally:
+            self._states.put(key, llama.save_state())
+        return done

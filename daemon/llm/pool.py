@@ -92,7 +92,9 @@ class LlmPool:
         finds its new prefix already evaluated.
         """
         async with self._acquire(key) as slot:
-            await slot.thread.call(slot.context.prefill, key, messages)
+            # Yield to turns: housekeeping must never make a player wait.
+            await slot.thread.call(slot.context.prefill, key, messages,
+                                   lambda: bool(self._waiters))
 
     @asynccontextmanager
     async def _acquire(self, key: str) -> AsyncIterator[_Slot]:
