@@ -15,9 +15,9 @@ import msgspec
 from bridge_protocol.messages import (
     AudioBlock,
     ClientMessage,
-    MicAudio,
     DaemonMessage,
     ErrorCode,
+    MicAudio,
     decode_client,
     decode_daemon,
     encode,

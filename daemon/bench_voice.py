@@ -108,7 +108,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--json", type=Path, default=Path("bench-results/voice.json"))
     args = parser.parse_args(argv)
     corpus = load_corpus()[: args.lines]
-    utterances = list(zip([npc for npc, _ in corpus], speak_lines([line for _, line in corpus])))
+    utterances = list(zip([npc for npc, _ in corpus], speak_lines([line for _, line in corpus]),
+                          strict=True))
     report: dict = {"machine": machine_description(),
                     "command": " ".join(["python -m daemon.bench_voice", *(argv or sys.argv[1:])]),
                     "modes": {}}

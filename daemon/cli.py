@@ -12,7 +12,13 @@ import logging
 import sys
 from pathlib import Path
 
-from daemon.config import DEFAULT_PORT, ConfigError, default_config_text, load_config, with_overrides
+from daemon.config import (
+    DEFAULT_PORT,
+    ConfigError,
+    default_config_text,
+    load_config,
+    with_overrides,
+)
 from daemon.models import BUNDLED_MODELS, ModelNotFoundError
 
 _LOGGER = logging.getLogger("npc_voice")
@@ -30,8 +36,10 @@ def _add_endpoint_args(parser: argparse.ArgumentParser) -> None:
 def _add_serve_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--config", type=Path, metavar="FILE",
                         help="TOML config (default: the packaged one; see `npc-voice config`)")
-    parser.add_argument("--host", help="bind address; non-loopback needs --allow-remote and --token")
-    parser.add_argument("--port", type=int, help=f"TCP port (config default {DEFAULT_PORT}; 0 = any)")
+    parser.add_argument("--host",
+                        help="bind address; non-loopback needs --allow-remote and --token")
+    parser.add_argument("--port", type=int,
+                        help=f"TCP port (config default {DEFAULT_PORT}; 0 = any)")
     parser.add_argument("--token", help="require this shared token in every client's hello")
     parser.add_argument("--allow-remote", action="store_true", default=None,
                         help="allow binding a non-loopback address (needs --token)")
@@ -87,7 +95,8 @@ def build_parser() -> argparse.ArgumentParser:
         description="The whole product in one command: starts `npc-voice serve` on the "
                     "embedded default models, sends a player line, prints subtitles and "
                     "timings, writes the NPC's reply as a WAV and stops the daemon.")
-    demo.add_argument("text", nargs="?", default=DEMO_LINE, help="player line (default: %(default)r)")
+    demo.add_argument("text", nargs="?", default=DEMO_LINE,
+                      help="player line (default: %(default)r)")
     demo.add_argument("--npc", default="blacksmith", help="NPC id (default: %(default)s)")
     demo.add_argument("--out", type=Path, default=Path("reply.wav"),
                       help="WAV to write (default: %(default)s)")

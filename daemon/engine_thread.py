@@ -68,7 +68,7 @@ class EngineThread(Generic[T]):
                 pass  # the loop is closed: nobody is waiting any more
 
         def job() -> None:
-            either_stop = _AnyEvent(stop, job_stop)
+            either_stop = AnyEvent(stop, job_stop)
             try:
                 produce(lambda item: post(_ITEM, item), either_stop)  # type: ignore[arg-type]
             except BaseException as exc:  # noqa: BLE001 - re-raised on the loop
@@ -96,7 +96,7 @@ class EngineThread(Generic[T]):
         self._executor.shutdown(wait=True, cancel_futures=True)
 
 
-class _AnyEvent(threading.Event):
+class AnyEvent(threading.Event):
     """Looks like one threading.Event; set when either of two events is set."""
 
     def __init__(self, first: threading.Event, second: threading.Event) -> None:

@@ -7,7 +7,13 @@ from pathlib import Path
 import pytest
 
 from daemon.cli import build_parser
-from daemon.config import ConfigError, default_config_text, load_config, parse_config, with_overrides
+from daemon.config import (
+    ConfigError,
+    default_config_text,
+    load_config,
+    parse_config,
+    with_overrides,
+)
 
 
 def test_packaged_default_has_three_npcs_with_distinct_voice_settings() -> None:

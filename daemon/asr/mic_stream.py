@@ -15,8 +15,8 @@ from daemon.asr.endpointing import (
     FRAME_MS,
     FRAME_SAMPLES,
     SAMPLE_RATE_HZ,
-    EndpointEvent,
     Endpointer,
+    EndpointEvent,
     EndpointSettings,
 )
 

@@ -35,6 +35,7 @@ from typing import Literal
 # One rule for where a sentence ends (abbreviations, initials), shared with the chunker.
 from daemon.chunker import SENTENCE_MARKS, is_boundary_mark
 from daemon.config import LlmConfig
+from daemon.engine_thread import AnyEvent
 from daemon.llm.llama import ChatMessage, ReplyDelta, ReplyStarted, ReplyStats
 from daemon.llm.pool import LlmPool
 
@@ -141,18 +142,6 @@ class OpenerCutter:
                 return ws
         self._scanned = len(text)
         return None
-
-
-class _EitherEvent(threading.Event):
-    """Looks like one threading.Event; set when either of two events is set."""
-
-    def __init__(self, first: threading.Event, second: threading.Event) -> None:
-        super().__init__()
-        self._first = first
-        self._second = second
-
-    def is_set(self) -> bool:
-        return self._first.is_set() or self._second.is_set()
 
 
 class _Handoff:
@@ -307,7 +296,7 @@ class TieredLlm:
             cutter = OpenerCutter(self._opener_max_tokens)
             opener_done = threading.Event()
             finish_reason = "cancelled"
-            fast = self._fast.reply(key, messages, _EitherEvent(stop, opener_done), persona_key,
+            fast = self._fast.reply(key, messages, AnyEvent(stop, opener_done), persona_key,
                                     max_tokens=self._opener_max_tokens + 1)
             async with aclosing(fast) as items:
                 async for item in items:
