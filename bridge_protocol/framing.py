@@ -96,6 +96,20 @@ def _describe_decode_error(exc: msgspec.DecodeError) -> FrameError:
     return FrameError(ErrorCode.BAD_JSON, f"frame is not valid JSON: {text}")
 
 
+def _pcm_frame(frames: Sequence[bytes], sample_count: int, kind: str) -> bytes:
+    """The PCM frame of a two-frame audio message, checked against its header."""
+    if len(frames) != 2:
+        raise FrameError(ErrorCode.BAD_FRAME,
+                         f"{kind} is 2 frames (header, then PCM), got {len(frames)}")
+    pcm = frames[1]
+    if len(pcm) != BYTES_PER_SAMPLE * sample_count:
+        raise FrameError(
+            ErrorCode.BAD_FRAME,
+            f"PCM frame of {len(pcm)} bytes, header says {sample_count} samples",
+        )
+    return bytes(pcm)
+
+
 def client_message_from_frames(
     frames: Sequence[bytes], max_bytes: int = MAX_CONTROL_FRAME_BYTES
 ) -> ClientMessage | DecodedMic:
@@ -126,15 +140,7 @@ def client_message_from_frames(
     except msgspec.DecodeError as exc:
         raise _describe_decode_error(exc) from None
     if isinstance(message, MicAudio):
-        if len(frames) != 2:
-            raise FrameError(ErrorCode.BAD_FRAME, "mic_audio is 2 frames: header, then PCM")
-        pcm = frames[1]
-        if len(pcm) != BYTES_PER_SAMPLE * message.sample_count:
-            raise FrameError(
-                ErrorCode.BAD_FRAME,
-                f"PCM frame of {len(pcm)} bytes, header says {message.sample_count} samples",
-            )
-        return DecodedMic(message, bytes(pcm))
+        return DecodedMic(message, _pcm_frame(frames, message.sample_count, "mic_audio"))
     if len(frames) != 1:
         raise FrameError(
             ErrorCode.BAD_FRAME, f"a {type(message).__name__} message is 1 frame, got 2"
@@ -155,15 +161,7 @@ def daemon_message_from_frames(frames: Sequence[bytes]) -> DaemonMessage | Decod
     except msgspec.DecodeError as exc:
         raise _describe_decode_error(exc) from None
     if isinstance(message, AudioBlock):
-        if len(frames) != 2:
-            raise FrameError(ErrorCode.BAD_FRAME, f"audio is 2 frames, got {len(frames)}")
-        pcm = frames[1]
-        if len(pcm) != BYTES_PER_SAMPLE * message.sample_count:
-            raise FrameError(
-                ErrorCode.BAD_FRAME,
-                f"PCM frame of {len(pcm)} bytes, header says {message.sample_count} samples",
-            )
-        return DecodedAudio(message, bytes(pcm))
+        return DecodedAudio(message, _pcm_frame(frames, message.sample_count, "audio_block"))
     if len(frames) != 1:
         raise FrameError(ErrorCode.BAD_FRAME, f"control message is 1 frame, got {len(frames)}")
     return message
