@@ -34,7 +34,9 @@ def test_prefill_yields_then_resumes_from_what_it_kept() -> None:
 
     partial = context.prefill("smith/1", messages, waiting_turn, step_tokens=32)
     assert 0 < partial < total
-    assert states.get("smith/1") is not None  # what was evaluated is kept
+    saved = states.get("smith/1")
+    assert saved is not None and saved.n_tokens == partial  # what was evaluated is kept
+    assert saved.scores.shape[0] <= 1  # one row of logits, not one per prompt token
 
     context.prefill("other", [{"role": "system", "content": "You are someone else."},
                               {"role": "user", "content": "Hi."}])  # switch conversations

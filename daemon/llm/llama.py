@@ -257,8 +257,21 @@ class LlamaContext:
             prefill = len(tokens) - _common_prefix_length(ids_before, tokens)
             reply_tokens, finish_reason = self._generate(tokens, emit, stop, max_tokens)
         finally:
-            self._states.put(key, llama.save_state())
+            self._states.put(key, self._snapshot())
         emit(ReplyStats(len(tokens), prefill, reply_tokens, finish_reason, prompt))
+
+    def _snapshot(self) -> LlamaState:
+        """`save_state()`, keeping one row of logits instead of up to n_batch of them.
+
+        llama-cpp-python copies the logits of every evaluated prompt token up to
+        n_batch rows: ~50 MB for SmolLM2's 49k vocabulary, ~70 ms to restore (measured,
+        BENCHMARKS.md), and a 256 MiB store then holds only ~5 conversations. Nothing
+        reads restored logits: every prompt has new tokens after the restored prefix,
+        and evaluating them produces fresh ones.
+        """
+        state = self._llama.save_state()
+        state.scores = state.scores[-1:].copy()
+        return state
 
     def _evaluate(self, tokens: list[int]) -> None:
         """Bring `tokens` into the KV cache (prefix reuse included), generating nothing.
@@ -335,5 +348,5 @@ class LlamaContext:
                 done = min(len(tokens), done + step_tokens)
                 self._evaluate(tokens[:done])
         finally:
-            self._states.put(key, llama.save_state())
+            self._states.put(key, self._snapshot())
         return done
