@@ -450,15 +450,19 @@ class BridgeServer:
         self.send(peer, terminal)
         history_cut = spec.conversation.record(spec.utterance, progress.spoken_text)
         if history_cut or (spec.tiers == "both" and len(spec.conversation)):
-            self._start_background(
+            self.start_background(
                 self._engines.llm.after_turn(spec.conversation_key,
                                              spec.conversation.messages_for(""), spec.tiers,
                                              history_cut),
                 name=f"prefill-{spec.conversation_key}")
         self._telemetry.turn_finished(peer.label, spec, progress, terminal)
 
-    def _start_background(self, coroutine: Coroutine[object, object, None], name: str) -> None:
-        """Run housekeeping off the critical path; failures are logged, never raised."""
+    def start_background(self, coroutine: Coroutine[object, object, None],
+                         name: str) -> asyncio.Task[None]:
+        """Run work off the critical path; failures are logged, never raised.
+
+        The task is kept in a registry and cancelled at shutdown.
+        """
         async def guarded() -> None:
             try:
                 await coroutine
@@ -470,6 +474,7 @@ class BridgeServer:
         task = asyncio.create_task(guarded(), name=name)
         self._background.add(task)
         task.add_done_callback(self._background.discard)
+        return task
 
     # ------------------------------------------------------------------ writing
 

@@ -104,7 +104,6 @@ class VoiceSession:
     next_seq: int = 0
     arrivals: deque[tuple[int, float]] = field(default_factory=lambda: deque(maxlen=4096))
     speculation: _Speculation | None = None
-    tasks: set[asyncio.Task[None]] = field(default_factory=set)
 
     def wall_time_of(self, frame: int) -> float:
         """perf_counter() at which input frame `frame` had been received."""
@@ -198,8 +197,8 @@ class VoiceInput:
         elif event.kind == "pause":
             self._drop_speculation(peer, session)
             speculation = _Speculation(event)
-            speculation.task = self._spawn(session, self._speculate(peer, session, speculation,
-                                                                    audio))
+            speculation.task = self._server.start_background(
+                self._speculate(peer, session, speculation, audio), name="voice-speculation")
             session.speculation = speculation
         elif event.kind == "resume":
             self._drop_speculation(peer, session)
@@ -209,7 +208,9 @@ class VoiceInput:
                     speculation.event.speech_end_frame != event.speech_end_frame):
                 self._abandon(peer, speculation)  # more speech after the pause
                 speculation = None
-            self._spawn(session, self._finish_utterance(peer, session, event, audio, speculation))
+            self._server.start_background(
+                self._finish_utterance(peer, session, event, audio, speculation),
+                name="voice-endpoint")
 
     async def _transcribe(self, audio: np.ndarray) -> tuple[str, float]:
         started = time.perf_counter()
@@ -290,19 +291,3 @@ class VoiceInput:
         if speculation.task is not None:
             # A queued ASR job is dropped; one already running finishes, result ignored.
             speculation.task.cancel()
-
-    def _spawn(self, session: VoiceSession, coroutine) -> asyncio.Task[None]:
-        task = asyncio.create_task(self._guarded(coroutine), name="voice-input")
-        session.tasks.add(task)
-        task.add_done_callback(session.tasks.discard)
-        return task
-
-    @staticmethod
-    async def _guarded(coroutine) -> None:
-        try:
-            await coroutine
-        except asyncio.CancelledError:
-            raise
-        except Exception:
-            _LOGGER.exception("voice input failed")
-
