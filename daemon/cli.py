@@ -1,4 +1,4 @@
-"""`npc-voice`: serve | say | demo | bench | config | models.
+"""`npc-voice`: serve | say | demo | bench | config | models | voices.
 
 Every command documents its options in `--help`; the process-wide settings (logging,
 the Windows event loop policy) are made here, in `main`, never at import.
@@ -133,6 +133,18 @@ def build_parser() -> argparse.ArgumentParser:
                     "it by name (llm.model = \"qwen2.5-1.5b\").")
     fetch.add_argument("name", help="model name, optionally :<quantisation>")
     fetch.add_argument("--no-progress", action="store_true", help="draw no progress bars")
+    voices = commands.add_parser(
+        "voices", help="prepare cloned (XTTS) voices: conditioning latents, cached",
+        description="`voices prepare`: start XTTS as the config says, compute the "
+                    "conditioning latents of every XTTS voice its NPCs use and store them "
+                    "in the latents cache (a hit when the clips and model are unchanged), "
+                    "so the daemon starts without that work. Exit status 1 if a voice "
+                    "cannot be prepared.")
+    voices_commands = voices.add_subparsers(dest="voices_command", metavar="ACTION",
+                                            required=True)
+    prepare = voices_commands.add_parser("prepare", help="compute and cache every XTTS voice")
+    prepare.add_argument("--config", type=Path, metavar="FILE",
+                         help="TOML config (default: the packaged one)")
     return parser
 
 
@@ -257,4 +269,13 @@ def main(argv: list[str] | None = None) -> int:
             return 0
         case "models":
             return _models(args)
+        case "voices":
+            from daemon.voice_prep import prepare_voices  # noqa: PLC0415
+
+            try:
+                config = load_config(args.config)
+            except ConfigError as exc:
+                print(f"config error: {exc}", file=sys.stderr)
+                return 2
+            return prepare_voices(config)
     return 2

@@ -127,23 +127,82 @@ class VoiceConfig(_Section):
     """A named voice. None = the voice model's own default.
 
     Attributes:
-      engine: TTS engine; "piper" (CPU).
-      model: Bundled voice name ("joe") or a path to a Piper .onnx file (its
-        .onnx.json must lie beside it).
-      speaker_id: Speaker of a multi-speaker model.
-      length_scale: Phoneme duration scale; > 1 speaks slower.
-      noise_scale: Generator noise (expressiveness); 0 = deterministic.
-      noise_w_scale: Phoneme-width noise (rhythm variation); 0 = deterministic.
+      engine: "piper" (CPU, the default) or "xtts" (XTTS-v2 voice cloning, needs the
+        `xtts` extra and, for real-time speech, a CUDA GPU; see `[xtts]`).
+      model: Piper only: bundled voice name ("joe") or a path to a Piper .onnx file
+        (its .onnx.json must lie beside it).
+      speaker_id: Piper only: speaker of a multi-speaker model.
+      length_scale: Phoneme duration scale; > 1 speaks slower (XTTS: speed = 1 / it).
+      noise_scale: Piper only: generator noise (expressiveness); 0 = deterministic.
+      noise_w_scale: Piper only: phoneme-width noise (rhythm); 0 = deterministic.
       volume: Linear gain applied to the samples (1.0 = unchanged).
+      reference_clips: XTTS only: recordings of the voice to clone (WAV, FLAC or OGG,
+        6-30 s in all, one speaker, little noise). Relative paths are relative to the
+        config file's folder.
+      language: XTTS only: language code of the text ("en", "de", "fr", ...).
+      fallback: XTTS only: a Piper voice used instead when XTTS cannot run (no CUDA,
+        the model does not fit, the extra is not installed, the clips are unusable).
     """
 
-    engine: Literal["piper"] = "piper"
+    engine: Literal["piper", "xtts"] = "piper"
     model: str = "joe"
     speaker_id: int | None = None
     length_scale: Annotated[float, Meta(gt=0.1, le=5.0)] | None = None
     noise_scale: Annotated[float, Meta(ge=0.0, le=2.0)] | None = None
     noise_w_scale: Annotated[float, Meta(ge=0.0, le=2.0)] | None = None
     volume: Annotated[float, Meta(ge=0.0, le=4.0)] = 1.0
+    reference_clips: list[str] = msgspec.field(default_factory=list)
+    language: str = "en"
+    fallback: str | None = None
+
+
+class XttsConfig(_Section):
+    """XTTS-v2 settings, shared by every voice with `engine = "xtts"`.
+
+    XTTS runs in a worker process (`python`), so it can live in its own Python
+    environment with the torch/torchaudio pair coqui-tts needs.
+
+    Attributes:
+      model: "xtts-v2" (fetched with `npc-voice models fetch xtts-v2`) or a folder
+        holding config.json, model.pth and vocab.json. The XTTS-v2 weights are under
+        the Coqui Public Model License 1.0.0: non-commercial use only.
+      python: Interpreter that has the `xtts` extra; "" = the daemon's own.
+      device: "cuda", "cuda:N" or "cpu". Without the CUDA device asked for, XTTS
+        voices fall back to their Piper voice (on a CPU XTTS is far slower than
+        real time); "cpu" is for tests and trying voices out.
+      dtype: Precision of the GPT: "float16" (CUDA), "bfloat16" or "float32". The
+        vocoder and the conditioning encoders always run in float32.
+      torch_threads: torch threads of the worker (CPU work).
+      first_stream_chunk_size: GPT tokens in each streamed piece of a turn's first
+        text chunk (1 token is about 46 ms of audio): smaller = earlier first audio.
+      stream_chunk_size: GPT tokens per piece in later chunks (fewer vocoder runs,
+        while earlier audio plays).
+      overlap_samples: Cross-fade between pieces, at 24 kHz (coqui's overlap_wav_len).
+      min_first_chunk_chars: Shortest first text chunk (XTTS babbles on very short
+        text): raises the speech profile's `first_chunk_min_chars` for XTTS voices.
+      temperature, top_k, top_p, repetition_penalty: GPT sampling (XTTS-v2's own
+        config.json values).
+      seed: torch seed per text chunk; -1 = random.
+      latents_cache_dir: Cache of conditioning latents; "" = ~/.cache/npc-voice/xtts-latents.
+      load_timeout_s: Longest wait for the worker to load and warm the model.
+    """
+
+    model: str = "xtts-v2"
+    python: str = ""
+    device: str = "cuda"
+    dtype: Literal["float16", "bfloat16", "float32"] = "float16"
+    torch_threads: Annotated[int, Meta(ge=1)] = 1
+    first_stream_chunk_size: Annotated[int, Meta(ge=1, le=200)] = 8
+    stream_chunk_size: Annotated[int, Meta(ge=1, le=200)] = 20
+    overlap_samples: Annotated[int, Meta(ge=0, le=8192)] = 1024
+    min_first_chunk_chars: Annotated[int, Meta(ge=0, le=200)] = 16
+    temperature: Annotated[float, Meta(gt=0.0, le=5.0)] = 0.75
+    top_k: Annotated[int, Meta(ge=1)] = 50
+    top_p: Annotated[float, Meta(gt=0.0, le=1.0)] = 0.85
+    repetition_penalty: Annotated[float, Meta(ge=1.0)] = 5.0
+    seed: int = -1
+    latents_cache_dir: str = ""
+    load_timeout_s: Annotated[float, Meta(gt=0.0)] = 600.0
 
 
 AsrProfileName = Literal["quality", "balanced", "responsive"]
@@ -257,6 +316,7 @@ class Config(_Section):
     llm: LlmConfig = msgspec.field(default_factory=LlmConfig)
     llm_narrative: LlmConfig | None = None
     tts: TtsConfig = msgspec.field(default_factory=TtsConfig)
+    xtts: XttsConfig = msgspec.field(default_factory=XttsConfig)
     asr: AsrConfig = msgspec.field(default_factory=AsrConfig)
     voices: dict[str, VoiceConfig] = msgspec.field(default_factory=lambda: {"joe": VoiceConfig()})
     profiles: dict[str, Profile] = msgspec.field(default_factory=dict)
@@ -332,7 +392,7 @@ def load_config(path: str | Path | None = None) -> Config:
         data = path.read_bytes()
     except OSError as exc:
         raise ConfigError(f"cannot read config file {path}: {exc.strerror}") from None
-    return parse_config(data, source=str(path))
+    return _with_clips_relative_to(parse_config(data, source=str(path)), path.parent.resolve())
 
 
 def _is_loopback(host: str) -> bool:
@@ -378,6 +438,7 @@ def validate(config: Config, source: str = "<config>") -> None:
                 f"{source}: npcs.{npc_id}.tiers = {npc.tiers!r} needs an [llm_narrative] "
                 "section (the narrative model)"
             )
+    _validate_voices(config, source)
     llm, narrative = config.llm, config.llm_narrative
     # Both tiers see the same conversation; a two-tier reply is the opener plus the
     # narrative tier's reply.
@@ -403,6 +464,34 @@ def validate(config: Config, source: str = "<config>") -> None:
             )
         if not server.token:
             raise ConfigError(f"{source}: server.allow_remote needs server.token to be set")
+
+
+def _validate_voices(config: Config, source: str) -> None:
+    for name, voice in config.voices.items():
+        if voice.engine != "xtts":
+            if voice.reference_clips or voice.fallback:
+                raise ConfigError(f"{source}: voices.{name}: reference_clips and fallback are "
+                                  'for engine = "xtts" voices')
+            continue
+        if not voice.reference_clips:
+            raise ConfigError(f"{source}: voices.{name}.reference_clips is empty; an XTTS "
+                              "voice needs at least one recording of the voice to clone")
+        fallback = config.voices.get(voice.fallback or "")
+        if fallback is None or fallback.engine != "piper":
+            piper = ", ".join(sorted(n for n, v in config.voices.items() if v.engine == "piper"))
+            raise ConfigError(
+                f"{source}: voices.{name}.fallback = {voice.fallback!r} must name a Piper "
+                f"voice, spoken when XTTS cannot run (Piper voices: {piper or 'none'})")
+
+
+def _with_clips_relative_to(config: Config, folder: Path) -> Config:
+    """`config` with relative reference clip paths made absolute against `folder`."""
+    voices = {}
+    for name, voice in config.voices.items():
+        clips = [str(folder / clip) if not Path(clip).expanduser().is_absolute()
+                 else str(Path(clip).expanduser()) for clip in voice.reference_clips]
+        voices[name] = msgspec.structs.replace(voice, reference_clips=clips)
+    return msgspec.structs.replace(config, voices=voices)
 
 
 def with_overrides(config: Config, **server_and_llm: object) -> Config:

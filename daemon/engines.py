@@ -19,6 +19,7 @@ from daemon.llm.tiers import TieredLlm
 from daemon.models import resolve_llm, resolve_piper_voice
 from daemon.tts.base import TtsEngine, Voice
 from daemon.tts.piper import PiperEngine
+from daemon.tts.xtts import XttsEngine, XttsVoice, XttsWorker, start_xtts
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -32,17 +33,21 @@ class Engines:
         when `[llm_narrative]` is configured.
       voices: Voice by the config's voice name.
       tts_threads: One owner thread per loaded TTS model (shared by its voices).
+      xtts_worker: The XTTS worker process, when an XTTS voice is in use.
     """
 
     llm: TieredLlm
     voices: dict[str, Voice]
     tts_threads: list[EngineThread]
+    xtts_worker: XttsWorker | None = None
 
     def close(self) -> None:
-        """Stop every engine thread."""
+        """Stop every engine thread and the XTTS worker."""
         self.llm.close()
         for thread in self.tts_threads:
             thread.shutdown()
+        if self.xtts_worker is not None:
+            self.xtts_worker.close()
 
 
 async def load_engines(config: Config) -> Engines:
@@ -70,9 +75,13 @@ async def load_engines(config: Config) -> Engines:
     llm = TieredLlm(fast, config.llm, narrative, config.llm_narrative)
 
     used_voices = {npc.voice for npc in config.npcs.values()}
+    xtts_names = sorted(name for name in used_voices if config.voices[name].engine == "xtts")
+    # Fallbacks are loaded up front: falling back must never load a model mid-game.
+    piper_names = sorted((used_voices - set(xtts_names))
+                         | {config.voices[name].fallback or "" for name in xtts_names})
     engines_by_model: dict[Path, tuple[TtsEngine, EngineThread]] = {}
     voices: dict[str, Voice] = {}
-    for voice_name in sorted(used_voices):
+    for voice_name in piper_names:
         settings = config.voices[voice_name]
         onnx_path, json_path = resolve_piper_voice(settings.model)
         if onnx_path not in engines_by_model:
@@ -86,9 +95,48 @@ async def load_engines(config: Config) -> Engines:
             engines_by_model[onnx_path] = (engine, thread)
         engine, thread = engines_by_model[onnx_path]
         voices[voice_name] = Voice(engine, thread, settings)
+    tts_threads = [thread for _, thread in engines_by_model.values()]
+    xtts_worker = None
+    if xtts_names:
+        xtts_thread: EngineThread = EngineThread("xtts")
+        tts_threads.append(xtts_thread)
+        xtts_worker = await _load_xtts_voices(config, xtts_names, xtts_thread, voices)
 
     await llm.prefill(
         {npc_id: persona_messages(npc.persona) for npc_id, npc in config.npcs.items()},
         {npc_id: config.npc_tiers(npc_id) for npc_id in config.npcs})
     _LOGGER.info("engines ready in %.2f s", time.perf_counter() - started)
-    return Engines(llm, voices, [thread for _, thread in engines_by_model.values()])
+    return Engines(llm, voices, tts_threads, xtts_worker)
+
+
+async def _load_xtts_voices(config: Config, names: list[str], thread: EngineThread,
+                            voices: dict[str, Voice]) -> XttsWorker | None:
+    """Add the XTTS voices `names` to `voices`, or their fallbacks, with one warning.
+
+    Returns:
+      The worker, or None when no XTTS voice could be served.
+    """
+    _LOGGER.info("starting XTTS for voices %s (this loads a large model)", ", ".join(names))
+    startup = await thread.call(start_xtts, config, names)
+    worker = startup.worker
+    for name in names:
+        settings = config.voices[name]
+        fallback = voices[settings.fallback or ""]
+        if name in startup.voices and worker is not None:
+            voices[name] = XttsVoice(XttsEngine(worker, name, config.xtts), thread, settings,
+                                     fallback)
+        else:
+            voices[name] = fallback
+    if startup.failed:
+        npcs = sorted(npc_id for npc_id, npc in config.npcs.items() if npc.voice in startup.failed)
+        reasons = sorted(set(startup.failed.values()))
+        _LOGGER.warning(
+            "XTTS cannot serve voice(s) %s, so NPC(s) %s speak with the Piper fallback "
+            "voice(s) %s. Why: %s",
+            ", ".join(sorted(startup.failed)), ", ".join(npcs),
+            ", ".join(sorted({config.voices[n].fallback or "" for n in startup.failed})),
+            " | ".join(reasons))
+    if worker is not None and not startup.voices:
+        worker.close()
+        return None
+    return worker

@@ -231,6 +231,34 @@ def resolve_llm(model: str, directory: Path | None = None) -> Path:
     )
 
 
+XTTS_REQUIRED_FILES = ("config.json", "model.pth", "vocab.json")
+
+
+def resolve_xtts_model(model: str, directory: Path | None = None) -> Path:
+    """Turn `xtts.model` from the config into a checkpoint folder (local files only).
+
+    Args:
+      model: "xtts-v2" (fetched into the model cache) or a folder holding
+        config.json, model.pth and vocab.json.
+      directory: Model cache (default: `models_dir()`).
+
+    Raises:
+      ModelNotFoundError: naming what was looked for and how to get it.
+    """
+    hub = next((m for m in HUB_MODELS if m.name == model and m.kind == "xtts"), None)
+    folder = variant_dir(hub, directory) if hub else Path(model).expanduser()
+    missing = [name for name in XTTS_REQUIRED_FILES if not (folder / name).is_file()]
+    if not missing:
+        return folder
+    if hub is not None:
+        raise ModelNotFoundError(
+            f"XTTS model {model!r} is not in the model cache ({folder}); run "
+            f"`npc-voice models fetch {model}` (weights: {hub.licence})")
+    raise ModelNotFoundError(
+        f"XTTS model folder {folder} lacks {', '.join(missing)} (expected 'xtts-v2' or a "
+        "folder with config.json, model.pth and vocab.json)")
+
+
 def resolve_piper_voice(model: str) -> tuple[Path, Path]:
     """Turn a voice's `model` into (.onnx, .onnx.json) paths.
 

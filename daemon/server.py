@@ -324,7 +324,8 @@ class BridgeServer:
             peer.conversations[say.npc_id] = conversation
         spec = TurnSpec(
             turn_id=say.turn_id, npc_id=say.npc_id, utterance=say.text.strip(),
-            profile_name=profile_name, profile=self._config.profile(profile_name),
+            profile_name=profile_name,
+            profile=voice.shape_profile(self._config.profile(profile_name)),
             voice=voice, conversation=conversation,
             conversation_key=f"{say.npc_id}/{peer.identity.hex()}",
             out_rate_hz=peer.sample_rate_hz or voice.sample_rate_hz,

@@ -234,7 +234,8 @@ class Turn:
         held: np.ndarray | None = None
         subtitled = False
         started = time.perf_counter()
-        async with aclosing(voice.stream(chunk.text, self.stop)) as audio_stream:
+        async with aclosing(voice.stream(chunk.text, self.stop,
+                                         turn_start=chunk.index == 0)) as audio_stream:
             async for audio in audio_stream:
                 if timings.tts_first_audio_ms is None:
                     timings.tts_first_audio_ms = self._ms()

@@ -4,7 +4,9 @@
 #   bash scripts/bootstrap.sh test    the whole test suite (what CI runs)
 #   bash scripts/bootstrap.sh bench   the TTFA benchmark
 #   bash scripts/bootstrap.sh setup   only set up .venv
-# The first run builds llama.cpp from source (about 5-8 minutes on 2 cores).
+#   bash scripts/bootstrap.sh xtts    only set up .venv-xtts, the XTTS-v2 worker's environment
+# The first run builds llama.cpp from source (about 5-8 minutes on 2 cores). `test` and
+# `xtts` also create .venv-xtts (coqui-tts with torch 2.8, about 4 GB of downloads).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -38,10 +40,42 @@ if [ ! -f "$stamp" ]; then
   touch "$stamp"
 fi
 
+# XTTS-v2 needs torch and torchaudio versions that import together (the `xtts` extra
+# pins them), which differ from the CPU torch of .venv: it gets an environment of its
+# own, with this project installed without its dependencies (no second llama.cpp
+# build) plus the extra's packages. The daemon runs it as a worker process
+# ([xtts] python = ".venv-xtts/bin/python").
+setup_xtts() {
+  local xvenv=".venv-xtts"
+  local xstamp="$xvenv/.bootstrap-$(cat pyproject.toml scripts/bootstrap.sh | sha256sum | cut -c1-16)"
+  if [ ! -f "$xstamp" ]; then
+    echo "== setting up $xvenv (XTTS worker: coqui-tts, torch 2.8; first time about 4 GB)"
+    [ -x "$xvenv/bin/python" ] || "$python" -m venv "$xvenv"
+    "$xvenv/bin/python" -m pip install --quiet --upgrade pip
+    "$venv/bin/python" - >"$xvenv/requirements.txt" <<'PY'
+import sys
+if sys.version_info >= (3, 11):
+    import tomllib
+else:
+    import tomli as tomllib
+with open("pyproject.toml", "rb") as handle:
+    print("\n".join(tomllib.load(handle)["project"]["optional-dependencies"]["xtts"]))
+PY
+    "$xvenv/bin/python" -m pip install --quiet -r "$xvenv/requirements.txt"
+    "$xvenv/bin/python" -m pip install --quiet --no-deps -e .
+    rm -f "$xvenv"/.bootstrap-*
+    touch "$xstamp"
+  fi
+}
+
 case "$job" in
   setup) ;;
+  xtts) setup_xtts; echo "XTTS worker interpreter: $(pwd)/.venv-xtts/bin/python" ;;
   demo) exec "$venv/bin/npc-voice" demo "$@" ;;
-  test) exec "$venv/bin/python" -m pytest "$@" ;;
+  test)
+    setup_xtts
+    export NPC_VOICE_XTTS_PYTHON="$(pwd)/.venv-xtts/bin/python"
+    exec "$venv/bin/python" -m pytest "$@" ;;
   bench) exec "$venv/bin/npc-voice" bench "$@" ;;
-  *) echo "usage: bash scripts/bootstrap.sh [setup|demo|test|bench] [args...]" >&2; exit 2 ;;
+  *) echo "usage: bash scripts/bootstrap.sh [setup|demo|test|bench|xtts] [args...]" >&2; exit 2 ;;
 esac

@@ -78,7 +78,8 @@ def test_messages_before_hello_and_bad_handshakes(daemon: DaemonProcess) -> None
                            to_frames(Hello(protocol=99)),
                            to_frames(Hello(protocol=1, token="unexpected-but-harmless"))):
                 await sock.send_multipart(frames)
-                reply = daemon_message_from_frames(await asyncio.wait_for(sock.recv_multipart(), 10))
+                reply_frames = await asyncio.wait_for(sock.recv_multipart(), 10)
+                reply = daemon_message_from_frames(reply_frames)
                 errors.append(reply)
             return errors
         finally:

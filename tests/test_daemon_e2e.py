@@ -79,34 +79,43 @@ def test_client_may_ask_for_another_sample_rate(daemon: DaemonProcess) -> None:
     assert result.sample_rate_hz == 48000
 
 
-def test_cancel_mid_stream_stops_the_turn_and_the_next_turn_works(daemon: DaemonProcess) -> None:
+def cancel_after_first_block(endpoint: str, npc_id: str, line: str, next_line: str,
+                             timeout_s: float = 120.0) -> TurnResult:
+    """Cancel a turn at its first audio block, then check it is over and `npc_id` still talks.
+
+    Returns:
+      The cancelled turn's result.
+    """
     async def scenario() -> tuple[TurnResult, list[object], TurnResult]:
-        async with BridgeClient(daemon.endpoint) as client:
-            cancelled_once = False
+        async with BridgeClient(endpoint) as client:
+            pending: list[asyncio.Future[None]] = []
 
-            def cancel_after_first_block(event: object, result: TurnResult) -> None:
-                nonlocal cancelled_once
-                if isinstance(event, DecodedAudio) and not cancelled_once:
-                    cancelled_once = True
-                    asyncio.ensure_future(client.cancel(result.turn_id))
+            def on_event(event: object, result: TurnResult) -> None:
+                if isinstance(event, DecodedAudio) and not pending:
+                    pending.append(asyncio.ensure_future(client.cancel(result.turn_id)))
 
-            result = await client.run_turn(
-                "oracle", "Tell me the whole prophecy of the twin moons, in detail.",
-                on_event=cancel_after_first_block)
+            result = await client.run_turn(npc_id, line, on_event=on_event)
             await asyncio.sleep(1.0)  # anything of the turn still in flight would arrive now
             stray = []
             while not client._control.empty():
                 stray.append(client._control.get_nowait())
-            after = await client.run_turn("oracle", "Thank you.")
+            after = await client.run_turn(npc_id, next_line)
             return result, stray, after
 
-    result, stray, after = run(scenario())
+    result, stray, after = run(scenario(), timeout_s)
     assert isinstance(result.terminal, Cancelled) and result.terminal.reason == "cancel"
     assert result.terminal.block_count <= len(result.seqs)
     assert result.seqs == list(range(len(result.seqs)))
     assert not any(getattr(getattr(m, "header", m), "turn_id", None) == result.turn_id
                    for m in stray), f"messages of the cancelled turn after `cancelled`: {stray}"
     assert_complete_turn(after)
+    return result
+
+
+def test_cancel_mid_stream_stops_the_turn_and_the_next_turn_works(daemon: DaemonProcess) -> None:
+    cancel_after_first_block(daemon.endpoint, "oracle",
+                             "Tell me the whole prophecy of the twin moons, in detail.",
+                             "Thank you.")
 
 
 def test_a_new_say_to_the_same_npc_barges_in(daemon: DaemonProcess) -> None:

@@ -93,7 +93,7 @@ def test_push_to_talk_transcripts_match_the_lines(voice_daemon: DaemonProcess,
     async def scenario() -> list[str]:
         heard = []
         async with BridgeClient(voice_daemon.endpoint) as client:
-            for line, audio in spoken.items():
+            for audio in spoken.values():
                 await client.listen_start("innkeeper", mode="push_to_talk")
                 await stream_audio(client, np.concatenate((silence(200), audio, silence(200))),
                                    realtime=False)
@@ -112,7 +112,7 @@ def test_push_to_talk_transcripts_match_the_lines(voice_daemon: DaemonProcess,
     error_rate = jiwer.wer(list(spoken), heard, reference_transform=normalize,
                            hypothesis_transform=normalize)
     assert len(heard) == len(LINES) >= 10
-    assert error_rate < 0.15, f"WER {error_rate:.2%}: {list(zip(spoken, heard))}"
+    assert error_rate < 0.15, f"WER {error_rate:.2%}: {list(zip(spoken, heard, strict=True))}"
 
 
 def test_open_mic_turn_with_a_pause_inside_the_sentence(voice_daemon: DaemonProcess,

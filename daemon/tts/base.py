@@ -10,8 +10,10 @@ import threading
 from collections.abc import AsyncIterator, Callable
 from typing import Protocol
 
+import msgspec
 import numpy as np
 
+from daemon.chunker import Profile
 from daemon.config import VoiceConfig
 from daemon.engine_thread import EngineThread
 
@@ -30,7 +32,8 @@ class TtsEngine(Protocol):
     sample_rate_hz: int
 
     def synthesize(
-        self, text: str, voice: VoiceConfig, emit: Int16Emit, stop: threading.Event
+        self, text: str, voice: VoiceConfig, emit: Int16Emit, stop: threading.Event,
+        turn_start: bool = False,
     ) -> None:
         """Speak `text`, calling `emit` with each piece of audio as soon as it exists.
 
@@ -39,6 +42,8 @@ class TtsEngine(Protocol):
           voice: Per-voice settings (speaker, speed, noise, volume).
           emit: Receives 1-D int16 numpy arrays, mono, at `sample_rate_hz`.
           stop: Checked between pieces; return promptly once set.
+          turn_start: `text` is the first chunk of a turn (an engine may then trade
+            efficiency for an earlier first piece).
         """
         ...
 
@@ -66,6 +71,9 @@ class Voice:
       settings: This voice's settings.
     """
 
+    first_chunk_min_chars = 0
+    """Shortest first text chunk this voice speaks well (XTTS babbles on very short text)."""
+
     def __init__(self, engine: TtsEngine, thread: EngineThread, settings: VoiceConfig) -> None:
         self.engine = engine
         self.thread = thread
@@ -76,13 +84,24 @@ class Voice:
         """Native output rate of this voice, in Hz."""
         return self.engine.sample_rate_hz
 
-    def stream(self, text: str, stop: threading.Event) -> AsyncIterator[np.ndarray]:
+    def stream(self, text: str, stop: threading.Event,
+               turn_start: bool = False) -> AsyncIterator[np.ndarray]:
         """Synthesise `text`; yield 1-D int16 mono arrays at `sample_rate_hz`.
 
-        The caller must exhaust or `aclose()` the iterator (use contextlib.aclosing).
+        `turn_start` marks a turn's first chunk (see `TtsEngine.synthesize`). The
+        caller must exhaust or `aclose()` the iterator (use contextlib.aclosing).
         """
 
         def produce(emit: Int16Emit, stop_event: threading.Event) -> None:
-            self.engine.synthesize(text, self.settings, emit, stop_event)
+            self.engine.synthesize(text, self.settings, emit, stop_event, turn_start)
 
         return self.thread.stream(produce, stop)
+
+    def shape_profile(self, profile: Profile) -> Profile:
+        """`profile` with its first chunk at least `first_chunk_min_chars` long."""
+        minimum = self.first_chunk_min_chars
+        if profile.first_chunk_min_chars >= minimum:
+            return profile
+        return msgspec.structs.replace(
+            profile, first_chunk_min_chars=minimum,
+            first_chunk_max_chars=max(profile.first_chunk_max_chars, minimum))

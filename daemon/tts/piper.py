@@ -61,9 +61,11 @@ class PiperEngine:
         )
 
     def synthesize(
-        self, text: str, voice: VoiceConfig, emit: Int16Emit, stop: threading.Event
+        self, text: str, voice: VoiceConfig, emit: Int16Emit, stop: threading.Event,
+        turn_start: bool = False,
     ) -> None:
-        """Speak `text` sentence by sentence; see `TtsEngine.synthesize`.
+        """Speak `text` sentence by sentence; see `TtsEngine.synthesize` (Piper's first
+        piece is a whole sentence either way, so `turn_start` changes nothing).
 
         Peak normalisation is off (`normalize_audio=False`): Piper would otherwise
         scale every sentence to full scale and loudness would jump between chunks.
