@@ -61,7 +61,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="npc-voice",
         description="Local voice daemon for game NPCs: a player's line goes in over ZeroMQ, "
-                    "the NPC's reply comes back as streamed PCM (llama.cpp + Piper).",
+                    "the NPC's reply comes back as streamed PCM (llama.cpp + Piper, or "
+                    "XTTS-v2 voice cloning on a GPU).",
         epilog="Start with `npc-voice demo`, then `npc-voice serve` beside your game.")
     parser.add_argument("--log-level", default="INFO",
                         choices=["DEBUG", "INFO", "WARNING", "ERROR"],

@@ -19,6 +19,7 @@ import threading
 import time
 from pathlib import Path
 
+import msgspec
 import numpy as np
 import pytest
 import soundfile
@@ -66,14 +67,15 @@ def tiny_model(python_xtts: str, tmp_path_factory: pytest.TempPathFactory) -> Pa
 
 @pytest.fixture(scope="session")
 def clips(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
-    """Piper-spoken reference clips: a WAV at 22.05 kHz and a FLAC of another line."""
+    """Piper-spoken reference clips at 22.05 kHz: a WAV, a FLAC and an OGG/Vorbis."""
     from daemon.config import VoiceConfig
 
     folder = tmp_path_factory.mktemp("clips")
     engine = PiperEngine(*resolve_piper_voice("joe"))
     out = {}
     for name, text, fmt in (("bard.wav", CLIP_TEXT, "WAV"),
-                            ("bard_2.flac", "Gather round, friends, for a song.", "FLAC")):
+                            ("bard_2.flac", "Gather round, friends, for a song.", "FLAC"),
+                            ("bard_3.ogg", "Another round for the road!", "OGG")):
         pieces: list[np.ndarray] = []
         engine.synthesize(text, VoiceConfig(noise_scale=0.0, noise_w_scale=0.0),
                           pieces.append, threading.Event())
@@ -133,15 +135,20 @@ def start_worker(python: str, model: Path, cache: Path, dtype: str = "float32") 
 # ---- through the daemon -----------------------------------------------------------
 
 def test_an_xtts_npc_streams_its_reply_through_the_daemon(xtts_daemon: DaemonProcess) -> None:
-    async def scenario() -> TurnResult:
+    async def scenario() -> tuple[TurnResult, TurnResult]:
         async with BridgeClient(xtts_daemon.endpoint) as client:
             bard = next(npc for npc in client.welcome.npcs if npc.npc_id == "bard")
             assert bard.sample_rate_hz == 24000
-            return await client.run_turn("bard", "Sing me something short!")
+            native = await client.run_turn("bard", "Sing me something short!")
+        async with BridgeClient(xtts_daemon.endpoint, sample_rate_hz=48000) as client:
+            resampled = await client.run_turn("bard", "Another one!")
+        return native, resampled
 
-    result = run(scenario(), timeout_s=180)
+    result, resampled = run(scenario(), timeout_s=180)
     done = assert_complete_turn(result)
     assert result.sample_rate_hz == 24000
+    assert_complete_turn(resampled)
+    assert resampled.sample_rate_hz == 48000  # soxr, as for Piper voices
     assert len(result.seqs) >= 2, "XTTS audio must arrive in several blocks"
     reply = done.reply_text
     # XTTS voices get a first chunk of at least [xtts] min_first_chunk_chars (16).
@@ -209,6 +216,21 @@ def test_xtts_set_to_cuda_without_a_gpu_falls_back_with_the_reason(
     startup = start_xtts(config, ["bard_clone"], warm_up=False)
     assert startup.worker is None
     assert startup.failed["bard_clone"].startswith("no_cuda"), startup.failed
+
+
+def test_missing_xtts_weights_fall_back_naming_the_fetch_command(
+        python_xtts: str, clips: dict[str, Path], tmp_path: Path,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    config = parse_config(xtts_config_text(python_xtts, tmp_path / "nothing-here",
+                                           [clips["bard.wav"]], tmp_path))
+    startup = start_xtts(config, ["bard_clone"])
+    assert startup.worker is None
+    assert startup.failed["bard_clone"].startswith("model_not_found"), startup.failed
+    fetched = msgspec.structs.replace(config, xtts=msgspec.structs.replace(
+        config.xtts, model="xtts-v2"))
+    monkeypatch.setenv("NPC_VOICE_MODELS", str(tmp_path / "models"))  # an empty cache
+    why = start_xtts(fetched, ["bard_clone"]).failed["bard_clone"]
+    assert "npc-voice models fetch xtts-v2" in why and "NON-COMMERCIAL" in why
 
 
 # ---- the worker directly ----------------------------------------------------------
@@ -290,8 +312,9 @@ def test_latents_are_cached_and_recomputed_when_a_clip_changes(
     clip = tmp_path / "bard.wav"
     clip.write_bytes(clips["bard.wav"].read_bytes())
     config = tmp_path / "voices.toml"
-    config.write_text(xtts_config_text(python_xtts, tiny_model, [Path("bard.wav"),
-                                       clips["bard_2.flac"]], tmp_path / "cache"))
+    config.write_text(xtts_config_text(
+        python_xtts, tiny_model, [Path("bard.wav"), clips["bard_2.flac"], clips["bard_3.ogg"]],
+        tmp_path / "cache"))
 
     def prepare() -> tuple[int, str]:
         done = subprocess.run([sys.executable, "-m", "daemon", "--log-level", "WARNING",

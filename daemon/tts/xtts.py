@@ -127,9 +127,8 @@ class XttsWorker:
         except (XttsWorkerDied, TimeoutError) as exc:
             self.close()
             raise XttsUnavailable(
-                "not_installed" if isinstance(exc, XttsWorkerDied) else "load_failed",
-                f"{exc} (interpreter {self.python}; it needs this project and its "
-                "`xtts` extra installed)") from None
+                "load_failed", f"{exc} (interpreter {self.python}: it needs this project "
+                "and its `xtts` extra installed)") from None
         if isinstance(reply, wire.LoadFailed):
             self.close()
             raise XttsUnavailable(reply.reason, reply.message)

@@ -126,12 +126,12 @@ def _synthesize(model, voices: dict, requests: _Requests, out: BinaryIO,
                 request: wire.Synthesize) -> None:
     started = time.perf_counter()
     rid = request.request_id
-    end = wire.End(request_id=rid)
-    samples = 0
-    first_piece_ms = None
+    samples, first_piece_ms, error = 0, None, ""
     try:
         if request.seed >= 0:
             model.torch.manual_seed(request.seed)
+        if request.voice not in voices:
+            raise LookupError(f"voice {request.voice!r} was not prepared")
         pieces = model.stream(
             request.text, voices[request.voice], request.language,
             request.stream_chunk_size, request.overlap_samples,
@@ -144,13 +144,13 @@ def _synthesize(model, voices: dict, requests: _Requests, out: BinaryIO,
                 first_piece_ms = round((time.perf_counter() - started) * 1000.0, 2)
             samples += piece.size
             wire.write_frame(out, wire.Audio(request_id=rid, pcm=piece.astype("<i2").tobytes()))
-    except KeyError:
-        end = wire.End(request_id=rid, error=f"voice {request.voice!r} was not prepared")
+    except (BrokenPipeError, wire.WorkerGone):
+        raise
     except Exception as exc:  # noqa: BLE001 - one failed chunk must not end the worker
         _LOGGER.exception("synthesis of request %d failed", rid)
-        end = wire.End(request_id=rid, error=f"{type(exc).__name__}: {exc}")
+        error = f"{type(exc).__name__}: {exc}"
     wire.write_frame(out, wire.End(
-        request_id=rid, cancelled=requests.is_cancelled(rid), error=end.error,
+        request_id=rid, cancelled=requests.is_cancelled(rid), error=error,
         first_piece_ms=first_piece_ms,
         audio_ms=round(samples * 1000.0 / model.sample_rate_hz, 2),
         busy_ms=round((time.perf_counter() - started) * 1000.0, 2)))
