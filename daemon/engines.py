@@ -6,6 +6,7 @@ for model loading, ONNX initialisation, espeak-ng start-up or persona prefill.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from dataclasses import dataclass
@@ -19,7 +20,7 @@ from daemon.llm.tiers import TieredLlm
 from daemon.models import resolve_llm, resolve_piper_voice
 from daemon.tts.base import TtsEngine, Voice
 from daemon.tts.piper import PiperEngine
-from daemon.tts.xtts import XttsEngine, XttsVoice, XttsWorker, start_xtts
+from daemon.tts.xtts import XttsEngine, XttsStartup, XttsVoice, XttsWorker, start_xtts
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -60,6 +61,17 @@ async def load_engines(config: Config) -> Engines:
     started = time.perf_counter()
     model_path = resolve_llm(config.llm.model)
     narrative_path = resolve_llm(config.llm_narrative.model) if config.llm_narrative else None
+    used_voices = {npc.voice for npc in config.npcs.values()}
+    xtts_names = sorted(name for name in used_voices if config.voices[name].engine == "xtts")
+    xtts_thread: EngineThread | None = None
+    xtts_startup = None
+    if xtts_names:
+        # XTTS loads in its own process, so it loads while llama.cpp and Piper do. If
+        # loading them fails the daemon exits, and the worker with it (its stdin closes).
+        _LOGGER.info("starting XTTS for voices %s (a large model: loads in the background)",
+                     ", ".join(xtts_names))
+        xtts_thread = EngineThread("xtts")
+        xtts_startup = asyncio.ensure_future(xtts_thread.call(start_xtts, config, xtts_names))
     _LOGGER.info("loading LLM %s x%d", model_path, config.llm.instances)
     fast = await LlmPool.load(model_path, config.llm)
     narrative = None
@@ -74,8 +86,6 @@ async def load_engines(config: Config) -> Engines:
             raise
     llm = TieredLlm(fast, config.llm, narrative, config.llm_narrative)
 
-    used_voices = {npc.voice for npc in config.npcs.values()}
-    xtts_names = sorted(name for name in used_voices if config.voices[name].engine == "xtts")
     # Fallbacks are loaded up front: falling back must never load a model mid-game.
     piper_names = sorted((used_voices - set(xtts_names))
                          | {config.voices[name].fallback or "" for name in xtts_names})
@@ -97,10 +107,10 @@ async def load_engines(config: Config) -> Engines:
         voices[voice_name] = Voice(engine, thread, settings)
     tts_threads = [thread for _, thread in engines_by_model.values()]
     xtts_worker = None
-    if xtts_names:
-        xtts_thread: EngineThread = EngineThread("xtts")
+    if xtts_thread is not None and xtts_startup is not None:
         tts_threads.append(xtts_thread)
-        xtts_worker = await _load_xtts_voices(config, xtts_names, xtts_thread, voices)
+        xtts_worker = _use_xtts_voices(config, xtts_names, xtts_thread, await xtts_startup,
+                                       voices)
 
     await llm.prefill(
         {npc_id: persona_messages(npc.persona) for npc_id, npc in config.npcs.items()},
@@ -109,15 +119,13 @@ async def load_engines(config: Config) -> Engines:
     return Engines(llm, voices, tts_threads, xtts_worker)
 
 
-async def _load_xtts_voices(config: Config, names: list[str], thread: EngineThread,
-                            voices: dict[str, Voice]) -> XttsWorker | None:
+def _use_xtts_voices(config: Config, names: list[str], thread: EngineThread,
+                     startup: XttsStartup, voices: dict[str, Voice]) -> XttsWorker | None:
     """Add the XTTS voices `names` to `voices`, or their fallbacks, with one warning.
 
     Returns:
       The worker, or None when no XTTS voice could be served.
     """
-    _LOGGER.info("starting XTTS for voices %s (this loads a large model)", ", ".join(names))
-    startup = await thread.call(start_xtts, config, names)
     worker = startup.worker
     for name in names:
         settings = config.voices[name]
