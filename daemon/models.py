@@ -157,13 +157,18 @@ HUB_MODELS: tuple[HubModel, ...] = (
 )
 
 
+def user_cache_dir() -> Path:
+    """This project's per-user cache folder: $XDG_CACHE_HOME/npc-voice (~/.cache/npc-voice)."""
+    cache = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(cache) / "npc-voice"
+
+
 def models_dir() -> Path:
     """The model cache folder: $NPC_VOICE_MODELS, else ~/.cache/npc-voice/models."""
     configured = os.environ.get(MODELS_DIR_ENV)
     if configured:
         return Path(configured).expanduser()
-    cache = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
-    return Path(cache) / "npc-voice" / "models"
+    return user_cache_dir() / "models"
 
 
 def hub_model(name: str) -> tuple[HubModel, str]:

@@ -23,7 +23,6 @@ import time
 from collections.abc import AsyncIterator
 from contextlib import aclosing
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import msgspec
 import numpy as np
@@ -31,7 +30,7 @@ import numpy as np
 from daemon.audio import resample_int16
 from daemon.config import Config, VoiceConfig, XttsConfig
 from daemon.engine_thread import EngineThread
-from daemon.models import ModelNotFoundError, resolve_xtts_model
+from daemon.models import ModelNotFoundError, resolve_xtts_model, user_cache_dir
 from daemon.tts import xtts_wire as wire
 from daemon.tts.base import Int16Emit, Voice
 
@@ -51,14 +50,6 @@ class XttsUnavailable(RuntimeError):
 
 class XttsWorkerDied(RuntimeError):
     """The worker process exited while the daemon was using it."""
-
-
-def default_latents_cache_dir() -> Path:
-    """~/.cache/npc-voice/xtts-latents (or under $XDG_CACHE_HOME)."""
-    import os
-
-    cache = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
-    return Path(cache) / "npc-voice" / "xtts-latents"
 
 
 class XttsWorker:
@@ -306,7 +297,9 @@ def start_xtts(config: Config, voice_names: list[str], warm_up: bool = True) -> 
         startup.ready = worker.load(wire.Load(
             model_dir=str(model_dir), device=settings.device, dtype=settings.dtype,
             torch_threads=settings.torch_threads, warm_up=warm_up,
-            latents_cache_dir=settings.latents_cache_dir or str(default_latents_cache_dir())),
+            # "" = the default folder, ~/.cache/npc-voice/xtts-latents
+            latents_cache_dir=settings.latents_cache_dir
+            or str(user_cache_dir() / "xtts-latents")),
             settings.load_timeout_s)
     except (ModelNotFoundError, XttsUnavailable) as exc:
         reason = getattr(exc, "reason", "model_not_found")
