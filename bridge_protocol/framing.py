@@ -18,6 +18,7 @@ from bridge_protocol.messages import (
     DaemonMessage,
     ErrorCode,
     MicAudio,
+    Say,
     decode_client,
     decode_daemon,
     encode,
@@ -35,11 +36,41 @@ class FrameError(ValueError):
 
     Attributes:
       code: The `ErrorCode` value to report to the peer.
+      rejected_turn_id: When the frame was a `say` whose `turn_id` could still be read,
+        that id: the client's turn ends with this error (it started no turn).
     """
 
-    def __init__(self, code: str, message: str) -> None:
+    def __init__(self, code: str, message: str, rejected_turn_id: int | None = None) -> None:
         super().__init__(message)
         self.code = code
+        self.rejected_turn_id = rejected_turn_id
+
+
+class _SayProbe(msgspec.Struct):
+    """Only the fields that name a rejected `say`; everything else is ignored."""
+
+    type: object = None
+    turn_id: object = None
+
+
+_say_probe = msgspec.json.Decoder(_SayProbe)
+
+
+def rejected_say_turn_id(data: bytes) -> int | None:
+    """The `turn_id` of a frame that looks like a `say` but failed to decode, else None.
+
+    Best effort, for the client's sake: a `say` refused before it became a turn (a
+    field of the wrong type, an over-long `npc_id`, an oversized frame) still names
+    the turn id the client is waiting on, so the error can end that wait.
+    """
+    try:
+        probe = _say_probe.decode(data)
+    except (msgspec.DecodeError, RecursionError, ValueError):
+        return None
+    turn_id = probe.turn_id
+    if probe.type != "say" or isinstance(turn_id, bool) or not isinstance(turn_id, int):
+        return None
+    return turn_id if 0 <= turn_id <= 2**53 - 1 else None
 
 
 @dataclass(frozen=True, slots=True)
@@ -128,23 +159,28 @@ def client_message_from_frames(
     """
     if not 1 <= len(frames) <= 2:
         raise FrameError(
-            ErrorCode.BAD_FRAME, f"a client message is 1 frame (2 for mic_audio), got {len(frames)}"
-        )
+            ErrorCode.BAD_FRAME,
+            f"a client message is 1 frame (2 for mic_audio), got {len(frames)}",
+            rejected_say_turn_id(frames[0]) if frames else None)
     data = frames[0]
     if len(data) > max_bytes:
         raise FrameError(
-            ErrorCode.BAD_FRAME, f"frame of {len(data)} bytes exceeds the {max_bytes}-byte limit"
-        )
+            ErrorCode.BAD_FRAME, f"frame of {len(data)} bytes exceeds the {max_bytes}-byte limit",
+            rejected_say_turn_id(data))
     try:
         message = decode_client(data)
     except msgspec.DecodeError as exc:
-        raise _describe_decode_error(exc) from None
+        error = _describe_decode_error(exc)
+        error.rejected_turn_id = rejected_say_turn_id(data)
+        raise error from None
+    except RecursionError:  # msgspec's answer to deeply nested JSON
+        raise FrameError(ErrorCode.BAD_JSON, "frame is nested too deeply to decode") from None
     if isinstance(message, MicAudio):
         return DecodedMic(message, _pcm_frame(frames, message.sample_count, "mic_audio"))
     if len(frames) != 1:
         raise FrameError(
-            ErrorCode.BAD_FRAME, f"a {type(message).__name__} message is 1 frame, got 2"
-        )
+            ErrorCode.BAD_FRAME, f"a {type(message).__name__} message is 1 frame, got 2",
+            message.turn_id if isinstance(message, Say) else None)
     return message
 
 

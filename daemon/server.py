@@ -175,7 +175,7 @@ class BridgeServer:
                 message = client_message_from_frames(payload, MAX_CONTROL_FRAME_BYTES)
             except FrameError as exc:
                 _LOGGER.warning("client %s sent a bad message: %s", peer.label, exc)
-                self.reject(peer, exc.code, str(exc))
+                self.reject(peer, exc.code, str(exc), rejected_turn_id=exc.rejected_turn_id)
                 continue
             try:
                 self._dispatch(peer, message)

