@@ -163,6 +163,9 @@ class BridgeClient:
         self._mic_seq = 0
         self.welcome: Welcome | None = None
         self.connection_errors: list[Error] = []
+        self.unrouted: list[DaemonMessage] = []
+        """Messages naming a turn nobody was waiting for (e.g. after its terminal event:
+        a protocol violation), also passed to `next_control`."""
 
     async def __aenter__(self) -> BridgeClient:
         await self.connect()
@@ -266,6 +269,8 @@ class BridgeClient:
             else:
                 if isinstance(decoded, Error):
                     self.connection_errors.append(decoded)
+                if turn_id is not None:
+                    self.unrouted.append(header)  # type: ignore[arg-type]
                 self._control.put_nowait(decoded)  # type: ignore[arg-type]
 
     def next_turn_id(self) -> int:

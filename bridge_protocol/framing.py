@@ -13,6 +13,7 @@ from dataclasses import dataclass
 import msgspec
 
 from bridge_protocol.messages import (
+    MAX_MIC_SAMPLES,
     AudioBlock,
     ClientMessage,
     DaemonMessage,
@@ -29,6 +30,10 @@ MAX_CONTROL_FRAME_BYTES = 64 * 1024
 
 BYTES_PER_SAMPLE = 2
 """s16le mono: two bytes per sample."""
+
+MAX_FRAME_BYTES = BYTES_PER_SAMPLE * MAX_MIC_SAMPLES
+"""Largest frame of any kind a client may send (a `mic_audio` PCM frame at its limit);
+the daemon drops the connection of a client that sends a larger one (ZMQ_MAXMSGSIZE)."""
 
 
 class FrameError(ValueError):
@@ -117,9 +122,13 @@ def to_frames(message: DaemonMessage | ClientMessage, pcm: bytes | None = None) 
 
 
 def _describe_decode_error(exc: msgspec.DecodeError) -> FrameError:
+    """The documented error code for a frame msgspec could not decode (PROTOCOL.md 3.3)."""
     text = str(exc)
     if isinstance(exc, msgspec.ValidationError):
-        if "Invalid value" in text and "$.type" in text:
+        if text.startswith("Expected `object`, got") and " - at `" not in text:
+            return FrameError(ErrorCode.BAD_JSON, "a client message is one JSON object, "
+                              f"not {text.removeprefix('Expected `object`, got ')}")
+        if text.endswith("- at `$.type`"):
             return FrameError(ErrorCode.UNKNOWN_TYPE, f"unknown message type: {text}")
         if "missing required field `type`" in text:
             return FrameError(ErrorCode.UNKNOWN_TYPE, "message has no `type` field")

@@ -34,6 +34,9 @@ The upper bound keeps ids exact in GDScript and JavaScript, whose JSON numbers a
 NpcId = Annotated[str, Meta(min_length=1, max_length=64)]
 SampleRateHz = Annotated[int, Meta(ge=8000, le=192000)]
 
+MAX_MIC_SAMPLES = 192000
+"""Most samples in one `mic_audio` block (one second at the highest rate)."""
+
 
 def _snake_case(name: str) -> str:
     return re.sub(r"(?<!^)(?=[A-Z])", "_", name).lower()
@@ -118,7 +121,7 @@ class MicAudio(Message, kw_only=True):
     """
 
     seq: Annotated[int, Meta(ge=0)]
-    sample_count: Annotated[int, Meta(ge=0, le=192000)]
+    sample_count: Annotated[int, Meta(ge=0, le=MAX_MIC_SAMPLES)]
 
 
 class ListenStop(Message, kw_only=True):
@@ -425,6 +428,8 @@ class ErrorCode:
     """Voice input is off in the daemon's config, or its extra is not installed."""
     NOT_LISTENING = "not_listening"
     """`mic_audio` or `listen_stop` without a `listen_start`."""
+    MIC_AUDIO_TOO_FAST = "mic_audio_too_fast"
+    """`mic_audio` arrives so much faster than real time that blocks were dropped."""
 
 
 TERMINAL_TYPES = (Done, Cancelled)

@@ -40,10 +40,18 @@ class ServerConfig(_Section):
       allow_remote: Must be true to bind a non-loopback address (a token is then required).
       max_text_chars: Longest accepted player line.
       max_turns_in_flight: Unfinished turns per connection.
-      send_queue_messages: Messages queued for one connection before it counts as too
-        slow (its turns then end with `client_too_slow`; other clients are unaffected).
+      max_turns_total: Unfinished turns of all connections together.
+      max_connections: TCP connections admitted at once; more are refused in the ZMTP
+        handshake (libzmq sends them an ERROR command).
+      send_queue_bytes: Bytes queued for one connection (audio and control replies)
+        before it counts as not reading: its turns then end with `client_too_slow`,
+        further replies to it are dropped and its messages are ignored until it reads
+        again. Other clients are unaffected.
       heartbeat_ivl_ms: ZMTP PING interval; 0 disables heartbeats.
-      heartbeat_timeout_ms: A peer silent for this long is disconnected.
+      heartbeat_timeout_ms: A peer silent for this long is disconnected (its turns are
+        cancelled and everything it owns is freed).
+      handshake_timeout_ms: A connection that has not completed its ZMTP handshake by
+        then is closed.
       metrics_port: Port of the Prometheus `/metrics` endpoint on 127.0.0.1; 0 = off
         (needs the `metrics` extra: prometheus-client).
     """
@@ -54,9 +62,12 @@ class ServerConfig(_Section):
     allow_remote: bool = False
     max_text_chars: Annotated[int, Meta(ge=1, le=20000)] = 500
     max_turns_in_flight: Annotated[int, Meta(ge=1, le=64)] = 4
-    send_queue_messages: Annotated[int, Meta(ge=16)] = 4096
+    max_turns_total: Annotated[int, Meta(ge=1, le=4096)] = 32
+    max_connections: Annotated[int, Meta(ge=1, le=10000)] = 64
+    send_queue_bytes: Annotated[int, Meta(ge=65536)] = 8 * 1024 * 1024
     heartbeat_ivl_ms: Annotated[int, Meta(ge=0)] = 2000
     heartbeat_timeout_ms: Annotated[int, Meta(ge=0)] = 20000
+    handshake_timeout_ms: Annotated[int, Meta(ge=100, le=600000)] = 5000
     metrics_port: Annotated[int, Meta(ge=0, le=65535)] = 0
 
 

@@ -9,6 +9,8 @@ this module alone emits terminal events, exactly one per turn.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import hmac
 import logging
 import time
 from collections.abc import Coroutine
@@ -20,6 +22,7 @@ import zmq.asyncio
 
 from bridge_protocol.framing import (
     MAX_CONTROL_FRAME_BYTES,
+    MAX_FRAME_BYTES,
     DecodedMic,
     FrameError,
     client_message_from_frames,
@@ -42,15 +45,24 @@ from bridge_protocol.messages import (
     Welcome,
 )
 from daemon.config import Config
+from daemon.connections import ZAP_DOMAIN, ConnectionTracker, ZapGate
 from daemon.engines import Engines
 from daemon.llm.conversation import Conversation
+from daemon.memory import MemoryTrimmer
 from daemon.metrics import Telemetry
 from daemon.peers import ClientTooSlow, Peer, TurnHandle
-from daemon.socket_io import SocketWriter, watch_connections
+from daemon.socket_io import SocketWriter
 from daemon.turn import Turn, TurnSpec
 from daemon.voice_input import VoiceEngines, VoiceInput
 
 _LOGGER = logging.getLogger(__name__)
+
+_MAX_FRAMES = 3
+"""Routing id + at most two frames (`mic_audio`): more frames are read and dropped."""
+_READ_BATCH = 64
+"""Messages handled per wake-up before the reader yields to the writer and the turns."""
+_SHUTDOWN_FLUSH_S = 0.5
+_SHUTDOWN_TURNS_S = 1.0
 
 
 def daemon_version() -> str:
@@ -59,6 +71,11 @@ def daemon_version() -> str:
         return f"npc-voice-bridge {version('npc-voice-bridge')}"
     except PackageNotFoundError:
         return "npc-voice-bridge (source)"
+
+
+def conversation_key(npc_id: str, identity: bytes) -> str:
+    """KV-state key of one NPC's conversation with one client."""
+    return f"{npc_id}/{identity.hex()}"
 
 
 class BridgeServer:
@@ -86,8 +103,11 @@ class BridgeServer:
         self._telemetry = telemetry or Telemetry()
         self._peers: dict[bytes, Peer] = {}
         self._socket: zmq.asyncio.Socket | None = None
+        self._connections: ConnectionTracker | None = None
+        self._zap: ZapGate | None = None
         self._writer: SocketWriter | None = None
         self._background: set[asyncio.Task[None]] = set()
+        self._trimmer = MemoryTrimmer()
         self._voice = VoiceInput(self, voice, config.asr) if voice is not None else None
         self.endpoint: str | None = None
 
@@ -100,11 +120,22 @@ class BridgeServer:
         sock.linger = 0
         sock.setsockopt(zmq.ROUTER_MANDATORY, 1)  # unknown or full peer: error, not silence
         sock.setsockopt(zmq.ROUTER_HANDOVER, 1)  # a reconnect with the same identity wins
-        sock.setsockopt(zmq.SNDHWM, 10_000)
+        # Bounded input: a frame over MAX_FRAME_BYTES disconnects its sender (libzmq
+        # checks the size before it allocates), and at most RCVHWM messages wait per
+        # connection before libzmq stops reading its TCP stream.
+        sock.setsockopt(zmq.MAXMSGSIZE, MAX_FRAME_BYTES)
+        sock.setsockopt(zmq.RCVHWM, 256)
+        sock.setsockopt(zmq.SNDHWM, 1000)
+        sock.setsockopt(zmq.HANDSHAKE_IVL, server.handshake_timeout_ms)
+        # A ZAP domain makes libzmq refuse the ZMTP 1.0/2.0 fallbacks (daemon.connections).
+        sock.setsockopt(zmq.ZAP_DOMAIN, ZAP_DOMAIN)
         if server.heartbeat_ivl_ms:
             sock.setsockopt(zmq.HEARTBEAT_IVL, server.heartbeat_ivl_ms)
             sock.setsockopt(zmq.HEARTBEAT_TIMEOUT, server.heartbeat_timeout_ms)
             sock.setsockopt(zmq.HEARTBEAT_TTL, server.heartbeat_timeout_ms)
+        self._connections = ConnectionTracker(sock, self._telemetry.connections_changed)
+        self._zap = ZapGate(self._context, self._connections, server.max_connections)
+        self._zap.bind()
         host = server.host if server.host != "localhost" else "127.0.0.1"
         if ":" in host:
             sock.setsockopt(zmq.IPV6, 1)
@@ -121,23 +152,29 @@ class BridgeServer:
         """Serve until `stop` is set, then cancel every turn and close the socket."""
         if self._socket is None:
             self.bind()
+        assert self._socket is not None and self._zap is not None
         reader = asyncio.create_task(self._read_loop(), name="zmq-reader")
         self._writer = SocketWriter(self._socket, self._peers, self._peer_gone)
         writer = asyncio.create_task(self._writer.run(), name="zmq-writer")
-        monitor = asyncio.create_task(watch_connections(self._socket, self._telemetry),
-                                      name="zmq-monitor")
+        zap = asyncio.create_task(self._zap.run(), name="zap-gate")
         stopper = asyncio.create_task(stop.wait(), name="stop-wait")
         try:
             done, _ = await asyncio.wait(
-                {reader, writer, monitor, stopper}, return_when=asyncio.FIRST_COMPLETED
+                {reader, writer, zap, stopper}, return_when=asyncio.FIRST_COMPLETED
             )
             for task in done:
                 if task is not stopper and task.exception():
                     raise task.exception()  # type: ignore[misc]
         finally:
-            await self._shutdown(reader, writer, monitor, stopper)
+            await self._shutdown(reader, writer, zap, stopper)
 
     async def _shutdown(self, *tasks: asyncio.Task) -> None:
+        """Cancel every turn, deliver the `cancelled` events, then stop, all within ~1.5 s.
+
+        The terminal events are flushed first: a turn's task may take a while to end
+        (an engine finishes its current token or audio piece), and the clients must
+        not wait for that, nor miss their event if the process is then killed.
+        """
         _LOGGER.info("shutting down: cancelling %d turn(s)", self._running_turn_count())
         turn_tasks = []
         for peer in list(self._peers.values()):
@@ -145,12 +182,19 @@ class BridgeServer:
                 self._cancel_turn(peer, handle, "shutdown")
                 if handle.task is not None:
                     turn_tasks.append(handle.task)
-        await asyncio.gather(*turn_tasks, return_exceptions=True)
         if self._writer is not None:
-            await self._writer.flush(timeout_s=0.5)  # let `cancelled` reach the clients
+            await self._writer.flush(timeout_s=_SHUTDOWN_FLUSH_S)
+        if turn_tasks:
+            _done, pending = await asyncio.wait(turn_tasks, timeout=_SHUTDOWN_TURNS_S)
+            if pending:
+                _LOGGER.warning("%d turn(s) still finishing an engine step at shutdown",
+                                len(pending))
         for task in (*tasks, *self._background):
             task.cancel()
         await asyncio.gather(*tasks, *self._background, return_exceptions=True)
+        self._trimmer.close()
+        if self._connections is not None:
+            self._connections.close()
         if self._socket is not None:
             self._socket.close(linger=0)
             self._socket = None
@@ -161,28 +205,86 @@ class BridgeServer:
     # ------------------------------------------------------------------ reading
 
     async def _read_loop(self) -> None:
-        assert self._socket is not None
+        """Read messages and connection events until cancelled; nothing a client sends
+        can end it (every failure becomes an error reply and a log line)."""
+        assert self._socket is not None and self._connections is not None
+        poller = zmq.asyncio.Poller()
+        poller.register(self._socket, zmq.POLLIN)
+        poller.register(self._connections.monitor, zmq.POLLIN)
         while True:
-            frames = await self._socket.recv_multipart(copy=True)
-            identity, payload = frames[0], frames[1:]
+            await poller.poll()
+            self._connections.drain()
+            self._forget_closed_connections()
+            for _ in range(_READ_BATCH):
+                received = await self._receive_nowait()
+                if received is None:
+                    break
+                try:
+                    self._on_message(*received)
+                except Exception:  # a bug must not take the daemon down with it
+                    _LOGGER.exception("error handling a client message")
+            # Yield between batches: a client flooding messages shares the loop.
+            await asyncio.sleep(0)
+
+    async def _receive_nowait(self) -> tuple[list[zmq.Frame], int] | None:
+        """The next message's first `_MAX_FRAMES` frames and how many more it had."""
+        assert self._socket is not None
+        try:
+            frame = self._socket.recv(flags=zmq.NOBLOCK, copy=False).result()
+        except zmq.Again:
+            return None
+        frames = [frame]
+        extra = 0
+        # libzmq delivers a multipart message whole: its other frames are there already.
+        while frame.more:
+            frame = self._socket.recv(flags=zmq.NOBLOCK, copy=False).result()
+            if len(frames) < _MAX_FRAMES:
+                frames.append(frame)
+            else:
+                extra += 1
+                if extra % 65536 == 0:
+                    await asyncio.sleep(0)  # millions of empty frames: share the loop
+        return frames, extra
+
+    def _on_message(self, frames: list[zmq.Frame], extra_frames: int) -> None:
+        assert self._connections is not None
+        identity = frames[0].bytes
+        if len(frames) > 1:
+            self._connections.bind(identity, frames[-1].get(zmq.SRCFD))
+            self._forget_closed_connections()
+        peer = self._peers.get(identity)
+        if peer is None:
+            peer = Peer(identity, self._config.server.send_queue_bytes)
+            self._peers[identity] = peer
+            _LOGGER.info("client %s connected", identity.hex())
+        if peer.stalled:
+            return  # it reads nothing we send: ignore it until it does (Peer.stalled)
+        payload = [frame.bytes for frame in frames[1:]]
+        if extra_frames:
+            self._trimmer.request()  # libzmq held every frame until the message was whole
+            self.reject(peer, ErrorCode.BAD_FRAME,
+                        f"a client message is 1 frame (2 for mic_audio), got "
+                        f"{len(payload) + extra_frames}")
+            return
+        try:
+            message = client_message_from_frames(payload, MAX_CONTROL_FRAME_BYTES)
+        except FrameError as exc:
+            _LOGGER.warning("client %s sent a bad message: %r", peer.label, str(exc))
+            self.reject(peer, exc.code, str(exc), rejected_turn_id=exc.rejected_turn_id)
+            return
+        try:
+            self._dispatch(peer, message)
+        except Exception:  # a bug must not take the daemon down with it
+            _LOGGER.exception("error handling %s from %s", type(message).__name__, peer.label)
+            self.send(peer, Error(code=ErrorCode.INVALID_MESSAGE,
+                                  message="the daemon failed to handle this message"))
+
+    def _forget_closed_connections(self) -> None:
+        assert self._connections is not None
+        for identity in self._connections.take_closed():
             peer = self._peers.get(identity)
-            if peer is None:
-                peer = Peer(identity, self._config.server.send_queue_messages)
-                self._peers[identity] = peer
-                _LOGGER.info("client %s connected", identity.hex())
-            peer.gone = False
-            try:
-                message = client_message_from_frames(payload, MAX_CONTROL_FRAME_BYTES)
-            except FrameError as exc:
-                _LOGGER.warning("client %s sent a bad message: %s", peer.label, exc)
-                self.reject(peer, exc.code, str(exc), rejected_turn_id=exc.rejected_turn_id)
-                continue
-            try:
-                self._dispatch(peer, message)
-            except Exception:  # a bug must not take the daemon down with it
-                _LOGGER.exception("error handling %s from %s", type(message).__name__, peer.label)
-                self.send(peer, Error(code=ErrorCode.INVALID_MESSAGE,
-                                       message="the daemon failed to handle this message"))
+            if peer is not None:
+                self._peer_gone(peer)
 
     def _dispatch(self, peer: Peer, message: object) -> None:
         match message:
@@ -218,8 +320,11 @@ class BridgeServer:
                          f"this daemon speaks protocol {PROTOCOL_VERSION}, "
                          f"the client asked for {hello.protocol}")
             return
-        if server.token and hello.token != server.token:
-            _LOGGER.warning("client %s sent a wrong token", peer.label)
+        if server.token and not hmac.compare_digest(hello.token.encode("utf-8"),
+                                                    server.token.encode("utf-8")):
+            if not peer.bad_token_logged:  # once per connection: no log flood
+                peer.bad_token_logged = True
+                _LOGGER.warning("client %s sent a wrong token", peer.label)
             self.reject(peer, ErrorCode.BAD_TOKEN,
                          "the token in `hello` does not match the daemon's")
             return
@@ -235,7 +340,7 @@ class BridgeServer:
                 npc_id=npc_id, display_name=npc.display_name, profile=profile_name,
                 sample_rate_hz=hello.sample_rate_hz or voice.sample_rate_hz,
                 prebuffer_ms=profile.prebuffer_ms))
-        _LOGGER.info("client %s (%s) completed the handshake", peer.identity.hex(), peer.label)
+        _LOGGER.info("client %s completed the handshake", peer.label)
         self.send(peer, Welcome(
             protocol=PROTOCOL_VERSION, daemon=daemon_version(),
             sample_rate_hz=hello.sample_rate_hz,
@@ -267,6 +372,11 @@ class BridgeServer:
         if len(peer.turns) - barge_in >= limit:
             return ErrorCode.TOO_MANY_TURNS, (
                 f"{len(peer.turns)} turns are unfinished; the limit is {limit}")
+        total_limit = self._config.server.max_turns_total
+        if self._running_turn_count() - barge_in >= total_limit:
+            return ErrorCode.TOO_MANY_TURNS, (
+                f"the daemon has {self._running_turn_count()} unfinished turns (all clients); "
+                f"the limit is {total_limit}")
         return None
 
     def _say_problem(self, peer: Peer, say: Say) -> tuple[str, str] | None:
@@ -327,7 +437,7 @@ class BridgeServer:
             profile_name=profile_name,
             profile=voice.shape_profile(self._config.profile(profile_name)),
             voice=voice, conversation=conversation,
-            conversation_key=f"{say.npc_id}/{peer.identity.hex()}",
+            conversation_key=conversation_key(say.npc_id, peer.identity),
             out_rate_hz=peer.sample_rate_hz or voice.sample_rate_hz,
             received_at=received_at, tiers=self._config.npc_tiers(say.npc_id),
             continuation_profile=(self._config.profile(continuation_name)
@@ -450,13 +560,15 @@ class BridgeServer:
         peer.turns.pop(spec.turn_id, None)
         self.send(peer, terminal)
         history_cut = spec.conversation.record(spec.utterance, progress.spoken_text)
-        if history_cut or (spec.tiers == "both" and len(spec.conversation)):
+        if not peer.gone and (history_cut or (spec.tiers == "both" and len(spec.conversation))):
             self.start_background(
                 self._engines.llm.after_turn(spec.conversation_key,
                                              spec.conversation.messages_for(""), spec.tiers,
                                              history_cut),
                 name=f"prefill-{spec.conversation_key}")
         self._telemetry.turn_finished(peer.label, spec, progress, terminal)
+        if not self._running_turn_count():
+            self._trimmer.request()  # idle: give the turns' buffers back to the OS
 
     def start_background(self, coroutine: Coroutine[object, object, None],
                          name: str) -> asyncio.Task[None]:
@@ -489,20 +601,39 @@ class BridgeServer:
         """Queue `message` (and its PCM) for `peer`; dropped if the peer is gone."""
         if peer.gone:
             return
-        peer.queue(message, pcm)
+        if not peer.queue(message, pcm):
+            if peer.dropped_replies in (1, 100, 10_000):
+                _LOGGER.warning("client %s is not reading: %d repl(ies) dropped, %d bytes "
+                                "waiting", peer.label, peer.dropped_replies, peer.queued_bytes)
+            return
         if self._writer is not None:
             self._writer.wake()
 
     def _peer_gone(self, peer: Peer) -> None:
-        """The client disconnected: cancel its turns quietly and forget it."""
+        """The client disconnected: cancel its turns quietly and forget everything it owns
+        (its outbox, microphone, conversations and their saved KV states)."""
+        if peer.gone:
+            return
         _LOGGER.info("client %s disconnected; cancelling %d turn(s)",
                      peer.label, len(peer.turns))
-        peer.outbox.clear()
+        peer.gone = True
+        turn_tasks = [handle.task for handle in peer.turns.values() if handle.task is not None]
         for handle in list(peer.turns.values()):
             self._cancel_turn(peer, handle, "cancel")
-        peer.gone = True
-        peer.outbox.clear()
+        peer.clear_outbox()
         self._peers.pop(peer.identity, None)
         if self._voice is not None:
             self._voice.peer_gone(peer)
+        keys = [conversation_key(npc_id, peer.identity) for npc_id in peer.conversations]
+        peer.conversations.clear()
+        self.start_background(self._forget_conversations(keys, turn_tasks),
+                              name=f"forget-{peer.identity.hex()}")
 
+    async def _forget_conversations(self, keys: list[str],
+                                    turn_tasks: list[asyncio.Task[None]]) -> None:
+        """Drop the saved KV states of `keys` once the cancelled turns have ended: an
+        engine saves a conversation's state when its job ends, which may be after the
+        cancel."""
+        await asyncio.gather(*turn_tasks, return_exceptions=True)
+        self._engines.llm.forget(keys)
+        self._trimmer.request()

@@ -65,7 +65,7 @@ async def run_daemon(config: Config, stop: asyncio.Event | None = None) -> None:
         )
         await server.serve(stop)
     finally:
-        context.term()
+        context.destroy(linger=0)  # every socket, even one a failed start left open
         engines.close()
         if voice is not None:
             voice.close()

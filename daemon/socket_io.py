@@ -1,4 +1,4 @@
-"""The ROUTER socket's send side and connection watching.
+"""The ROUTER socket's send side.
 
 A single writer drains every peer's bounded outbox round-robin with non-blocking
 sends: a peer whose pipe is full (a slow client) is skipped, not waited for, and a
@@ -8,24 +8,32 @@ vanished peer is reported, so no client ever stalls another.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections.abc import Callable
 
 import zmq
 import zmq.asyncio
 
-from daemon.metrics import Telemetry
 from daemon.peers import Peer
 
 
 class SocketWriter:
     """Sends queued messages of every peer over one ROUTER socket.
 
+    A ROUTER gives no per-peer "writable again" signal (its POLLOUT is always set, and
+    a full pipe to one peer shows only as EAGAIN on a send to it), so while every peer
+    with output is at its high-water mark the writer waits with a growing back-off
+    (1 ms doubling to 50 ms) instead of spinning; anything newly queued wakes it at once.
+
     Args:
       socket: The bound ROUTER (with ROUTER_MANDATORY set, so a vanished peer raises).
       peers: The server's peers by routing id (read each round).
       on_peer_gone: Called with a peer whose connection is gone.
     """
+
+    _BACKOFF_FIRST_S = 0.001
+    _BACKOFF_MAX_S = 0.05
 
     def __init__(self, socket: zmq.asyncio.Socket, peers: dict[bytes, Peer],
                  on_peer_gone: Callable[[Peer], None]) -> None:
@@ -40,12 +48,19 @@ class SocketWriter:
 
     async def run(self) -> None:
         """Send until cancelled; sleeps while every outbox is empty."""
+        backoff_s = self._BACKOFF_FIRST_S
         while True:
             await self._ready.wait()
             if self.send_round():
+                backoff_s = self._BACKOFF_FIRST_S
                 await asyncio.sleep(0)  # let the reader and the turns run between rounds
             elif any(peer.outbox for peer in self._peers.values()):
-                await asyncio.sleep(0.002)  # every peer with output is at its HWM
+                # Every peer with output is at its HWM: wait, or until more is queued.
+                self._ready.clear()
+                with contextlib.suppress(asyncio.TimeoutError):
+                    await asyncio.wait_for(self._ready.wait(), backoff_s)
+                self._ready.set()
+                backoff_s = min(backoff_s * 2, self._BACKOFF_MAX_S)
             else:
                 self._ready.clear()
 
@@ -75,20 +90,6 @@ class SocketWriter:
                 continue
             if error is not None:
                 raise error
-            peer.outbox.popleft()
+            peer.pop_sent()
             sent = True
         return sent
-
-
-async def watch_connections(socket: zmq.asyncio.Socket, telemetry: Telemetry) -> None:
-    """Count TCP connections for telemetry (ZMTP hides them from the ROUTER)."""
-    monitor = socket.get_monitor_socket(zmq.EVENT_ACCEPTED | zmq.EVENT_DISCONNECTED)
-    try:
-        while True:
-            frames = await monitor.recv_multipart()
-            event = int.from_bytes(frames[0][:2], "little")
-            telemetry.connections_changed(1 if event == zmq.EVENT_ACCEPTED else -1)
-    finally:
-        if not socket.closed:
-            socket.disable_monitor()
-        monitor.close(linger=0)

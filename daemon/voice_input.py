@@ -102,9 +102,22 @@ class _Speculation:
     handle: TurnHandle | None = None
 
 
+_MAX_PENDING_S = 10.0
+"""Microphone audio waiting for VAD, per stream, in seconds of input: beyond it blocks
+are dropped (`mic_audio_too_fast`), so a client sending far faster than real time
+costs bounded memory and shares the event loop instead of stalling it."""
+
+_LISTEN_STOP = object()
+"""Queued after the audio when `listen_stop` arrives: the utterance ends after it."""
+
+
 @dataclass(eq=False)
 class VoiceSession:
-    """One client's open microphone."""
+    """One client's open microphone.
+
+    Blocks are queued on arrival (with their arrival time) and run through the VAD by
+    one task per session that yields to the event loop after each block.
+    """
 
     request: ListenStart
     stream: MicStream
@@ -112,6 +125,10 @@ class VoiceSession:
     next_seq: int = 0
     arrivals: deque[tuple[int, float]] = field(default_factory=lambda: deque(maxlen=4096))
     speculation: _Speculation | None = None
+    pending: deque[tuple[bytes, float] | object] = field(default_factory=deque)
+    pending_samples: int = 0
+    worker: asyncio.Task[None] | None = None
+    overflowing: bool = False
 
     def wall_time_of(self, frame: int) -> float:
         """perf_counter() at which input frame `frame` had been received."""
@@ -171,10 +188,19 @@ class VoiceInput:
                             mic.header.seq, session.next_seq - 1,
                             mic.header.seq - session.next_seq)
         session.next_seq = mic.header.seq + 1
-        events = session.stream.push(mic.pcm)
-        session.arrivals.append((session.stream.frames_seen, time.perf_counter()))
-        for mic_event in events:
-            self._on_event(peer, session, mic_event)
+        samples = mic.header.sample_count
+        if session.pending_samples + samples > _MAX_PENDING_S * session.request.sample_rate_hz:
+            if not session.overflowing:  # one error per overflow, not one per block
+                session.overflowing = True
+                self._server.reject(peer, ErrorCode.MIC_AUDIO_TOO_FAST,
+                                    f"more than {_MAX_PENDING_S:.0f} s of microphone audio is "
+                                    "waiting to be processed; blocks are being dropped (send "
+                                    "audio at most a little faster than real time)")
+            return
+        session.overflowing = False
+        session.pending.append((mic.pcm, time.perf_counter()))
+        session.pending_samples += samples
+        self._run_session(peer, session)
 
     def listen_stop(self, peer: Peer) -> None:
         """Close the microphone; in push-to-talk mode the utterance ends here."""
@@ -182,15 +208,39 @@ class VoiceInput:
         if session is None:
             self._server.reject(peer, ErrorCode.NOT_LISTENING, "listen_stop without listen_start")
             return
-        mic_event = session.stream.force_end()
-        if mic_event is not None:
-            self._on_event(peer, session, mic_event)
         del self._sessions[peer.identity]
+        session.pending.append(_LISTEN_STOP)  # after the audio still waiting
+        self._run_session(peer, session)
+
+    def _run_session(self, peer: Peer, session: VoiceSession) -> None:
+        if session.worker is None or session.worker.done():
+            session.worker = self._server.start_background(
+                self._process(peer, session), name=f"mic-{peer.identity.hex()}")
+
+    async def _process(self, peer: Peer, session: VoiceSession) -> None:
+        """Run the queued blocks through the VAD and act on the events, in order."""
+        while session.pending:
+            item = session.pending.popleft()
+            if item is _LISTEN_STOP:
+                mic_event = session.stream.force_end()
+                if mic_event is not None:
+                    self._on_event(peer, session, mic_event)
+                return
+            pcm, arrived_at = item  # type: ignore[misc]
+            session.pending_samples -= len(pcm) // 2
+            events = session.stream.push(pcm)
+            session.arrivals.append((session.stream.frames_seen, arrived_at))
+            for mic_event in events:
+                self._on_event(peer, session, mic_event)
+            await asyncio.sleep(0)  # one block at a time: other clients go on meanwhile
 
     def peer_gone(self, peer: Peer) -> None:
         """Forget `peer`'s microphone (disconnect, or a new listen_start)."""
         session = self._sessions.pop(peer.identity, None)
         if session is not None:
+            session.pending.clear()
+            if session.worker is not None:
+                session.worker.cancel()
             self._drop_speculation(peer, session)
 
     # ------------------------------------------------------------ endpoint events
@@ -273,6 +323,8 @@ class VoiceInput:
     def _start(self, peer: Peer, session: VoiceSession, event: EndpointEvent, text: str,
                held: bool) -> TurnHandle | None:
         """Start a (held) turn for a recognised utterance; None if it cannot start."""
+        if peer.gone:
+            return None
         request = session.request
         text = text[: self._server.max_text_chars]
         problem = self._server.turn_limit_problem(peer, request.npc_id)

@@ -106,7 +106,10 @@ def test_audio_pcm_must_match_the_header() -> None:
      ErrorCode.INVALID_MESSAGE),
     ([b'{"type": "say", "turn_id": 1, "npc_id": "", "text": "hi"}'], ErrorCode.INVALID_MESSAGE),
     ([b'{"type": "hello", "protocol": 1, "sample_rate_hz": 5}'], ErrorCode.INVALID_MESSAGE),
-    ([b"[1, 2]"], ErrorCode.INVALID_MESSAGE),
+    ([b"[1, 2]"], ErrorCode.BAD_JSON),  # JSON, but not an object: PROTOCOL.md 3.3
+    ([b"7"], ErrorCode.BAD_JSON),
+    ([b'{"x":' + b"[" * 1000], ErrorCode.BAD_JSON),  # msgspec raises RecursionError
+    ([b'{"type": 5}'], ErrorCode.UNKNOWN_TYPE),
     ([], ErrorCode.BAD_FRAME),
     ([b'{"type": "cancel", "turn_id": 1}', b"extra"], ErrorCode.BAD_FRAME),
     ([b" " * (MAX_CONTROL_FRAME_BYTES + 1)], ErrorCode.BAD_FRAME),

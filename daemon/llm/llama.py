@@ -104,6 +104,11 @@ class KvStateStore:
                 evicted, _ = self._states.popitem(last=False)
                 _LOGGER.debug("evicted KV state of %s", evicted)
 
+    def discard(self, key: str) -> None:
+        """Forget the state saved for `key` (its conversation ended)."""
+        with self._lock:
+            self._states.pop(key, None)
+
     def size_bytes(self) -> int:
         """Bytes held by the saved states (KV cells plus logits)."""
         return sum(s.llama_state_size + s.scores.nbytes for s in self._states.values())

@@ -43,7 +43,8 @@ class LlmPool:
     Build with `await LlmPool.load(...)`; call `close()` at shutdown.
     """
 
-    def __init__(self, slots: list[_Slot]) -> None:
+    def __init__(self, slots: list[_Slot], states: KvStateStore) -> None:
+        self._states = states
         self._free: list[_Slot] = list(slots)
         self._slots = list(slots)
         self._waiters: deque[tuple[str, asyncio.Future[_Slot]]] = deque()
@@ -73,7 +74,7 @@ class LlmPool:
             for thread in threads:  # no engine thread outlives a failed load
                 thread.shutdown()
             raise
-        return cls(slots)
+        return cls(slots, states)
 
     async def prefill(self, personas: dict[str, list[ChatMessage]]) -> None:
         """Evaluate each NPC's persona once (warm-up) and keep its KV state."""
@@ -169,6 +170,11 @@ class LlmPool:
                     yield item
             finally:
                 await stream.aclose()
+
+    def forget(self, keys: list[str]) -> None:
+        """Drop the saved KV states of conversations that ended (their client left)."""
+        for key in keys:
+            self._states.discard(key)
 
     def close(self) -> None:
         """Stop the engine threads (after their current job)."""

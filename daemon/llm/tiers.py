@@ -371,6 +371,12 @@ class TieredLlm:
             return
         items.put_nowait(_END)
 
+    def forget(self, keys: list[str]) -> None:
+        """Drop the saved KV states of conversations `keys` in every tier."""
+        self._fast.forget(keys)
+        if self._narrative is not None:
+            self._narrative.forget(keys)
+
     def close(self) -> None:
         """Stop the engine threads of both tiers (after their current job)."""
         self._fast.close()

@@ -44,6 +44,10 @@ class PiperEngine:
         options = onnxruntime.SessionOptions()
         options.intra_op_num_threads = onnx_threads
         options.inter_op_num_threads = 1
+        # No CPU memory arena: ONNX Runtime's arena keeps the largest buffers any chunk
+        # ever needed (VITS tensors scale with the chunk's length) and never shrinks;
+        # without it, a turn's buffers go back to the allocator when it ends.
+        options.enable_cpu_mem_arena = False
         session = onnxruntime.InferenceSession(
             str(model_path), sess_options=options, providers=["CPUExecutionProvider"]
         )
