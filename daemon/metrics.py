@@ -1,7 +1,7 @@
 """Telemetry: what the server reports as it runs (turns, connections, bad input).
 
 `Telemetry` is the interface the server calls; the base class writes one structured
-log line per finished turn: `key=value` pairs after the `npc_voice.turn` logger name,
+log line per finished turn: `key=value` pairs after the `daemon.turns` logger name,
 readable by a person and trivially parsed. Times are milliseconds since the daemon had
 the complete utterance; `ttfa_ms` is the daemon-side time to the first block.
 
@@ -26,9 +26,12 @@ from bridge_protocol.messages import (
     ErrorCode,
     TurnTimings,
 )
-from daemon.turn import TurnProgress, TurnSpec
+from daemon.pipeline.turn import TurnProgress, TurnSpec
 
-_LOGGER = logging.getLogger("npc_voice.turn")
+TURN_LOGGER = "daemon.turns"
+"""Logger of the one line per finished turn (`npc-voice demo` prints it)."""
+
+_LOGGER = logging.getLogger(TURN_LOGGER)
 _SERVICE_LOGGER = logging.getLogger(__name__)
 
 TTFA_STAGES = ("queue", "llm_first_token", "first_chunk", "tts_first_audio", "first_block")

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from daemon.config import default_config_text
+from daemon.config_file import default_config_text
 from daemon.launcher import DaemonProcess
 
 TEST_SEED = 1234

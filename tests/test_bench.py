@@ -14,9 +14,9 @@ from pathlib import Path
 
 import pytest
 
-from daemon import bench_peers
-from daemon.bench import load_corpus, parse_clients, select_modes
-from daemon.bench_stats import MILESTONES, SEGMENTS
+from daemon.bench import peer_libraries
+from daemon.bench.stats import MILESTONES, SEGMENTS
+from daemon.bench.ttfa import load_corpus, parse_clients, select_modes
 from tests.conftest import test_config_text
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
@@ -82,7 +82,7 @@ def test_packaged_corpus_covers_three_npcs_with_thirty_lines() -> None:
 
 
 def test_mode_selection_and_realtimetts_skip(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(bench_peers, "realtimetts_unavailable",
+    monkeypatch.setattr(peer_libraries, "realtimetts_unavailable",
                         lambda: "realtimetts mode skipped: RealtimeTTS not installed")
     modes, skipped = select_modes(None)
     assert modes == ["streaming", "naive"]
@@ -102,7 +102,7 @@ def test_client_levels() -> None:
 @pytest.mark.slow
 def test_realtimetts_mode_when_the_peers_extra_is_installed(tmp_path: Path) -> None:
     """Runs only where `pip install -e '.[peers]'` was done (never in CI)."""
-    reason = bench_peers.realtimetts_unavailable()
+    reason = peer_libraries.realtimetts_unavailable()
     if reason:
         pytest.skip(reason)
     config = tmp_path / "bench.toml"

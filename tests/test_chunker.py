@@ -7,7 +7,8 @@ import re
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from daemon.chunker import _ABBREVIATIONS, BUILTIN_PROFILES, PhraseChunker, Profile, speakable
+from daemon.pipeline.chunker import _ABBREVIATIONS, PhraseChunker, speakable
+from daemon.profiles import BUILTIN_PROFILES, Profile
 
 FAST = BUILTIN_PROFILES["fast"]
 CINEMATIC = BUILTIN_PROFILES["cinematic"]

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from daemon.cli import build_parser
-from daemon.config import (
+from daemon.config_file import (
     ConfigError,
     default_config_text,
     load_config,

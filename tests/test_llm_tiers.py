@@ -12,8 +12,8 @@ import pytest
 from daemon.config import LlmConfig
 from daemon.llm.llama import ReplyDelta, ReplyStarted, ReplyStats
 from daemon.llm.pool import LlmPool
-from daemon.llm.random_gguf import TINY, write_qwen2_gguf
 from daemon.llm.tiers import OpenerCutter, TieredLlm, TierHandoff
+from daemon.testing.random_gguf import TINY, write_qwen2_gguf
 from tests.conftest import run
 
 pytest.importorskip("gguf")

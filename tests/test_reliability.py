@@ -1,8 +1,8 @@
 """The daemon holds at its boundaries: the reliability suite's quick form, on a real daemon.
 
-`daemon.bench_reliability` plays fuzzed, hostile, vanishing and greedy clients against a
+`daemon.bench.reliability` plays fuzzed, hostile, vanishing and greedy clients against a
 real daemon process while two good clients keep talking (the soak form of the same suite
-is `python -m daemon.bench_reliability`; its figures are in BENCHMARKS.md, "Reliability").
+is `python -m daemon.bench.reliability`; its figures are in BENCHMARKS.md, "Reliability").
 Timings are reported there, never asserted here.
 """
 
@@ -14,7 +14,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from daemon import bench_reliability as suite
+from daemon.bench import reliability as suite
 from daemon.launcher import DaemonProcess
 
 pytest.importorskip("hypothesis")
@@ -114,7 +114,7 @@ def test_messages_before_hello_of_a_vanished_client_leave_nothing_behind(
         daemon: DaemonProcess) -> None:
     """A client that sends garbage before `hello` and leaves is forgotten too."""
     async def scenario() -> None:
-        from daemon.raw_zmtp import RawZmtpClient  # noqa: PLC0415
+        from daemon.testing.raw_zmtp import RawZmtpClient  # noqa: PLC0415
 
         for _ in range(3):
             client = RawZmtpClient("127.0.0.1", daemon.port)

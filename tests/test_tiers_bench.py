@@ -8,10 +8,10 @@ import pytest
 
 from bridge_protocol.client import TurnResult
 from bridge_protocol.messages import Done, TurnTimings
-from daemon.bench_tiers import bench_config_text, summary, turn_figures
-from daemon.config import parse_config
-from daemon.llm.bench_llm import model_gb, time_model, vram_table
-from daemon.llm.random_gguf import QWEN2_5_1_5B, QWEN2_5_14B, TINY, write_qwen2_gguf
+from daemon.bench.llm import model_gb, time_model, vram_table
+from daemon.bench.tiers import bench_config_text, summary, turn_figures
+from daemon.config_file import parse_config
+from daemon.testing.random_gguf import QWEN2_5_1_5B, QWEN2_5_14B, TINY, write_qwen2_gguf
 
 RATE_HZ = 1000  # one sample per ms keeps the arithmetic readable
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from daemon.config import ConfigError, default_config_text, load_config, parse_config
+from daemon.config_file import ConfigError, default_config_text, load_config, parse_config
 
 
 def with_narrative_example(npc_lines: str = "") -> str:

@@ -128,7 +128,7 @@ def test_the_welcome_states_the_profile_each_npc_starts_with(
 
 
 def test_the_config_used_here_is_valid(tmp_path: Path) -> None:
-    from daemon.config import load_config  # noqa: PLC0415
+    from daemon.config_file import load_config  # noqa: PLC0415
 
     path = tmp_path / "two_tiers.toml"
     path.write_text(two_tier_config_text())

@@ -1,7 +1,7 @@
 """XTTS-v2 voices: a tiny random-weight model through the real worker, loader and daemon.
 
 The real XTTS-v2 weights cannot be fetched here, so a session fixture writes a
-random-weight checkpoint in the real layout (`daemon.tts.xtts_random`) and everything
+random-weight checkpoint in the real layout (`daemon.testing.random_xtts`) and everything
 else is real: the worker process in the XTTS environment (coqui-tts 0.28, torch and
 torchaudio 2.8 from the `xtts` extra), `Xtts.load_checkpoint`, `inference_stream`,
 the latents cache, the daemon and ZeroMQ. Reference clips are Piper-spoken speech.
@@ -25,12 +25,12 @@ import pytest
 import soundfile
 
 from bridge_protocol.client import BridgeClient, TurnResult
-from daemon.config import ConfigError, load_config, parse_config
+from daemon.config_file import ConfigError, load_config, parse_config
 from daemon.launcher import DaemonProcess
 from daemon.models import resolve_piper_voice
-from daemon.tts import xtts_wire as wire
 from daemon.tts.piper import PiperEngine
-from daemon.tts.xtts import XttsEngine, XttsWorker, start_xtts
+from daemon.tts.xtts import wire
+from daemon.tts.xtts.engine import XttsEngine, XttsWorker, start_xtts
 from tests.conftest import run, test_config_text
 from tests.test_daemon_e2e import assert_complete_turn, cancel_after_first_block
 
@@ -62,7 +62,7 @@ def python_xtts() -> str:
 @pytest.fixture(scope="session")
 def tiny_model(python_xtts: str, tmp_path_factory: pytest.TempPathFactory) -> Path:
     folder = tmp_path_factory.mktemp("xtts") / "tiny"
-    subprocess.run([python_xtts, "-m", "daemon.tts.xtts_random", str(folder)], check=True,
+    subprocess.run([python_xtts, "-m", "daemon.testing.random_xtts", str(folder)], check=True,
                    stdout=subprocess.DEVNULL)
     return folder
 
@@ -70,7 +70,7 @@ def tiny_model(python_xtts: str, tmp_path_factory: pytest.TempPathFactory) -> Pa
 @pytest.fixture(scope="session")
 def clips(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     """Piper-spoken reference clips at 22.05 kHz: a WAV, a FLAC and an OGG/Vorbis."""
-    from daemon.config import VoiceConfig
+    from daemon.config import VoiceConfig  # noqa: PLC0415
 
     folder = tmp_path_factory.mktemp("clips")
     engine = PiperEngine(*resolve_piper_voice("joe"))
@@ -173,7 +173,7 @@ def test_if_the_worker_dies_the_voice_goes_on_with_its_fallback(
 
     assert xtts_daemon.process is not None
     workers = [child for child in psutil.Process(xtts_daemon.process.pid).children()
-               if "daemon.tts.xtts_worker" in " ".join(child.cmdline())]
+               if "daemon.tts.xtts.worker" in " ".join(child.cmdline())]
     assert len(workers) == 1
     workers[0].kill()
     # Not our child, so not ours to reap: wait until it is a zombie (or gone).
@@ -246,7 +246,7 @@ def synthesize(engine: XttsEngine, text: str, turn_start: bool,
 
 
 def load_voice_settings():
-    from daemon.config import VoiceConfig
+    from daemon.config import VoiceConfig  # noqa: PLC0415
 
     return VoiceConfig(engine="xtts", reference_clips=["unused"], fallback="joe")
 
@@ -373,7 +373,7 @@ def test_xtts_benchmark_generates_a_fixed_number_of_tokens(
         python_xtts: str, tiny_model: Path, tmp_path: Path) -> None:
     """The benchmark's structure and its fixed length (figures: BENCHMARKS.md, on a GPU)."""
     out = tmp_path / "xtts.json"
-    subprocess.run([python_xtts, "-m", "daemon.bench_xtts", "--model", str(tiny_model),
+    subprocess.run([python_xtts, "-m", "daemon.bench.xtts", "--model", str(tiny_model),
                     "--device", "cpu", "--dtypes", "float32,float16", "--first-chunk-sizes",
                     "2,4", "--tokens", "10", "--repeats", "1", "--out", str(out)],
                    check=True, stdout=subprocess.DEVNULL, timeout=300)

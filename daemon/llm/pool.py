@@ -17,7 +17,7 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 
 from daemon.config import LlmConfig
-from daemon.engine_thread import EngineThread
+from daemon.engines.thread import EngineThread
 from daemon.llm.llama import (
     ChatMessage,
     KvStateStore,

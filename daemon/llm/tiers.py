@@ -32,12 +32,13 @@ from contextlib import aclosing
 from dataclasses import dataclass
 from typing import Literal
 
-# One rule for where a sentence ends (abbreviations, initials), shared with the chunker.
-from daemon.chunker import SENTENCE_MARKS, is_boundary_mark
 from daemon.config import LlmConfig
-from daemon.engine_thread import AnyEvent
+from daemon.engines.thread import AnyEvent
 from daemon.llm.llama import ChatMessage, ReplyDelta, ReplyStarted, ReplyStats
 from daemon.llm.pool import LlmPool
+
+# One rule for where a sentence ends (abbreviations, initials), shared with the chunker.
+from daemon.pipeline.chunker import SENTENCE_MARKS, is_boundary_mark
 
 _LOGGER = logging.getLogger(__name__)
 

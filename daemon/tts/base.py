@@ -13,9 +13,9 @@ from typing import Protocol
 import msgspec
 import numpy as np
 
-from daemon.chunker import Profile
 from daemon.config import VoiceConfig
-from daemon.engine_thread import EngineThread
+from daemon.engines.thread import EngineThread
+from daemon.profiles import Profile
 
 Int16Emit = Callable[[np.ndarray], None]
 

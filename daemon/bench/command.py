@@ -1,0 +1,36 @@
+"""`npc-voice bench [SUITE] ...`: one entry point for every benchmark.
+
+Each suite is a module of this package with `main(argv) -> int`; it prints its figures
+and writes JSON. Without a suite name (or with only options), `ttfa` runs, so
+`npc-voice bench --turns 24` keeps meaning the TTFA comparison.
+"""
+
+from __future__ import annotations
+
+import importlib
+
+SUITES: dict[str, str] = {
+    "ttfa": "streaming daemon vs naive pipeline vs RealtimeTTS, then K clients (TTFA, "
+            "stages, RTF, underruns, RSS)",
+    "tiers": "two-tier replies: turns, random full-size Qwen GGUFs on the GPU, VRAM budget",
+    "voice": "voice input: end of speech -> first audio, speculative vs endpoint-only",
+    "xtts": "XTTS-v2 first audio and RTF, FP16 vs FP32 (run it in .venv-xtts; GPU)",
+    "reliability": "hostile, vanishing and greedy clients against a live daemon (soak)",
+}
+
+
+def usage() -> str:
+    """The suites, one line each, for `--help`."""
+    width = max(map(len, SUITES))
+    return "suites:\n" + "\n".join(f"  {name:{width}}  {text}" for name, text in SUITES.items())
+
+
+def run(argv: list[str]) -> int:
+    """Run `npc-voice bench` with the arguments after `bench`; returns the exit code."""
+    if argv and argv[0] in SUITES:
+        suite, rest = argv[0], argv[1:]
+    else:
+        suite, rest = "ttfa", argv
+    module = importlib.import_module(f"daemon.bench.{suite}")
+    result = module.main(rest)
+    return result if isinstance(result, int) else 0

@@ -1,0 +1,1 @@
+"""One turn, engine-agnostic: the stage chain, phrase chunking, PCM blocks, timings."""

@@ -1,0 +1,171 @@
+"""Phrase chunking: turning the LLM's token stream into text chunks for TTS.
+
+TTFA is dominated by how early the first chunk can go to TTS, so the first chunk is
+cut at the first clause boundary (, . ! ? ; :) and kept short; later chunks are
+larger (better prosody, fewer TTS calls) because earlier audio is already playing.
+Limits come from the speech profiles measured in the original system (DESIGN.md,
+"Profiles"): FAST <= 30 chars then <= 90, CINEMATIC <= 100 then <= 150.
+
+Rules, in order:
+  * never cut inside a word: every cut is at whitespace;
+  * a punctuation mark is a boundary only when whitespace and more text follow it,
+    so "$29.95", "1,000", "Mr. Smith" and a trailing "." whose stream may continue
+    are never cut (one token of look-ahead: the text after the mark is usually in the
+    very next token);
+  * after about 5 s of speech (`sentence_boundaries_after_chars`), later chunks end
+    only at sentence boundaries (. ! ?) unless the size limit forces a cut;
+  * a chunk exceeds its limit only when a single word is longer than the limit.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from daemon.profiles import Profile
+
+CLAUSE_MARKS = frozenset(",;:")
+SENTENCE_MARKS = frozenset(".!?…")
+_CLOSERS = frozenset("\"')]}»”’")
+
+# Words that end in "." without ending a sentence. Lower-case, without the dot.
+_ABBREVIATIONS = frozenset(
+    "mr mrs ms dr st sr jr prof gen capt lt sgt col rev vs etc e.g i.e no fig approx".split()
+)
+
+@dataclass(frozen=True, slots=True)
+class Chunk:
+    """A piece of reply text for TTS.
+
+    Attributes:
+      text: Whitespace-normalised text (single spaces, no leading/trailing space).
+      index: 0-based position of the chunk within the turn.
+      is_last: True for the turn's final chunk (known once the LLM stream ended).
+    """
+
+    text: str
+    index: int
+    is_last: bool
+
+
+_WORD_END = re.compile(r"\S(?=\s)")
+_WHITESPACE_RUN = re.compile(r"\s+")
+
+
+def is_boundary_mark(text: str, mark_pos: int, marks: frozenset[str]) -> bool:
+    """True if text[mark_pos] (possibly followed by closing quotes) ends a phrase."""
+    ch = text[mark_pos]
+    if ch not in marks:
+        return False
+    if ch == ".":
+        word_start = mark_pos
+        while word_start > 0 and not text[word_start - 1].isspace():
+            word_start -= 1
+        word = text[word_start:mark_pos].lower().lstrip("\"'([{«“‘")
+        if word in _ABBREVIATIONS:
+            return False
+        if len(word) == 1 and word.isalpha() and text[word_start:mark_pos].isupper():
+            return False  # an initial, as in "J. R. R. Tolkien"
+    return True
+
+
+class PhraseChunker:
+    """Incremental chunker for one turn: feed token text, get chunks as they are ready.
+
+    Not thread-safe; one instance per turn. Example:
+        chunker = PhraseChunker(BUILTIN_PROFILES["fast"])
+        for delta in token_texts: send(chunker.feed(delta))
+        send(chunker.flush())
+    """
+
+    def __init__(self, profile: Profile) -> None:
+        self._profile = profile
+        self._buffer = ""
+        self._next_index = 0
+        self._chunked_chars = 0
+
+    @property
+    def chunk_count(self) -> int:
+        """Chunks emitted so far."""
+        return self._next_index
+
+    def feed(self, text: str) -> list[Chunk]:
+        """Add LLM output text; return the chunks that became complete (maybe none)."""
+        # Collapse whitespace as it arrives so that limits count what is emitted.
+        self._buffer = _WHITESPACE_RUN.sub(" ", self._buffer + text)
+        chunks = []
+        while (cut := self._find_cut()) is not None:
+            chunks.append(self._emit(cut, is_last=False))
+        return chunks
+
+    def flush(self) -> list[Chunk]:
+        """End of the LLM stream: return the remaining chunks, the last one marked."""
+        chunks = []
+        while (cut := self._find_cut()) is not None:
+            chunks.append(self._emit(cut, is_last=False))
+        if self._buffer.strip():
+            chunks.append(self._emit(len(self._buffer), is_last=True))
+        elif chunks:
+            chunks[-1] = Chunk(chunks[-1].text, chunks[-1].index, is_last=True)
+        return chunks
+
+    def _emit(self, cut: int, is_last: bool) -> Chunk:
+        text = " ".join(self._buffer[:cut].split())
+        self._buffer = self._buffer[cut:].lstrip()
+        chunk = Chunk(text, self._next_index, is_last)
+        self._next_index += 1
+        self._chunked_chars += len(text)
+        return chunk
+
+    def _find_cut(self) -> int | None:
+        """Index in the buffer to cut at (a whitespace position), or None to wait."""
+        text = self._buffer = self._buffer.lstrip()
+        first = self._next_index == 0
+        profile = self._profile
+        limit = profile.first_chunk_max_chars if first else profile.next_chunk_max_chars
+        minimum = profile.first_chunk_min_chars if first else profile.next_chunk_min_chars
+        if first or self._chunked_chars < profile.sentence_boundaries_after_chars:
+            eager_marks = CLAUSE_MARKS | SENTENCE_MARKS
+        else:
+            eager_marks = SENTENCE_MARKS
+
+        # Confirmed cut positions: whitespace right after a word, with text after it.
+        last_text = len(text.rstrip())
+        word_ends = [m.end() for m in _WORD_END.finditer(text, 0, last_text)]
+        for end in word_ends:
+            if end > limit:
+                break
+            if end >= minimum and self._ends_phrase(text, end, eager_marks):
+                return end
+        if last_text <= limit:
+            return None  # everything fits: wait for a boundary or the end of the stream
+        # Over the limit: cut at the best position that fits, never inside a word.
+        fitting = [end for end in word_ends if end <= limit]
+        for marks in (SENTENCE_MARKS, CLAUSE_MARKS):
+            for end in reversed(fitting):
+                if self._ends_phrase(text, end, marks):
+                    return end
+        if fitting:
+            return fitting[-1]
+        return word_ends[0] if word_ends else None  # one word longer than the limit
+
+    @staticmethod
+    def _ends_phrase(text: str, end: int, marks: frozenset[str]) -> bool:
+        mark_pos = end - 1
+        while mark_pos > 0 and text[mark_pos] in _CLOSERS:
+            mark_pos -= 1
+        return is_boundary_mark(text, mark_pos, marks)
+
+
+# Markdown emphasis, headings and code marks that small chat models emit; TTS would
+# read them or stumble. Characters outside the Basic Multilingual Plane are emoji.
+_UNSPEAKABLE = re.compile(r"[*_#`~|<>\U00010000-\U0010FFFF]")
+
+
+def speakable(text: str) -> str:
+    """Remove characters that neither TTS nor subtitles should carry (markdown, emoji).
+
+    Works on arbitrary slices of a stream (token by token): it only deletes single
+    characters, so applying it per token equals applying it to the whole reply.
+    """
+    return _UNSPEAKABLE.sub("", text)
