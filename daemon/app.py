@@ -14,10 +14,9 @@ import time
 import zmq.asyncio
 
 from daemon.config import Config
-from daemon.engines import load_engines
+from daemon.engines.loading import load_asr_engines, load_engines
 from daemon.metrics import make_telemetry
 from daemon.server import BridgeServer, daemon_version
-from daemon.server.mic import load_voice_engines
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -43,14 +42,15 @@ async def run_daemon(config: Config, stop: asyncio.Event | None = None) -> None:
             handled.append(signum)
     _LOGGER.info("%s starting", daemon_version())
     engines = await load_engines(config)
-    voice = await load_voice_engines(config.asr)
+    asr = await load_asr_engines(config.asr)
     context = zmq.asyncio.Context()
     telemetry = None
     try:
         telemetry = make_telemetry(config.server.metrics_port)
-        server = BridgeServer(config, engines, context, telemetry=telemetry, voice=voice)
+        server = BridgeServer(config, engines.llm, engines.voices, context, telemetry=telemetry,
+                              asr=asr)
         try:
-            endpoint = server.bind()
+            address = server.bind()
         except zmq.ZMQError as exc:
             raise zmq.ZMQError(
                 exc.errno,
@@ -59,7 +59,7 @@ async def run_daemon(config: Config, stop: asyncio.Event | None = None) -> None:
             ) from None
         _LOGGER.info(
             "ready on %s with NPCs %s (start-up %.2f s)",
-            endpoint,
+            address,
             ", ".join(config.npcs),
             time.perf_counter() - started,
         )
@@ -67,8 +67,8 @@ async def run_daemon(config: Config, stop: asyncio.Event | None = None) -> None:
     finally:
         context.destroy(linger=0)  # every socket, even one a failed start left open
         engines.close()
-        if voice is not None:
-            voice.close()
+        if asr is not None:
+            asr.close()
         if telemetry is not None:
             telemetry.close()
         for signum in handled:

@@ -14,6 +14,10 @@ from msgspec import Meta
 
 from daemon.profiles import ASR_PROFILES, BUILTIN_PROFILES, AsrProfile, AsrProfileName, Profile
 
+Tiers = Literal["both", "fast", "narrative"]
+"""Which LLM tiers write a reply: the fast one, the narrative one, or both (an opener
+from the fast tier continued by the narrative tier)."""
+
 DEFAULT_PORT = 5557
 DEFAULT_CONFIG_NAME = "default_config.toml"
 
@@ -276,7 +280,7 @@ class NpcConfig(_Section):
     persona: str
     voice: str = "joe"
     profile: str = "fast"
-    tiers: Literal["both", "fast", "narrative"] | None = None
+    tiers: Tiers | None = None
     narrative_profile: str = "cinematic"
 
 
@@ -311,7 +315,7 @@ class Config(_Section):
         """Every profile name a turn may use."""
         return sorted(set(BUILTIN_PROFILES) | set(self.profiles))
 
-    def npc_tiers(self, npc_id: str) -> Literal["both", "fast", "narrative"]:
+    def npc_tiers(self, npc_id: str) -> Tiers:
         """The LLM tiers of NPC `npc_id`, with the default resolved (see `NpcConfig.tiers`)."""
         tiers = self.npcs[npc_id].tiers
         if tiers is None:

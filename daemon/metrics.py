@@ -8,7 +8,7 @@ the complete utterance; `ttfa_ms` is the daemon-side time to the first block.
 `PrometheusTelemetry` adds an optional `/metrics` endpoint (the `metrics` extra,
 prometheus-client) on its own registry: TTFA, per-stage durations, turns by outcome,
 cancellations by reason, errors by code and connected clients (names in README.md,
-"Telemetry"). `stage_durations_ms` defines the stages, for it and for `npc-voice bench`.
+"Telemetry"). The stages are defined in `daemon.pipeline.timings`.
 """
 
 from __future__ import annotations
@@ -24,8 +24,8 @@ from bridge_protocol.messages import (
     Done,
     Error,
     ErrorCode,
-    TurnTimings,
 )
+from daemon.pipeline.timings import OTHER_STAGES, TTFA_STAGES, stage_durations_ms
 from daemon.pipeline.turn import TurnProgress, TurnSpec
 
 TURN_LOGGER = "daemon.turns"
@@ -34,50 +34,11 @@ TURN_LOGGER = "daemon.turns"
 _LOGGER = logging.getLogger(TURN_LOGGER)
 _SERVICE_LOGGER = logging.getLogger(__name__)
 
-TTFA_STAGES = ("queue", "llm_first_token", "first_chunk", "tts_first_audio", "first_block")
-"""The stages that add up to the daemon-side TTFA, in order.
-
-Each lasts from the previous milestone of `TurnTimings` (the utterance, for `queue`)
-to its own: `queue` = waiting for a free LLM context; `llm_first_token` = prompt
-prefill and the first token; `first_chunk` = generation up to the first phrase
-boundary; `tts_first_audio` = TTS of the first chunk up to its first audio;
-`first_block` = resampling and cutting the first block.
-"""
-
-OTHER_STAGES = ("llm_reply", "tts_busy", "turn")
-"""Stages that overlap the others: `llm_reply` = LLM context picked the turn up ->
-last token; `tts_busy` = total time inside TTS synthesis; `turn` = utterance -> last
-block handed to the socket."""
-
-_MILESTONES = ("queued_ms", "llm_first_token_ms", "first_chunk_ms", "tts_first_audio_ms",
-               "first_block_ms")
 _TTFA_BUCKETS_S = (0.05, 0.1, 0.15, 0.2, 0.25, 0.3, 0.4, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0, 5.0,
                    10.0)
 _STAGE_BUCKETS_S = (0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.15, 0.2, 0.3, 0.5, 0.75, 1.0, 2.0,
                     5.0, 10.0, 30.0)
 _RTF_BUCKETS = (0.02, 0.05, 0.1, 0.2, 0.3, 0.5, 0.75, 1.0, 1.5, 2.0)
-
-
-def stage_durations_ms(timings: TurnTimings) -> dict[str, float]:
-    """Per-stage durations of one turn, in ms (`TTFA_STAGES` + `OTHER_STAGES`).
-
-    A stage is left out when one of its ends never happened (e.g. a turn cancelled
-    before its first token). The `TTFA_STAGES` present add up to `first_block_ms`.
-    """
-    durations: dict[str, float] = {}
-    previous: float | None = 0.0
-    for stage, milestone in zip(TTFA_STAGES, _MILESTONES, strict=True):
-        at = getattr(timings, milestone)
-        if at is not None and previous is not None:
-            durations[stage] = round(max(at - previous, 0.0), 2)
-        previous = at
-    if timings.queued_ms is not None and timings.llm_done_ms is not None:
-        durations["llm_reply"] = round(max(timings.llm_done_ms - timings.queued_ms, 0.0), 2)
-    if timings.tts_busy_ms:
-        durations["tts_busy"] = timings.tts_busy_ms
-    if timings.last_block_ms is not None:
-        durations["turn"] = timings.last_block_ms
-    return durations
 
 
 def turn_outcome(terminal: DaemonMessage) -> tuple[str, str | None]:

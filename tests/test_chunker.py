@@ -7,7 +7,8 @@ import re
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from daemon.pipeline.chunker import _ABBREVIATIONS, PhraseChunker, speakable
+from daemon.pipeline.chunker import PhraseChunker
+from daemon.pipeline.text import ABBREVIATIONS, speakable
 from daemon.profiles import BUILTIN_PROFILES, Profile
 
 FAST = BUILTIN_PROFILES["fast"]
@@ -16,7 +17,7 @@ CINEMATIC = BUILTIN_PROFILES["cinematic"]
 # Abbreviations ("mr.", "etc.") are not boundaries; their handling has its own tests,
 # so the generated words avoid them and the oracles below can stay simple.
 words = st.text(alphabet="abcdefghijklmnopqrstuvwxyz", min_size=1, max_size=12).filter(
-    lambda word: word not in _ABBREVIATIONS)
+    lambda word: word not in ABBREVIATIONS)
 separators = st.sampled_from([" ", " ", " ", ", ", ". ", "! ", "? ", "; ", ": ", "\n", "  "])
 
 

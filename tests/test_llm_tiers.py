@@ -10,9 +10,9 @@ from pathlib import Path
 import pytest
 
 from daemon.config import LlmConfig
-from daemon.llm.llama import ReplyDelta, ReplyStarted, ReplyStats
+from daemon.llm.base import ReplyDelta, ReplyStarted, ReplyStats, TierHandoff
 from daemon.llm.pool import LlmPool
-from daemon.llm.tiers import OpenerCutter, TieredLlm, TierHandoff
+from daemon.llm.tiers import OpenerCutter, TieredLlm
 from daemon.testing.random_gguf import TINY, write_qwen2_gguf
 from tests.conftest import run
 

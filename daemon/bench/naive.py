@@ -25,17 +25,17 @@ import numpy as np
 from bridge_protocol.client import TurnResult
 from bridge_protocol.messages import TurnTimings
 from daemon.config import Config, VoiceConfig
+from daemon.llm.base import ReplyDelta, ReplyEvent, ReplyStarted, ReplyStats
 from daemon.llm.conversation import Conversation, persona_messages
-from daemon.llm.llama import KvStateStore, LlamaContext, ReplyDelta, ReplyStarted, ReplyStats
+from daemon.llm.llama import KvStateStore, LlamaContext
 from daemon.models import resolve_llm, resolve_piper_voice
 from daemon.pipeline.blocks import samples_per_block
-from daemon.pipeline.chunker import PhraseChunker, speakable
+from daemon.pipeline.chunker import PhraseChunker
+from daemon.pipeline.text import speakable
 from daemon.profiles import Profile
 from daemon.tts.piper import PiperEngine
 
 _LOGGER = logging.getLogger(__name__)
-
-ReplyItem = ReplyStarted | ReplyDelta | ReplyStats
 
 
 class InProcessModels:
@@ -80,7 +80,7 @@ class InProcessModels:
         return self.config.profile(self.config.npcs[npc_id].profile)
 
     def start_reply(self, key: str, npc_id: str, messages: list[dict[str, str]],
-                    emit: Callable[[ReplyItem], None]) -> Future[None]:
+                    emit: Callable[[ReplyEvent], None]) -> Future[None]:
         """Generate a reply on the LLM thread, streaming it through `emit` (from that thread).
 
         Args:
@@ -151,7 +151,7 @@ class TurnClock:
         """Milliseconds from the utterance to `at` (default: now)."""
         return round(((at if at is not None else time.perf_counter()) - self.started) * 1000, 2)
 
-    def on_reply(self, item: ReplyItem) -> None:
+    def on_reply(self, item: ReplyEvent) -> None:
         """`emit` for `InProcessModels.start_reply`: records LLM milestones and text."""
         timings = self.timings
         if isinstance(item, ReplyDelta):

@@ -31,10 +31,10 @@ import numpy as np
 
 from bridge_protocol.client import TurnResult
 from bridge_protocol.messages import TurnTimings
-from daemon.bench.naive import Conversations, InProcessModels, ReplyItem, TurnClock
-from daemon.llm.llama import ReplyDelta
+from daemon.bench.naive import Conversations, InProcessModels, TurnClock
+from daemon.llm.base import ReplyDelta, ReplyEvent
 from daemon.pipeline.blocks import samples_per_block
-from daemon.pipeline.chunker import speakable
+from daemon.pipeline.text import speakable
 
 _END = object()
 
@@ -127,7 +127,7 @@ class RealtimeTtsRunner:
         result = TurnResult(turn_id=0, sent_at=clock.started, sample_rate_hz=rate_hz)
         tokens: queue.Queue[object] = queue.Queue()
 
-        def on_reply(item: ReplyItem) -> None:
+        def on_reply(item: ReplyEvent) -> None:
             clock.on_reply(item)
             if isinstance(item, ReplyDelta):
                 tokens.put(speakable(item.text))

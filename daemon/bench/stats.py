@@ -19,10 +19,9 @@ import psutil
 
 from bridge_protocol.client import TurnResult
 from bridge_protocol.messages import TurnTimings
-from daemon.metrics import TTFA_STAGES, stage_durations_ms
+from daemon.pipeline.timings import MILESTONES, TTFA_STAGES, stage_durations_ms
 
-MILESTONES = ("queued_ms", "llm_first_token_ms", "first_chunk_ms", "tts_first_audio_ms",
-              "first_block_ms", "llm_done_ms")
+KEPT_MILESTONES = (*MILESTONES, "llm_done_ms")
 """Milestones of a turn (ms since the utterance) kept per turn, from `TurnTimings`."""
 
 SEGMENTS = (*TTFA_STAGES, "ipc")
@@ -167,7 +166,7 @@ class TurnRecord:
       underruns: Blocks late for real-time playback started at the first block plus
         the NPC profile's pre-buffer (`prebuffer_ms`).
       prebuffer_ms: That pre-buffer.
-      milestones: `MILESTONES` of the turn (None where it never happened).
+      milestones: `KEPT_MILESTONES` of the turn (None where it never happened).
       rtf: TTS synthesis time / audio duration.
       reply_tokens: Tokens the LLM generated.
       prefill_tokens: Prompt tokens evaluated (the rest came from the KV cache).
@@ -202,7 +201,7 @@ class TurnRecord:
             last_block_ms=round(last, 2) if last is not None else None,
             audio_s=round(result.audio_s, 3), underruns=result.underruns(prebuffer_ms),
             prebuffer_ms=prebuffer_ms,
-            milestones={m: getattr(timings, m) if timings else None for m in MILESTONES},
+            milestones={m: getattr(timings, m) if timings else None for m in KEPT_MILESTONES},
             rtf=timings.rtf if timings else None,
             reply_tokens=timings.reply_tokens if timings else 0,
             prefill_tokens=timings.prefill_tokens if timings else 0,
@@ -234,7 +233,7 @@ def summarise(records: list[TurnRecord]) -> dict:
         "time_to_playback_ms": percentiles([r.ttfa_ms + r.prebuffer_ms for r in ok]),
         "milestones_ms": {m: percentiles([r.milestones[m] for r in ok
                                           if r.milestones[m] is not None])
-                          for m in MILESTONES},
+                          for m in KEPT_MILESTONES},
         "segments_mean_ms": {s: round(float(np.mean([seg.get(s, 0.0) for seg in segments])), 1)
                              if segments else None for s in SEGMENTS},
         "segments_p50_ms": {s: round(float(np.median([seg.get(s, 0.0) for seg in segments])), 1)
@@ -278,7 +277,7 @@ def format_summary(summary: dict, title: str) -> str:
              f"  {'':32} {'p50':>8} {'p95':>8} {'p99':>8} {'mean':>8}",
              _row("TTFA", summary["ttfa_ms"]),
              _row("time to playback", summary["time_to_playback_ms"])]
-    for milestone in MILESTONES:
+    for milestone in KEPT_MILESTONES:
         lines.append(_row(f"  at {milestone.removesuffix('_ms')}",
                           summary["milestones_ms"][milestone]))
     for kind in ("p50", "mean"):

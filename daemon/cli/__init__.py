@@ -115,7 +115,7 @@ def _add_bench_parser(commands: argparse._SubParsersAction) -> None:
 
     bench = commands.add_parser(
         "bench", help="benchmarks: TTFA, two tiers, voice input, XTTS, reliability",
-        add_help=False, formatter_class=argparse.RawDescriptionHelpFormatter,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
         usage="npc-voice bench [SUITE] [options]   (npc-voice bench SUITE --help)",
         description="Run a benchmark suite; each prints its figures and writes JSON.\n\n"
                     + usage() + "\n\nWithout SUITE: ttfa.")
@@ -176,12 +176,26 @@ def _voices(args: argparse.Namespace) -> int:
     return prepare_voices(config)
 
 
+def _split_bench(parser: argparse.ArgumentParser, argv: list[str]
+                 ) -> tuple[argparse.Namespace, list[str] | None]:
+    """(parsed global options and command, the arguments after `bench` or None).
+
+    Everything after `bench` belongs to the suite's own parser, so it is passed on
+    untouched (`npc-voice bench --help` alone shows the suites).
+    """
+    if "bench" in argv:
+        index = argv.index("bench")
+        rest = argv[index + 1:]
+        if rest[:1] not in (["-h"], ["--help"]):
+            args = parser.parse_args([*argv[:index], "bench"])
+            return args, rest
+    return parser.parse_args(argv), None
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point of `npc-voice`; returns the exit code."""
     parser = build_parser()
-    args, unknown = parser.parse_known_args(argv)
-    if unknown and args.command != "bench":
-        parser.error(f"unrecognized arguments: {' '.join(unknown)}")
+    args, bench_args = _split_bench(parser, list(sys.argv[1:] if argv is None else argv))
     logging.basicConfig(level=args.log_level,
                         format="%(asctime)s %(levelname)-7s %(name)s: %(message)s")
     if sys.platform == "win32":  # pyzmq's asyncio needs a selector loop on Windows
@@ -200,7 +214,7 @@ def main(argv: list[str] | None = None) -> int:
         case "bench":
             from daemon.bench.command import run  # noqa: PLC0415
 
-            return run([*unknown, *args.bench_args] if unknown else args.bench_args)
+            return run(bench_args or [])
         case "config":
             print(default_config_text(), end="")
             return 0

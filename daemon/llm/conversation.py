@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from collections import deque
 
-from daemon.llm.llama import ChatMessage
+from daemon.llm.base import ChatMessage
 
 
 class Conversation:

@@ -21,57 +21,15 @@ import threading
 import time
 from collections import OrderedDict
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 
 from llama_cpp import Llama, LlamaState, llama_supports_gpu_offload
 from llama_cpp.llama_chat_format import CHATML_CHAT_TEMPLATE, Jinja2ChatFormatter
 
 from daemon.config import LlmConfig
+from daemon.llm.base import ChatMessage, OpenerSource, ReplyDelta, ReplyStarted, ReplyStats
 
 _LOGGER = logging.getLogger(__name__)
-
-ChatMessage = dict[str, str]
-"""{"role": "system" | "user" | "assistant", "content": text}."""
-
-OpenerSource = Callable[[threading.Event], "str | None"]
-"""Called on the engine thread; blocks until the opener of a two-tier reply is known.
-
-Receives the job's stop event; returns the opener text, or None when the reply was
-abandoned (cancelled, or the fast tier failed) and nothing should be generated.
-"""
-
-
-@dataclass(frozen=True, slots=True)
-class ReplyStarted:
-    """Emitted first, when a context has picked the request up (ends the queueing)."""
-
-
-@dataclass(frozen=True, slots=True)
-class ReplyDelta:
-    """A piece of reply text (one token, or a few when UTF-8 or stop strings are held)."""
-
-    text: str
-
-
-@dataclass(frozen=True, slots=True)
-class ReplyStats:
-    """How the prompt and reply went, emitted once after the last delta.
-
-    Attributes:
-      prompt_tokens: Tokens in the formatted prompt (with the opener, for a continuation).
-      prefill_tokens: Prompt tokens evaluated (the rest were reused from the KV cache).
-      reply_tokens: Tokens generated.
-      finish_reason: "stop" (end of turn token), "length" (cap) or "cancelled".
-      prompt: The formatted prompt text the model continued (for logs and tests).
-    """
-
-    prompt_tokens: int
-    prefill_tokens: int
-    reply_tokens: int
-    finish_reason: str
-    prompt: str = ""
-
 
 class KvStateStore:
     """Saved llama.cpp states per NPC, shared by the contexts of one model (LRU by bytes).

@@ -18,15 +18,8 @@ from pathlib import Path
 
 from daemon.config import LlmConfig
 from daemon.engines.thread import EngineThread
-from daemon.llm.llama import (
-    ChatMessage,
-    KvStateStore,
-    LlamaContext,
-    OpenerSource,
-    ReplyDelta,
-    ReplyStarted,
-    ReplyStats,
-)
+from daemon.llm.base import ChatMessage, OpenerSource, ReplyDelta, ReplyStarted, ReplyStats
+from daemon.llm.llama import KvStateStore, LlamaContext
 
 _LOGGER = logging.getLogger(__name__)
 

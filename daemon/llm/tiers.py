@@ -30,40 +30,26 @@ import threading
 from collections.abc import AsyncIterator
 from contextlib import aclosing
 from dataclasses import dataclass
-from typing import Literal
 
-from daemon.config import LlmConfig
+from daemon.config import LlmConfig, Tiers
 from daemon.engines.thread import AnyEvent
-from daemon.llm.llama import ChatMessage, ReplyDelta, ReplyStarted, ReplyStats
+from daemon.llm.base import (
+    ChatMessage,
+    ReplyDelta,
+    ReplyItem,
+    ReplyStats,
+    TierHandoff,
+)
 from daemon.llm.pool import LlmPool
-
-# One rule for where a sentence ends (abbreviations, initials), shared with the chunker.
-from daemon.pipeline.chunker import SENTENCE_MARKS, is_boundary_mark
+from daemon.pipeline.text import SENTENCE_MARKS, ends_phrase  # the chunker's own rule
 
 _LOGGER = logging.getLogger(__name__)
 
-Tiers = Literal["both", "fast", "narrative"]
 
-_CLOSERS = frozenset("\"')]}»”’")
 # How often a narrative job waiting for the opener looks at its stop event. The opener
 # is always handed over (or abandoned) by the event loop; this only bounds how long a
 # stop takes to end the wait on its own.
 _HANDOFF_POLL_S = 0.05
-
-
-@dataclass(frozen=True, slots=True)
-class TierHandoff:
-    """Marker in a two-tier reply stream: the opener is complete, the continuation follows.
-
-    Attributes:
-      opener: The opener as the fast tier wrote it (the narrative tier continues this).
-    """
-
-    opener: str
-
-
-ReplyItem = ReplyStarted | ReplyDelta | ReplyStats | TierHandoff
-"""What `TieredLlm.reply` yields."""
 
 
 class OpenerCutter:
@@ -136,10 +122,7 @@ class OpenerCutter:
         for ws in range(max(self._scanned, 1), len(text)):
             if not text[ws].isspace() or text[ws - 1].isspace():
                 continue
-            mark = ws - 1
-            while mark > 0 and text[mark] in _CLOSERS:
-                mark -= 1
-            if is_boundary_mark(text, mark, SENTENCE_MARKS):
+            if ends_phrase(text, ws, SENTENCE_MARKS):
                 return ws
         self._scanned = len(text)
         return None

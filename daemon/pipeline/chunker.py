@@ -22,16 +22,9 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
+from daemon.pipeline.text import CLAUSE_MARKS, SENTENCE_MARKS, ends_phrase
 from daemon.profiles import Profile
 
-CLAUSE_MARKS = frozenset(",;:")
-SENTENCE_MARKS = frozenset(".!?…")
-_CLOSERS = frozenset("\"')]}»”’")
-
-# Words that end in "." without ending a sentence. Lower-case, without the dot.
-_ABBREVIATIONS = frozenset(
-    "mr mrs ms dr st sr jr prof gen capt lt sgt col rev vs etc e.g i.e no fig approx".split()
-)
 
 @dataclass(frozen=True, slots=True)
 class Chunk:
@@ -50,23 +43,6 @@ class Chunk:
 
 _WORD_END = re.compile(r"\S(?=\s)")
 _WHITESPACE_RUN = re.compile(r"\s+")
-
-
-def is_boundary_mark(text: str, mark_pos: int, marks: frozenset[str]) -> bool:
-    """True if text[mark_pos] (possibly followed by closing quotes) ends a phrase."""
-    ch = text[mark_pos]
-    if ch not in marks:
-        return False
-    if ch == ".":
-        word_start = mark_pos
-        while word_start > 0 and not text[word_start - 1].isspace():
-            word_start -= 1
-        word = text[word_start:mark_pos].lower().lstrip("\"'([{«“‘")
-        if word in _ABBREVIATIONS:
-            return False
-        if len(word) == 1 and word.isalpha() and text[word_start:mark_pos].isupper():
-            return False  # an initial, as in "J. R. R. Tolkien"
-    return True
 
 
 class PhraseChunker:
@@ -135,7 +111,7 @@ class PhraseChunker:
         for end in word_ends:
             if end > limit:
                 break
-            if end >= minimum and self._ends_phrase(text, end, eager_marks):
+            if end >= minimum and ends_phrase(text, end, eager_marks):
                 return end
         if last_text <= limit:
             return None  # everything fits: wait for a boundary or the end of the stream
@@ -143,29 +119,8 @@ class PhraseChunker:
         fitting = [end for end in word_ends if end <= limit]
         for marks in (SENTENCE_MARKS, CLAUSE_MARKS):
             for end in reversed(fitting):
-                if self._ends_phrase(text, end, marks):
+                if ends_phrase(text, end, marks):
                     return end
         if fitting:
             return fitting[-1]
         return word_ends[0] if word_ends else None  # one word longer than the limit
-
-    @staticmethod
-    def _ends_phrase(text: str, end: int, marks: frozenset[str]) -> bool:
-        mark_pos = end - 1
-        while mark_pos > 0 and text[mark_pos] in _CLOSERS:
-            mark_pos -= 1
-        return is_boundary_mark(text, mark_pos, marks)
-
-
-# Markdown emphasis, headings and code marks that small chat models emit; TTS would
-# read them or stumble. Characters outside the Basic Multilingual Plane are emoji.
-_UNSPEAKABLE = re.compile(r"[*_#`~|<>\U00010000-\U0010FFFF]")
-
-
-def speakable(text: str) -> str:
-    """Remove characters that neither TTS nor subtitles should carry (markdown, emoji).
-
-    Works on arbitrary slices of a stream (token by token): it only deletes single
-    characters, so applying it per token equals applying it to the whole reply.
-    """
-    return _UNSPEAKABLE.sub("", text)

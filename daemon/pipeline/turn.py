@@ -28,11 +28,12 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from bridge_protocol.messages import AudioBlock, Subtitle, TurnTimings
+from daemon.config import Tiers
+from daemon.llm.base import LlmStage, ReplyDelta, ReplyStarted, ReplyStats, TierHandoff
 from daemon.llm.conversation import Conversation
-from daemon.llm.llama import ReplyDelta, ReplyStarted, ReplyStats
-from daemon.llm.tiers import TieredLlm, TierHandoff, Tiers
 from daemon.pipeline.blocks import BlockCutter, resample_int16, samples_per_block
-from daemon.pipeline.chunker import Chunk, PhraseChunker, speakable
+from daemon.pipeline.chunker import Chunk, PhraseChunker
+from daemon.pipeline.text import speakable
 from daemon.profiles import Profile
 from daemon.tts.base import Voice
 
@@ -64,7 +65,8 @@ class TurnSpec:
     """Everything a turn needs, resolved by the server from a `say`.
 
     Attributes:
-      turn_id: Client-chosen turn id.
+      turn_id: The id the turn starts under: the client's, or a negative one for a
+        speculative turn until it is released (see `Turn.turn_id`).
       npc_id: The NPC speaking.
       utterance: The player's line.
       profile_name: Name of the speech profile used (of the opener, in a two-tier turn).
@@ -117,12 +119,30 @@ class Turn:
       send: Queues messages for the client (see `SendFn`).
     """
 
-    def __init__(self, spec: TurnSpec, llm: TieredLlm, send: SendFn) -> None:
+    def __init__(self, spec: TurnSpec, llm: LlmStage, send: SendFn) -> None:
         self.spec = spec
+        self.turn_id = spec.turn_id
+        """The id on the messages it sends; a speculative turn gets its client-visible id
+        when it is released (`daemon.server.turn_handle.TurnHandle.assign_id`)."""
         self.progress = TurnProgress()
         self.stop = threading.Event()
         self._llm = llm
         self._send = send
+
+    def released(self) -> None:
+        """A speculative turn's held-back messages are being sent now: its first block
+        leaves now, not when it was made, so the daemon-side TTFA counts to now."""
+        if self.progress.block_count:
+            timings = self.progress.timings
+            timings.first_block_ms = max(timings.first_block_ms or 0.0, self._ms())
+
+    def note_voice_input(self, asr_ms: float | None, speculative: bool,
+                         endpoint_ms: float) -> None:
+        """Record how a voice turn's utterance was recognised (see `TurnTimings`)."""
+        timings = self.progress.timings
+        timings.asr_ms = asr_ms
+        timings.speculative = speculative
+        timings.endpoint_ms = round(endpoint_ms, 1)
 
     def _ms(self) -> float:
         return round((time.perf_counter() - self.spec.received_at) * 1000.0, 2)
@@ -136,7 +156,7 @@ class Turn:
         """
         chunks: asyncio.Queue[object] = asyncio.Queue(maxsize=_CHUNK_QUEUE_SIZE)
         writer = asyncio.create_task(
-            self._write_chunks(chunks), name=f"turn-{self.spec.turn_id}-llm"
+            self._write_chunks(chunks), name=f"turn-{self.turn_id}-llm"
         )
         try:
             await self._speak_chunks(chunks)
@@ -245,7 +265,7 @@ class Turn:
                 )
                 audio = resample_int16(audio, voice.sample_rate_hz, spec.out_rate_hz)
                 if not subtitled:
-                    self._send(Subtitle(turn_id=spec.turn_id, chunk_index=chunk.index,
+                    self._send(Subtitle(turn_id=self.turn_id, chunk_index=chunk.index,
                                         text=chunk.text), None)
                     self.progress.spoken_chunks.append(chunk.text)
                     subtitled = True
@@ -275,7 +295,7 @@ class Turn:
     def _send_block(self, samples: np.ndarray, chunk_index: int, final: bool) -> None:
         progress, spec = self.progress, self.spec
         header = AudioBlock(
-            turn_id=spec.turn_id,
+            turn_id=self.turn_id,
             seq=progress.block_count,
             sample_rate_hz=spec.out_rate_hz,
             sample_count=int(samples.size),

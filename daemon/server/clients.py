@@ -1,20 +1,19 @@
-"""Connected clients: their handshake state, their turns and their bounded outbox.
+"""Connected clients: their handshake state, turns, conversations and bounded outbox.
 
-Each peer has its own queue of outgoing messages, bounded in bytes, so one slow or dead
+Each client has its own queue of outgoing messages, bounded in bytes, so one slow or dead
 client fills only its own queue; the server's single writer drains the queues
 round-robin.
 """
 
 from __future__ import annotations
 
-import asyncio
 from collections import deque
 from dataclasses import dataclass, field
 
 from bridge_protocol.framing import to_frames
 from bridge_protocol.messages import AudioBlock, DaemonMessage, is_terminal
 from daemon.llm.conversation import Conversation
-from daemon.pipeline.turn import Turn
+from daemon.server.turn_handle import TurnHandle
 
 
 class ClientTooSlow(RuntimeError):
@@ -32,21 +31,8 @@ class Outgoing:
 
 
 @dataclass(eq=False)
-class TurnHandle:
-    """A running turn as the server tracks it."""
-
-    turn: Turn
-    held: list[tuple[DaemonMessage, bytes | None]] | None = None
-    """Messages kept back while a speculative turn waits for its endpoint; None = live."""
-    task: asyncio.Task[None] | None = None
-    finished: bool = False
-    pending_terminal: DaemonMessage | None = None
-    """Terminal event of a held turn that ended before its release."""
-
-
-@dataclass(eq=False)
-class Peer:
-    """One client connection, known by its ZeroMQ routing id.
+class Client:
+    """One connected client (a game), known by its connection's ZeroMQ routing id.
 
     Attributes:
       identity: ROUTER routing id of the connection.
@@ -76,12 +62,13 @@ class Peer:
     dropped_replies: int = 0
     gone: bool = False
     bad_token_logged: bool = False
-    last_provisional_id: int = 0
+    last_speculative_id: int = 0
 
-    def provisional_turn_id(self) -> int:
-        """A negative id for a held (speculative) turn, unique on this connection."""
-        self.last_provisional_id -= 1
-        return self.last_provisional_id
+    def speculative_turn_id(self) -> int:
+        """A negative id for a speculative turn, unique on this connection (the
+        client-visible id is assigned when the turn is released)."""
+        self.last_speculative_id -= 1
+        return self.last_speculative_id
 
     @property
     def label(self) -> str:
@@ -140,6 +127,6 @@ class Peer:
     def active_turn_for(self, npc_id: str) -> TurnHandle | None:
         """The unfinished turn of this client with `npc_id`, if any."""
         for handle in self.turns.values():
-            if handle.turn.spec.npc_id == npc_id:
+            if handle.npc_id == npc_id:
                 return handle
         return None

@@ -1,8 +1,8 @@
 """The ROUTER socket's send side.
 
-A single writer drains every peer's bounded outbox round-robin with non-blocking
-sends: a peer whose pipe is full (a slow client) is skipped, not waited for, and a
-vanished peer is reported, so no client ever stalls another.
+A single writer drains every client's bounded outbox round-robin with non-blocking
+sends: a client whose pipe is full (a slow client) is skipped, not waited for, and a
+vanished client is reported, so no client ever stalls another.
 """
 
 from __future__ import annotations
@@ -15,31 +15,31 @@ from collections.abc import Callable
 import zmq
 import zmq.asyncio
 
-from daemon.server.clients import Peer
+from daemon.server.clients import Client
 
 
 class SocketWriter:
-    """Sends queued messages of every peer over one ROUTER socket.
+    """Sends queued messages of every client over one ROUTER socket.
 
-    A ROUTER gives no per-peer "writable again" signal (its POLLOUT is always set, and
-    a full pipe to one peer shows only as EAGAIN on a send to it), so while every peer
+    A ROUTER gives no per-client "writable again" signal (its POLLOUT is always set, and
+    a full pipe to one client shows only as EAGAIN on a send to it), so while every client
     with output is at its high-water mark the writer waits with a growing back-off
     (1 ms doubling to 50 ms) instead of spinning; anything newly queued wakes it at once.
 
     Args:
-      socket: The bound ROUTER (with ROUTER_MANDATORY set, so a vanished peer raises).
-      peers: The server's peers by routing id (read each round).
-      on_peer_gone: Called with a peer whose connection is gone.
+      socket: The bound ROUTER (with ROUTER_MANDATORY set, so a vanished client raises).
+      clients: The server's clients by routing id (read each round).
+      on_client_gone: Called with a client whose connection is gone.
     """
 
     _BACKOFF_FIRST_S = 0.001
     _BACKOFF_MAX_S = 0.05
 
-    def __init__(self, socket: zmq.asyncio.Socket, peers: dict[bytes, Peer],
-                 on_peer_gone: Callable[[Peer], None]) -> None:
+    def __init__(self, socket: zmq.asyncio.Socket, clients: dict[bytes, Client],
+                 on_client_gone: Callable[[Client], None]) -> None:
         self._socket = socket
-        self._peers = peers
-        self._on_peer_gone = on_peer_gone
+        self._clients = clients
+        self._on_client_gone = on_client_gone
         self._ready = asyncio.Event()
 
     def wake(self) -> None:
@@ -54,8 +54,8 @@ class SocketWriter:
             if self.send_round():
                 backoff_s = self._BACKOFF_FIRST_S
                 await asyncio.sleep(0)  # let the reader and the turns run between rounds
-            elif any(peer.outbox for peer in self._peers.values()):
-                # Every peer with output is at its HWM: wait, or until more is queued.
+            elif any(client.outbox for client in self._clients.values()):
+                # Every client with output is at its HWM: wait, or until more is queued.
                 self._ready.clear()
                 with contextlib.suppress(asyncio.TimeoutError):
                     await asyncio.wait_for(self._ready.wait(), backoff_s)
@@ -67,29 +67,29 @@ class SocketWriter:
     async def flush(self, timeout_s: float) -> None:
         """Send what is queued, for at most `timeout_s` (used at shutdown)."""
         deadline = time.monotonic() + timeout_s
-        while any(p.outbox for p in self._peers.values()) and time.monotonic() < deadline:
+        while any(p.outbox for p in self._clients.values()) and time.monotonic() < deadline:
             if not self.send_round():
                 await asyncio.sleep(0.01)
 
     def send_round(self) -> bool:
-        """Send at most one message per peer; return True if anything was sent."""
+        """Send at most one message per client; return True if anything was sent."""
         sent = False
-        for peer in list(self._peers.values()):
-            if not peer.outbox:
+        for client in list(self._clients.values()):
+            if not client.outbox:
                 continue
-            item = peer.outbox[0]
+            item = client.outbox[0]
             # A non-blocking send on a zmq.asyncio socket returns a future that is
             # already resolved: the error (if any) is in it, not raised here.
             error = self._socket.send_multipart(
-                [peer.identity, *item.frames], flags=zmq.NOBLOCK, copy=False
+                [client.identity, *item.frames], flags=zmq.NOBLOCK, copy=False
             ).exception()
             if isinstance(error, zmq.Again):
-                continue  # this peer's pipe is full: try the others
+                continue  # this client's pipe is full: try the others
             if isinstance(error, zmq.ZMQError) and error.errno == zmq.EHOSTUNREACH:
-                self._on_peer_gone(peer)
+                self._on_client_gone(client)
                 continue
             if error is not None:
                 raise error
-            peer.pop_sent()
+            client.pop_sent()
             sent = True
         return sent

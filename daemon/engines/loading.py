@@ -1,0 +1,177 @@
+"""Loading and warming every engine the configuration names, with timings logged.
+
+The daemon says "ready" only after this finishes, so the first player line never pays
+for model loading, ONNX initialisation, espeak-ng start-up or persona prefill.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from daemon.asr.engines import AsrEngines
+from daemon.asr.transcriber import Transcriber, resolve_whisper
+from daemon.asr.vad import SileroVad
+from daemon.config import AsrConfig, Config
+from daemon.engines.thread import EngineThread
+from daemon.llm.conversation import persona_messages
+from daemon.llm.pool import LlmPool
+from daemon.llm.tiers import TieredLlm
+from daemon.models import resolve_llm, resolve_piper_voice
+from daemon.tts.base import TtsEngine, Voice
+from daemon.tts.piper import PiperEngine
+from daemon.tts.xtts.engine import XttsEngine, XttsStartup, XttsVoice, XttsWorker, start_xtts
+
+_LOGGER = logging.getLogger(__name__)
+
+
+@dataclass
+class Engines:
+    """The loaded engines.
+
+    Attributes:
+      llm: The LLM stage: the fast tier's llama.cpp pool, plus the narrative tier's
+        when `[llm_narrative]` is configured.
+      voices: Voice by the config's voice name.
+      tts_threads: One owner thread per loaded TTS model (shared by its voices).
+      xtts_worker: The XTTS worker process, when an XTTS voice is in use.
+    """
+
+    llm: TieredLlm
+    voices: dict[str, Voice]
+    tts_threads: list[EngineThread]
+    xtts_worker: XttsWorker | None = None
+
+    def close(self) -> None:
+        """Stop every engine thread and the XTTS worker."""
+        self.llm.close()
+        for thread in self.tts_threads:
+            thread.shutdown()
+        if self.xtts_worker is not None:
+            self.xtts_worker.close()
+
+
+async def load_engines(config: Config) -> Engines:
+    """Load the LLM and every voice the NPCs use, then warm them up.
+
+    Raises:
+      ModelNotFoundError: a configured model file is missing.
+      ValueError, RuntimeError: an engine failed to load.
+    """
+    started = time.perf_counter()
+    model_path = resolve_llm(config.llm.model)
+    narrative_path = resolve_llm(config.llm_narrative.model) if config.llm_narrative else None
+    used_voices = {npc.voice for npc in config.npcs.values()}
+    xtts_names = sorted(name for name in used_voices if config.voices[name].engine == "xtts")
+    xtts_thread: EngineThread | None = None
+    xtts_startup = None
+    if xtts_names:
+        # XTTS loads in its own process, so it loads while llama.cpp and Piper do. If
+        # loading them fails the daemon exits, and the worker with it (its stdin closes).
+        _LOGGER.info("starting XTTS for voices %s (a large model: loads in the background)",
+                     ", ".join(xtts_names))
+        xtts_thread = EngineThread("xtts")
+        xtts_startup = asyncio.ensure_future(xtts_thread.call(start_xtts, config, xtts_names))
+    _LOGGER.info("loading LLM %s x%d", model_path, config.llm.instances)
+    fast = await LlmPool.load(model_path, config.llm)
+    narrative = None
+    if config.llm_narrative is not None and narrative_path is not None:
+        _LOGGER.info("loading narrative LLM %s x%d", narrative_path,
+                     config.llm_narrative.instances)
+        try:
+            narrative = await LlmPool.load(narrative_path, config.llm_narrative,
+                                           name="llm-narrative")
+        except BaseException:
+            fast.close()
+            raise
+    llm = TieredLlm(fast, config.llm, narrative, config.llm_narrative)
+
+    # Fallbacks are loaded up front: falling back must never load a model mid-game.
+    piper_names = sorted((used_voices - set(xtts_names))
+                         | {config.voices[name].fallback or "" for name in xtts_names})
+    engines_by_model: dict[Path, tuple[TtsEngine, EngineThread]] = {}
+    voices: dict[str, Voice] = {}
+    for voice_name in piper_names:
+        settings = config.voices[voice_name]
+        onnx_path, json_path = resolve_piper_voice(settings.model)
+        if onnx_path not in engines_by_model:
+            thread: EngineThread = EngineThread(f"piper-{onnx_path.stem}")
+            engine = await thread.call(PiperEngine, onnx_path, json_path, config.tts.onnx_threads)
+            warm_started = time.perf_counter()
+            await thread.call(engine.warm_up)
+            _LOGGER.info(
+                "warmed %s in %.0f ms", engine.name, (time.perf_counter() - warm_started) * 1000
+            )
+            engines_by_model[onnx_path] = (engine, thread)
+        engine, thread = engines_by_model[onnx_path]
+        voices[voice_name] = Voice(engine, thread, settings)
+    tts_threads = [thread for _, thread in engines_by_model.values()]
+    xtts_worker = None
+    if xtts_thread is not None and xtts_startup is not None:
+        tts_threads.append(xtts_thread)
+        xtts_worker = _use_xtts_voices(config, xtts_names, xtts_thread, await xtts_startup,
+                                       voices)
+
+    await llm.prefill(
+        {npc_id: persona_messages(npc.persona) for npc_id, npc in config.npcs.items()},
+        {npc_id: config.npc_tiers(npc_id) for npc_id in config.npcs})
+    _LOGGER.info("engines ready in %.2f s", time.perf_counter() - started)
+    return Engines(llm, voices, tts_threads, xtts_worker)
+
+
+def _use_xtts_voices(config: Config, names: list[str], thread: EngineThread,
+                     startup: XttsStartup, voices: dict[str, Voice]) -> XttsWorker | None:
+    """Add the XTTS voices `names` to `voices`, or their fallbacks, with one warning.
+
+    Returns:
+      The worker, or None when no XTTS voice could be served.
+    """
+    worker = startup.worker
+    for name in names:
+        settings = config.voices[name]
+        fallback = voices[settings.fallback or ""]
+        if name in startup.voices and worker is not None:
+            voices[name] = XttsVoice(XttsEngine(worker, name, config.xtts), thread, settings,
+                                     fallback)
+        else:
+            voices[name] = fallback
+    if startup.failed:
+        npcs = sorted(npc_id for npc_id, npc in config.npcs.items() if npc.voice in startup.failed)
+        reasons = sorted(set(startup.failed.values()))
+        _LOGGER.warning(
+            "XTTS cannot serve voice(s) %s, so NPC(s) %s speak with the Piper fallback "
+            "voice(s) %s. Why: %s",
+            ", ".join(sorted(startup.failed)), ", ".join(npcs),
+            ", ".join(sorted({config.voices[n].fallback or "" for n in startup.failed})),
+            " | ".join(reasons))
+    if worker is not None and not startup.voices:
+        worker.close()
+        return None
+    return worker
+
+
+async def load_asr_engines(config: AsrConfig) -> AsrEngines | None:
+    """Load and warm Whisper and the VAD model; None (with one warning) if unavailable.
+
+    A missing `voice` extra or model is not fatal: typed lines still work, and
+    `listen_start` is answered with `voice_input_unavailable`.
+    """
+    if not config.enabled:
+        return None
+    try:
+        model_path = resolve_whisper(config.model)
+        vad = SileroVad()
+    except (ImportError, FileNotFoundError) as exc:
+        _LOGGER.warning("voice input disabled: %s (install it with pip install "
+                        "'npc-voice-bridge[voice]', or set asr.enabled = false)", exc)
+        return None
+    thread: EngineThread = EngineThread("asr")
+    transcriber = await thread.call(Transcriber, model_path, config.cpu_threads,
+                                    config.compute_type, config.device)
+    started = time.perf_counter()
+    await thread.call(transcriber.warm_up)
+    _LOGGER.info("warmed Whisper in %.0f ms", (time.perf_counter() - started) * 1000)
+    return AsrEngines(transcriber, thread, vad)

@@ -1,0 +1,112 @@
+"""The LLM stage's contract: chat messages, reply events, and the `LlmStage` protocol.
+
+A turn talks to its LLM through `LlmStage` only, so a second backend (an
+OpenAI-compatible server, say) is a new class, not a rewrite of the turn. Nothing here
+imports an engine: tests and the service core can use these types without the native
+llama.cpp build.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
+from typing import Protocol
+
+from daemon.config import Tiers
+
+ChatMessage = dict[str, str]
+"""{"role": "system" | "user" | "assistant", "content": text}."""
+
+OpenerSource = Callable[[threading.Event], "str | None"]
+"""Called on the engine thread; blocks until the opener of a two-tier reply is known.
+
+Receives the job's stop event; returns the opener text, or None when the reply was
+abandoned (cancelled, or the fast tier failed) and nothing should be generated.
+"""
+
+
+@dataclass(frozen=True, slots=True)
+class ReplyStarted:
+    """Emitted first, when a context has picked the request up (ends the queueing)."""
+
+
+@dataclass(frozen=True, slots=True)
+class ReplyDelta:
+    """A piece of reply text (one token, or a few when UTF-8 or stop strings are held)."""
+
+    text: str
+
+
+@dataclass(frozen=True, slots=True)
+class ReplyStats:
+    """How the prompt and reply went, emitted once after the last delta.
+
+    Attributes:
+      prompt_tokens: Tokens in the formatted prompt (with the opener, for a continuation).
+      prefill_tokens: Prompt tokens evaluated (the rest were reused from the KV cache).
+      reply_tokens: Tokens generated.
+      finish_reason: "stop" (end of turn token), "length" (cap) or "cancelled".
+      prompt: The formatted prompt text the model continued (for logs and tests).
+    """
+
+    prompt_tokens: int
+    prefill_tokens: int
+    reply_tokens: int
+    finish_reason: str
+    prompt: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class TierHandoff:
+    """Marker in a two-tier reply stream: the opener is complete, the continuation follows.
+
+    Attributes:
+      opener: The opener as the fast tier wrote it (the narrative tier continues this).
+    """
+
+    opener: str
+
+
+ReplyEvent = ReplyStarted | ReplyDelta | ReplyStats
+"""What one model (one llama.cpp context) emits for one reply."""
+
+ReplyItem = ReplyEvent | TierHandoff
+"""What `LlmStage.reply` yields: the events of each tier, and the hand-off between them."""
+
+
+class LlmStage(Protocol):
+    """The LLM side of every turn (`daemon.llm.tiers.TieredLlm` is the llama.cpp one)."""
+
+    def reply(self, key: str, messages: list[ChatMessage], stop: threading.Event,
+              persona_key: str | None = None, tiers: Tiers = "fast"
+              ) -> AsyncIterator[ReplyItem]:
+        """Stream the reply of conversation `key` to `messages` (persona first).
+
+        Yields one `ReplyStarted` per tier, its `ReplyDelta`s and one `ReplyStats`; a
+        two-tier reply puts one `TierHandoff` between the opener and the continuation.
+        Generation stops without another token once `stop` is set or the iterator is
+        closed.
+
+        Raises:
+          ValueError: the prompt does not fit the model's context.
+        """
+        ...
+
+    async def prefill(self, personas: dict[str, list[ChatMessage]],
+                      tiers: dict[str, Tiers] | None = None) -> None:
+        """Evaluate each NPC's persona once, so that turns start from its cached state."""
+        ...
+
+    async def after_turn(self, key: str, messages: list[ChatMessage], tiers: Tiers,
+                         history_cut: bool) -> None:
+        """Bring conversation `key`'s cached state up to date, off the next turn's path."""
+        ...
+
+    def forget(self, keys: list[str]) -> None:
+        """Drop the cached state of conversations that ended."""
+        ...
+
+    def close(self) -> None:
+        """Stop the engines."""
+        ...

@@ -1,0 +1,315 @@
+"""The turn lifecycle: start, barge-in, cancel, finish, and speculative turns.
+
+Every turn of every client starts and ends here, so this module alone emits terminal
+events (through the turn's `TurnHandle`, which guarantees exactly one). A turn runs as a
+named task; the LLM stage and the voices are shared by all of them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+
+from bridge_protocol.messages import (
+    Cancelled,
+    CancelReason,
+    DaemonMessage,
+    Done,
+    Error,
+    ErrorCode,
+    Say,
+)
+from daemon.config import Config
+from daemon.llm.base import LlmStage
+from daemon.llm.conversation import Conversation
+from daemon.metrics import Telemetry
+from daemon.pipeline.turn import Turn, TurnSpec
+from daemon.server.clients import Client, ClientTooSlow
+from daemon.server.memory import MemoryTrimmer
+from daemon.server.sender import Sender
+from daemon.server.tasks import BackgroundTasks
+from daemon.server.turn_handle import TurnHandle, TurnState
+from daemon.tts.base import Voice
+
+_LOGGER = logging.getLogger(__name__)
+
+Problem = tuple[str, str]
+"""(error code, message) of a request that cannot be served."""
+
+
+def conversation_key(npc_id: str, identity: bytes) -> str:
+    """KV-state key of one NPC's conversation with one client."""
+    return f"{npc_id}/{identity.hex()}"
+
+
+class TurnManager:
+    """Starts, stops and finishes the turns of every client.
+
+    Args:
+      config: Validated configuration.
+      llm: The LLM stage shared by every turn.
+      voices: Voice by the config's voice name.
+      sender: Where messages go.
+      tasks: Registry for background work (KV maintenance).
+      telemetry: Receives each finished turn.
+      trimmer: Gives freed memory back to the OS once no turn runs.
+    """
+
+    def __init__(self, config: Config, llm: LlmStage, voices: dict[str, Voice],
+                 sender: Sender, tasks: BackgroundTasks, telemetry: Telemetry,
+                 trimmer: MemoryTrimmer) -> None:
+        self._config = config
+        self._llm = llm
+        self._voices = voices
+        self._sender = sender
+        self._tasks = tasks
+        self._telemetry = telemetry
+        self._trimmer = trimmer
+        self._running: dict[TurnHandle, Client] = {}
+
+    @property
+    def running_count(self) -> int:
+        """Unfinished turns of all clients."""
+        return len(self._running)
+
+    # ------------------------------------------------------------------ checks
+
+    def npc_problem(self, npc_id: str, profile: str | None) -> Problem | None:
+        """Why `npc_id` or `profile` cannot be used, or None."""
+        config = self._config
+        if npc_id not in config.npcs:
+            return ErrorCode.UNKNOWN_NPC, (
+                f"no NPC {npc_id!r}; known: {', '.join(sorted(config.npcs))}")
+        if profile is not None and profile not in config.profile_names():
+            return ErrorCode.UNKNOWN_PROFILE, (
+                f"no profile {profile!r}; known: {', '.join(config.profile_names())}")
+        return None
+
+    def limit_problem(self, client: Client, npc_id: str) -> Problem | None:
+        """Why `client` may not start another turn with `npc_id` now, or None."""
+        barge_in = client.active_turn_for(npc_id) is not None
+        server = self._config.server
+        if len(client.turns) - barge_in >= server.max_turns_in_flight:
+            return ErrorCode.TOO_MANY_TURNS, (
+                f"{len(client.turns)} turns are unfinished; the limit is "
+                f"{server.max_turns_in_flight}")
+        if self.running_count - barge_in >= server.max_turns_total:
+            return ErrorCode.TOO_MANY_TURNS, (
+                f"the daemon has {self.running_count} unfinished turns (all clients); "
+                f"the limit is {server.max_turns_total}")
+        return None
+
+    def _say_problem(self, client: Client, say: Say) -> Problem | None:
+        text = say.text.strip()
+        limit = self._config.server.max_text_chars
+        if not text:
+            return ErrorCode.EMPTY_TEXT, "the player's line is empty"
+        if len(text) > limit:
+            return ErrorCode.TEXT_TOO_LONG, (
+                f"the player's line has {len(text)} characters; the limit is {limit}")
+        return self.npc_problem(say.npc_id, say.profile) or self.limit_problem(client,
+                                                                               say.npc_id)
+
+    # ------------------------------------------------------------------ client requests
+
+    def say(self, client: Client, say: Say) -> None:
+        """A typed line: check it and start its turn, or end it with an error."""
+        received_at = time.perf_counter()
+        if say.turn_id <= client.last_turn_id:
+            # Not a terminal event for say.turn_id: that id may be a live turn.
+            self._sender.reject(client, ErrorCode.TURN_ID_REUSED,
+                                f"turn id {say.turn_id} is not greater than the last one "
+                                f"({client.last_turn_id}); turn ids must increase",
+                                rejected_turn_id=say.turn_id)
+            return
+        client.last_turn_id = say.turn_id
+        problem = self._say_problem(client, say)
+        if problem is not None:
+            code, text = problem
+            self._sender.send(client, Error(code=code, message=text, turn_id=say.turn_id))
+            return
+        self.start(client, say, received_at)
+
+    def cancel(self, client: Client, turn_id: int) -> None:
+        """The game cancels a turn (`cancel`)."""
+        handle = client.turns.get(turn_id)
+        if handle is None or handle.speculative:
+            self._sender.reject(client, ErrorCode.UNKNOWN_TURN,
+                                f"no unfinished turn {turn_id} to cancel")
+            return
+        self.stop(client, handle, "cancel")
+
+    def barge_in(self, client: Client, npc_id: str) -> None:
+        """The player started speaking to `npc_id`: stop its live turn, if any."""
+        handle = client.active_turn_for(npc_id)
+        if handle is not None and not handle.speculative:
+            self.stop(client, handle, "barge_in")
+
+    # ------------------------------------------------------------------ lifecycle
+
+    def start(self, client: Client, say: Say, received_at: float,
+              speculative: bool = False) -> TurnHandle:
+        """Start a validated turn (a typed `say`, or a recognised utterance).
+
+        Args:
+          client: Whose turn.
+          say: The request; its turn id must already be accepted for this client.
+          received_at: `time.perf_counter()` of the complete utterance (TTFA zero).
+          speculative: Hold everything back until `release` (or `drop`).
+
+        Returns:
+          The running turn's handle.
+        """
+        previous = client.active_turn_for(say.npc_id)
+        if previous is not None:
+            self.stop(client, previous, "barge_in")
+        spec = self._spec(client, say, received_at)
+        handle: TurnHandle
+
+        def deliver(message: DaemonMessage, pcm: bytes | None) -> None:
+            handle.deliver(message, pcm, lambda m, p: self._sender.send(client, m, p))
+
+        handle = TurnHandle(Turn(spec, self._llm, deliver),
+                            TurnState.SPECULATIVE if speculative else TurnState.LIVE)
+        client.turns[say.turn_id] = handle
+        self._running[handle] = client
+        handle.task = asyncio.create_task(
+            self._drive(client, handle), name=f"turn-{client.identity.hex()}-{say.turn_id}")
+        return handle
+
+    def _spec(self, client: Client, say: Say, received_at: float) -> TurnSpec:
+        config = self._config
+        npc = config.npcs[say.npc_id]
+        profile_name, continuation_name = config.npc_profiles(say.npc_id, say.profile)
+        voice = self._voices[npc.voice]
+        conversation = client.conversations.get(say.npc_id)
+        if conversation is None:
+            conversation = Conversation(npc.persona, config.llm.history_turns)
+            client.conversations[say.npc_id] = conversation
+        return TurnSpec(
+            turn_id=say.turn_id, npc_id=say.npc_id, utterance=say.text.strip(),
+            profile_name=profile_name,
+            profile=voice.shape_profile(config.profile(profile_name)),
+            voice=voice, conversation=conversation,
+            conversation_key=conversation_key(say.npc_id, client.identity),
+            out_rate_hz=client.sample_rate_hz or voice.sample_rate_hz,
+            received_at=received_at, tiers=config.npc_tiers(say.npc_id),
+            continuation_profile=(config.profile(continuation_name)
+                                  if continuation_name else None))
+
+    def release(self, client: Client, handle: TurnHandle) -> int | None:
+        """Confirm a speculative turn: give it the client's next id, send what it held.
+
+        Speculative turns run under a negative id, so one that is dropped never uses
+        up an id the client could be about to send.
+
+        Returns:
+          The turn's id, or None if it had already ended (dropped meanwhile).
+        """
+        if not handle.speculative:
+            return None
+        turn_id = client.last_turn_id = client.last_turn_id + 1
+        client.turns.pop(handle.turn_id, None)
+        client.turns[turn_id] = handle
+        handle.assign_id(turn_id)
+        return turn_id
+
+    def go_live(self, client: Client, handle: TurnHandle) -> None:
+        """Send a released turn's held-back messages (after its `transcript`)."""
+        terminal = handle.release(lambda m, p: self._sender.send(client, m, p))
+        if terminal is not None:
+            self._finish(client, handle, terminal)
+
+    def drop(self, client: Client, handle: TurnHandle) -> None:
+        """Drop a speculative turn without a word to the client (the player went on)."""
+        if handle.finished:
+            return
+        handle.drop()
+        client.turns.pop(handle.turn_id, None)
+        self._running.pop(handle, None)
+        _LOGGER.info("speculative turn %s of %s dropped", handle.turn_id, client.label)
+
+    def stop(self, client: Client, handle: TurnHandle, reason: CancelReason) -> None:
+        """Cancel a turn end to end: its queued blocks go, `cancelled` is sent."""
+        if handle.finished:
+            return
+        if handle.speculative:  # the client never heard of it
+            self.drop(client, handle)
+            return
+        turn = handle.turn
+        turn.stop.set()
+        dropped_blocks = client.drop_queued(handle.turn_id)
+        self._finish(client, handle, Cancelled(
+            turn_id=handle.turn_id, reason=reason,
+            block_count=turn.progress.block_count - dropped_blocks,
+            timings=turn.progress.timings))
+        handle.stop()
+
+    async def _drive(self, client: Client, handle: TurnHandle) -> None:
+        turn = handle.turn
+        spec, progress = turn.spec, turn.progress
+        try:
+            await turn.run()
+        except asyncio.CancelledError:
+            return  # whoever cancelled it has ended it
+        except ClientTooSlow as exc:
+            _LOGGER.warning("turn %s of %s: %s", handle.turn_id, client.label, exc)
+            client.drop_queued(handle.turn_id)
+            self._finish(client, handle, Error(code=ErrorCode.CLIENT_TOO_SLOW,
+                                               message=str(exc), turn_id=handle.turn_id))
+        except Exception as exc:
+            _LOGGER.exception("turn %s of %s failed", handle.turn_id, client.label)
+            self._finish(client, handle, Error(
+                code=ErrorCode.ENGINE_FAILED, turn_id=handle.turn_id,
+                message=f"{type(exc).__name__}: {exc}"))
+        else:
+            self._finish(client, handle, Done(
+                turn_id=handle.turn_id, block_count=progress.block_count,
+                sample_count=progress.sample_count, reply_text=progress.spoken_text,
+                profile=spec.profile_name, timings=progress.timings))
+
+    def _finish(self, client: Client, handle: TurnHandle, terminal: DaemonMessage) -> None:
+        """End the turn with its one terminal event; remember what was said."""
+        if not handle.end(terminal, lambda m, p: self._sender.send(client, m, p)):
+            return  # speculative: kept until released
+        spec, progress = handle.turn.spec, handle.turn.progress
+        client.turns.pop(handle.turn_id, None)
+        self._running.pop(handle, None)
+        history_cut = spec.conversation.record(spec.utterance, progress.spoken_text)
+        if not client.gone and (history_cut or (spec.tiers == "both"
+                                                and len(spec.conversation))):
+            self._tasks.start(
+                self._llm.after_turn(spec.conversation_key, spec.conversation.messages_for(""),
+                                     spec.tiers, history_cut),
+                name=f"prefill-{spec.conversation_key}")
+        self._telemetry.turn_finished(client.label, spec, progress, terminal)
+        if not self._running:
+            self._trimmer.request()  # idle: give the turns' buffers back to the OS
+
+    # ------------------------------------------------------------------ clients leaving
+
+    def client_gone(self, client: Client) -> None:
+        """Cancel `client`'s turns quietly and forget its conversations' cached state."""
+        tasks = [handle.task for handle in client.turns.values() if handle.task is not None]
+        for handle in list(client.turns.values()):
+            self.stop(client, handle, "cancel")
+        keys = [conversation_key(npc_id, client.identity) for npc_id in client.conversations]
+        client.conversations.clear()
+        self._tasks.start(self._forget(keys, tasks), name=f"forget-{client.identity.hex()}")
+
+    async def _forget(self, keys: list[str], tasks: list[asyncio.Task[None]]) -> None:
+        # An engine saves a conversation's state when its job ends, which may be after
+        # the cancel: forget only once the cancelled turns are over.
+        await asyncio.gather(*tasks, return_exceptions=True)
+        self._llm.forget(keys)
+        self._trimmer.request()
+
+    def stop_all(self, reason: CancelReason) -> list[asyncio.Task[None]]:
+        """Cancel every turn (shutdown); returns their tasks, to wait for."""
+        tasks = []
+        for handle, client in list(self._running.items()):
+            if handle.task is not None:
+                tasks.append(handle.task)
+            self.stop(client, handle, reason)
+        return tasks
