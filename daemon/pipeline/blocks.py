@@ -1,4 +1,4 @@
-"""PCM helpers for the block stage: cutting audio into blocks, and resampling.
+"""Cutting a turn's audio into the PCM blocks the client plays.
 
 Blocks are what the client plays: `block_ms` of s16le mono each (the last block of a
 chunk may be shorter, so that audio is never held back waiting for the next chunk).
@@ -7,7 +7,6 @@ chunk may be shorter, so that audio is never held back waiting for the next chun
 from __future__ import annotations
 
 import numpy as np
-import soxr
 
 
 def samples_per_block(sample_rate_hz: int, block_ms: int) -> int:
@@ -41,10 +40,3 @@ class BlockCutter:
         """Return the leftover partial block (or None) and start empty."""
         pending, self._pending = self._pending, np.zeros(0, dtype=np.int16)
         return pending if pending.size else None
-
-
-def resample_int16(audio: np.ndarray, from_hz: int, to_hz: int) -> np.ndarray:
-    """Resample 1-D int16 audio with soxr (high quality); a no-op when the rates match."""
-    if from_hz == to_hz or audio.size == 0:
-        return audio
-    return soxr.resample(audio, from_hz, to_hz, quality="HQ")

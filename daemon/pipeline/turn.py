@@ -31,11 +31,11 @@ from bridge_protocol.messages import AudioBlock, Subtitle, TurnTimings
 from daemon.config import Tiers
 from daemon.llm.base import LlmStage, ReplyDelta, ReplyStarted, ReplyStats, TierHandoff
 from daemon.llm.conversation import Conversation
-from daemon.pipeline.blocks import BlockCutter, resample_int16, samples_per_block
+from daemon.pipeline.blocks import BlockCutter, samples_per_block
 from daemon.pipeline.chunker import Chunk, PhraseChunker
 from daemon.pipeline.text import speakable
 from daemon.profiles import Profile
-from daemon.tts.base import Voice
+from daemon.tts.base import Voice, resample_int16
 
 _LOGGER = logging.getLogger(__name__)
 

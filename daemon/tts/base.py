@@ -12,6 +12,7 @@ from typing import Protocol
 
 import msgspec
 import numpy as np
+import soxr
 
 from daemon.config import VoiceConfig
 from daemon.engines.thread import EngineThread
@@ -105,3 +106,14 @@ class Voice:
         return msgspec.structs.replace(
             profile, first_chunk_min_chars=minimum,
             first_chunk_max_chars=max(profile.first_chunk_max_chars, minimum))
+
+
+def resample_int16(audio: np.ndarray, from_hz: int, to_hz: int) -> np.ndarray:
+    """Resample 1-D int16 audio with soxr (high quality); a no-op when the rates match.
+
+    DESIGN.md: lowering the rate does not make the vocoders cheaper, so voices speak at
+    their native rate and only what a client asked for is resampled.
+    """
+    if from_hz == to_hz or audio.size == 0:
+        return audio
+    return soxr.resample(audio, from_hz, to_hz, quality="HQ")

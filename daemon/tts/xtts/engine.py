@@ -30,8 +30,7 @@ import numpy as np
 from daemon.config import Config, VoiceConfig, XttsConfig
 from daemon.engines.thread import EngineThread
 from daemon.models import ModelNotFoundError, resolve_xtts_model, user_cache_dir
-from daemon.pipeline.blocks import resample_int16
-from daemon.tts.base import Int16Emit, Voice
+from daemon.tts.base import Int16Emit, Voice, resample_int16
 from daemon.tts.xtts import wire
 
 _LOGGER = logging.getLogger(__name__)
