@@ -270,7 +270,7 @@ class BridgeClient:
                 if isinstance(decoded, Error):
                     self.connection_errors.append(decoded)
                 if turn_id is not None:
-                    self.unrouted.append(header)  # type: ignore[arg-type]
+                    self.unrouted.append(header)
                 self._control.put_nowait(decoded)  # type: ignore[arg-type]
 
     def next_turn_id(self) -> int:
@@ -330,6 +330,10 @@ class BridgeClient:
         """Send a line and collect the whole turn.
 
         Args:
+          npc_id: The NPC addressed.
+          text: The player's line.
+          profile: Speech profile override (None = the NPC's).
+          timeout_s: Longest silence from the daemon before giving up.
           on_event: Called with each event as it arrives (e.g. to print subtitles or
             cancel mid-stream).
 
@@ -350,7 +354,10 @@ class BridgeClient:
         """Collect the events of `turn_id` up to its terminal event into a `TurnResult`.
 
         Args:
+          turn_id: The turn.
           sent_at: The instant TTFA counts from (the `say`, or the end of speech).
+          timeout_s: Longest silence from the daemon before giving up.
+          on_event: Called with each event as it arrives.
         """
         result = TurnResult(turn_id=turn_id, sent_at=sent_at)
         async for now, event in self.timed_events(turn_id, timeout_s):

@@ -36,7 +36,7 @@ class FetchError(RuntimeError):
     """A model could not be fetched; the message is one sentence saying why and what to do."""
 
 
-class _SilentBar(tqdm):  # type: ignore[type-arg]
+class _SilentBar(tqdm):
     """A tqdm that draws nothing (huggingface_hub takes a class, not a flag)."""
 
     def __init__(self, *args: object, **kwargs: object) -> None:
@@ -69,6 +69,7 @@ def fetch(name: str, directory: Path | None = None, progress: bool = True) -> li
     try:
         from huggingface_hub import HfApi, hf_hub_download  # noqa: PLC0415
         from huggingface_hub.constants import ENDPOINT  # noqa: PLC0415
+        from huggingface_hub.hf_api import RepoFile  # noqa: PLC0415
     except ImportError:
         raise FetchError("fetching models needs huggingface_hub: "
                          "pip install 'npc-voice-bridge[models]'") from None
@@ -82,7 +83,7 @@ def fetch(name: str, directory: Path | None = None, progress: bool = True) -> li
         paths = []
         for filename in files:
             info = infos.get(filename)
-            if info is None or not hasattr(info, "blob_id"):
+            if not isinstance(info, RepoFile):
                 raise FetchError(f"{model.repo_id} has no file {filename} at revision "
                                  f"{commit[:12]}; the registry in daemon/models.py is out of date")
             lfs_sha256 = info.lfs.sha256 if info.lfs is not None else None
@@ -120,7 +121,9 @@ def _verify(path: Path, expected: tuple[str | None, str, str | None], progress: 
     """Hash `path` and compare; on a mismatch the file is deleted.
 
     Args:
+      path: The downloaded file.
       expected: (LFS SHA-256 or None, git blob id, pinned SHA-256 or None).
+      progress: Show a progress bar while hashing.
 
     Raises:
       FetchError: a checksum differs.
@@ -128,7 +131,7 @@ def _verify(path: Path, expected: tuple[str | None, str, str | None], progress: 
     lfs_sha256, blob_id, pinned = expected
     sha256 = hashlib.sha256()
     size = path.stat().st_size
-    git_blob = hashlib.sha1(f"blob {size}\0".encode())  # noqa: S324 - git's object id
+    git_blob = hashlib.sha1(f"blob {size}\0".encode())
     with path.open("rb") as handle, tqdm(total=size, unit="B", unit_scale=True,
                                          desc=f"verifying {path.name}",
                                          disable=not progress) as bar:

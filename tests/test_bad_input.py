@@ -11,8 +11,8 @@ from bridge_protocol.client import BridgeClient, TurnResult
 from bridge_protocol.framing import daemon_message_from_frames, to_frames
 from bridge_protocol.messages import Error, ErrorCode, Hello, Say
 from daemon.launcher import DaemonProcess
-from tests.conftest import run
-from tests.test_daemon_e2e import assert_complete_turn
+from tests.support.aio import run
+from tests.support.assertions import assert_complete_turn
 
 SAY = b'{"type": "say", "turn_id": %d, "npc_id": "%s", "text": "%s"}'
 

@@ -17,7 +17,7 @@ import pytest
 from daemon.bench import peer_libraries
 from daemon.bench.stats import KEPT_MILESTONES, SEGMENTS
 from daemon.bench.ttfa import load_corpus, parse_clients, select_modes
-from tests.conftest import test_config_text
+from tests.support.configs import write_config
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
@@ -26,7 +26,7 @@ PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 def test_bench_command_end_to_end(tmp_path: Path) -> None:
     pytest.importorskip("matplotlib")
     config = tmp_path / "bench.toml"
-    config.write_text(test_config_text(**{"max_reply_tokens = 48": "max_reply_tokens = 24"}))
+    write_config(config, llm={"max_reply_tokens": 24})
     out = tmp_path / "results"
     command = [sys.executable, "-m", "daemon", "--log-level", "WARNING", "bench",
                "--config", str(config), "--turns", "2", "--warmup", "1",
@@ -106,7 +106,7 @@ def test_realtimetts_mode_when_the_peers_extra_is_installed(tmp_path: Path) -> N
     if reason:
         pytest.skip(reason)
     config = tmp_path / "bench.toml"
-    config.write_text(test_config_text(**{"max_reply_tokens = 48": "max_reply_tokens = 16"}))
+    write_config(config, llm={"max_reply_tokens": 16})
     out = tmp_path / "results"
     command = [sys.executable, "-m", "daemon", "--log-level", "WARNING", "bench",
                "--config", str(config), "--turns", "1", "--warmup", "0",

@@ -37,7 +37,7 @@ RULES: dict[str, tuple[str, ...]] = {
                       "daemon.llm.conversation", "daemon.tts.base", "daemon.asr",
                       "daemon.metrics"),
     "daemon.engines": ("daemon.config", "daemon.profiles", "daemon.models", "daemon.llm",
-                       "daemon.tts", "daemon.asr"),
+                       "daemon.tts", "daemon.asr", "daemon.pipeline.timings"),
     "daemon.app": ("daemon.config", "daemon.engines", "daemon.server", "daemon.metrics"),
     "daemon.cli": ("bridge_protocol", "daemon.app", "daemon.launcher", "daemon.bench.command",
                    "daemon.config", "daemon.config_file", "daemon.models",

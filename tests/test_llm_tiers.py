@@ -14,7 +14,7 @@ from daemon.llm.base import ReplyDelta, ReplyStarted, ReplyStats, TierHandoff
 from daemon.llm.pool import LlmPool
 from daemon.llm.tiers import OpenerCutter, TieredLlm
 from daemon.testing.random_gguf import TINY, write_qwen2_gguf
-from tests.conftest import run
+from tests.support.aio import run
 
 pytest.importorskip("gguf")
 
@@ -238,7 +238,7 @@ def test_a_slow_narrative_tier_is_given_up_after_its_timeout(
         llm = await tiered(tiny_models, narrative=config(narrative_timeout_ms=1, n_ctx=2048))
         busy_stop = threading.Event()
         # Another conversation holds the narrative model's only context for a while.
-        busy = asyncio.create_task(collect(llm._narrative.reply(  # noqa: SLF001
+        busy = asyncio.create_task(collect(llm._narrative.reply(
             "npc/2", MESSAGES, busy_stop, max_tokens=1500)))
         await asyncio.sleep(0.05)
         try:

@@ -16,7 +16,7 @@ from bridge_protocol.client import BridgeClient
 from bridge_protocol.messages import Done, TurnTimings
 from daemon.launcher import DaemonProcess, free_tcp_port
 from daemon.metrics import OTHER_STAGES, TTFA_STAGES, stage_durations_ms
-from tests.conftest import run
+from tests.support.aio import run
 
 DOCUMENTED_METRICS = (
     "npc_voice_ttfa_seconds",

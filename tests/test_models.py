@@ -111,7 +111,7 @@ def test_hub_names_carry_an_optional_quantisation() -> None:
 
 
 def git_blob_id(data: bytes) -> str:
-    return hashlib.sha1(b"blob %d\0" % len(data) + data).hexdigest()  # noqa: S324
+    return hashlib.sha1(b"blob %d\0" % len(data) + data).hexdigest()
 
 
 def test_downloads_are_verified_against_the_hub_checksums(tmp_path: Path) -> None:

@@ -25,9 +25,9 @@ from daemon.config import VoiceConfig
 from daemon.launcher import DaemonProcess
 from daemon.models import resolve_piper_voice
 from daemon.tts.piper import PiperEngine
-from tests import conftest
 from tests import raw_zmtp_client as raw
 from tests.raw_zmtp_client import MicResampler, NpcVoiceClient, VoiceInput, frames_to_mic_pcm
+from tests.support.configs import write_config
 
 pytest.importorskip("faster_whisper", reason="voice input needs the `voice` extra")
 
@@ -59,7 +59,7 @@ def line_frames() -> list[list[float]]:
 def voice_daemon(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DaemonProcess]:
     """The packaged config (voice input on, barge-in on), seeded, 48-token replies."""
     path = tmp_path_factory.mktemp("raw-voice") / "voice.toml"
-    path.write_text(conftest.test_config_text())
+    write_config(path)
     with DaemonProcess(path, log_path=path.with_suffix(".log")) as process:
         yield process
 

@@ -20,9 +20,9 @@ from pathlib import Path
 import pytest
 
 from daemon.launcher import DaemonProcess, free_tcp_port
-from tests import conftest
 from tests import raw_zmtp_client as raw
 from tests.raw_zmtp_client import NpcVoiceClient, State, ZmtpConnection
+from tests.support.configs import write_config
 
 PROTOCOL_MD = Path(__file__).resolve().parents[1] / "bridge_protocol" / "PROTOCOL.md"
 HEARTBEAT_IVL_MS = 200
@@ -56,11 +56,9 @@ class DaemonHolder:
 def daemon(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DaemonHolder]:
     directory = tmp_path_factory.mktemp("raw-zmtp")
     config = directory / "heartbeat.toml"
-    config.write_text(conftest.test_config_text(**{
-        "heartbeat_ivl_ms = 2000": f"heartbeat_ivl_ms = {HEARTBEAT_IVL_MS}",
-        "heartbeat_timeout_ms = 20000": f"heartbeat_timeout_ms = {HEARTBEAT_TIMEOUT_MS}",
-        "max_reply_tokens = 48": "max_reply_tokens = 24",
-    }))
+    write_config(config, server={"heartbeat_ivl_ms": HEARTBEAT_IVL_MS,
+                                 "heartbeat_timeout_ms": HEARTBEAT_TIMEOUT_MS},
+                 llm={"max_reply_tokens": 24})
     holder = DaemonHolder(config, directory)
     holder.start()
     yield holder

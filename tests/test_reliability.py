@@ -114,7 +114,7 @@ def test_messages_before_hello_of_a_vanished_client_leave_nothing_behind(
         daemon: DaemonProcess) -> None:
     """A client that sends garbage before `hello` and leaves is forgotten too."""
     async def scenario() -> None:
-        from daemon.testing.raw_zmtp import RawZmtpClient  # noqa: PLC0415
+        from daemon.testing.raw_zmtp import RawZmtpClient
 
         for _ in range(3):
             client = RawZmtpClient("127.0.0.1", daemon.port)

@@ -12,20 +12,13 @@ from bridge_protocol.client import BridgeClient, TurnResult
 from bridge_protocol.framing import DecodedAudio
 from bridge_protocol.messages import Cancelled
 from daemon.launcher import DaemonProcess
-from tests.conftest import TEST_SEED, run, test_config_text
-from tests.test_daemon_e2e import assert_complete_turn
+from tests.support.aio import run
+from tests.support.assertions import assert_complete_turn
+from tests.support.configs import TEST_SEED, config_for_tests, config_text
 
-NARRATIVE_SECTION = f"""
-[llm_narrative]
-model = "smollm2"
-instances = 1
-n_ctx = 2048
-n_threads = 1
-n_threads_batch = 2
-max_reply_tokens = 40
-seed = {TEST_SEED + 1}
-narrative_timeout_ms = 60000
-"""
+NARRATIVE = {"model": "smollm2", "instances": 1, "n_ctx": 2048, "n_threads": 1,
+             "n_threads_batch": 2, "max_reply_tokens": 40, "seed": TEST_SEED + 1,
+             "narrative_timeout_ms": 60000}
 
 FAST_BLOCK_SAMPLES = 1102  # 50 ms at 22050 Hz: the "fast" profile
 CINEMATIC_BLOCK_SAMPLES = 1323  # 60 ms: the "cinematic" profile
@@ -35,14 +28,9 @@ def two_tier_config_text() -> str:
     """The test config plus a narrative tier: blacksmith uses both tiers (the default
     once [llm_narrative] exists), the innkeeper only the fast one, the oracle only the
     narrative one."""
-    text = test_config_text(**{
-        'voice = "joe_quick"\nprofile = "fast"':
-            'voice = "joe_quick"\nprofile = "fast"\ntiers = "fast"',
-        'voice = "joe"\nprofile = "cinematic"':
-            'voice = "joe"\nprofile = "cinematic"\ntiers = "narrative"',
-    })
-    head, npcs = text.split("[npcs.blacksmith]", 1)
-    return head + NARRATIVE_SECTION + "\n[npcs.blacksmith]" + npcs
+    return config_text(config_for_tests(
+        llm_narrative=NARRATIVE,
+        npcs={"innkeeper": {"tiers": "fast"}, "oracle": {"tiers": "narrative"}}))
 
 
 @pytest.fixture(scope="module")
@@ -128,7 +116,7 @@ def test_the_welcome_states_the_profile_each_npc_starts_with(
 
 
 def test_the_config_used_here_is_valid(tmp_path: Path) -> None:
-    from daemon.config_file import load_config  # noqa: PLC0415
+    from daemon.config_file import load_config
 
     path = tmp_path / "two_tiers.toml"
     path.write_text(two_tier_config_text())

@@ -22,7 +22,8 @@ from daemon.config import VoiceConfig
 from daemon.launcher import DaemonProcess
 from daemon.models import resolve_piper_voice
 from daemon.tts.piper import PiperEngine
-from tests.conftest import run, test_config_text
+from tests.support.aio import run
+from tests.support.configs import write_config
 
 pytest.importorskip("faster_whisper", reason="voice input needs the `voice` extra")
 
@@ -61,9 +62,7 @@ def spoken() -> dict[str, np.ndarray]:
 def voice_daemon(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DaemonProcess]:
     """A daemon whose endpoint waits 1 s of silence, so a 0.7 s pause is only a pause."""
     path = tmp_path_factory.mktemp("voice") / "voice.toml"
-    path.write_text(test_config_text(**{
-        "# end_silence_ms = 450": "end_silence_ms = 1000",
-        "# pause_ms = 200": "pause_ms = 200"}))
+    write_config(path, asr={"end_silence_ms": 1000, "pause_ms": 200})
     with DaemonProcess(path, log_path=path.with_suffix(".log")) as process:
         yield process
 

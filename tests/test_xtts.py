@@ -17,6 +17,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import msgspec
@@ -31,8 +32,9 @@ from daemon.models import resolve_piper_voice
 from daemon.tts.piper import PiperEngine
 from daemon.tts.xtts import wire
 from daemon.tts.xtts.engine import XttsEngine, XttsWorker, start_xtts
-from tests.conftest import run, test_config_text
-from tests.test_daemon_e2e import assert_complete_turn, cancel_after_first_block
+from tests.support.aio import run
+from tests.support.assertions import assert_complete_turn, check_cancel_after_first_block
+from tests.support.configs import config_for_tests, config_text
 
 pytestmark = pytest.mark.slow
 
@@ -70,7 +72,7 @@ def tiny_model(python_xtts: str, tmp_path_factory: pytest.TempPathFactory) -> Pa
 @pytest.fixture(scope="session")
 def clips(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     """Piper-spoken reference clips at 22.05 kHz: a WAV, a FLAC and an OGG/Vorbis."""
-    from daemon.config import VoiceConfig  # noqa: PLC0415
+    from daemon.config import VoiceConfig
 
     folder = tmp_path_factory.mktemp("clips")
     engine = PiperEngine(*resolve_piper_voice("joe"))
@@ -90,28 +92,16 @@ def clips(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
 def xtts_config_text(python: str, model: Path, clips: list[Path], cache: Path,
                      device: str = "cpu", dtype: str = "float32") -> str:
     """The test config with its [xtts] section set, an XTTS voice and the NPC "bard"."""
-    clip_list = ", ".join(f'"{clip}"' for clip in clips)
-    return test_config_text(**{
-        "max_reply_tokens = 48": "max_reply_tokens = 24",
-        'model = "xtts-v2" ': f'model = "{model}" ',
-        'python = "" ': f'python = "{python}" ',
-        'device = "cuda" ': f'device = "{device}" ',
-        'dtype = "float16" ': f'dtype = "{dtype}" ',
-        "first_stream_chunk_size = 8 ": "first_stream_chunk_size = 4 ",
-        "stream_chunk_size = 20 ": "stream_chunk_size = 8 ",
-        '# latents_cache_dir = "" ': f'latents_cache_dir = "{cache}" ',
-        "# seed = 1234 ": "seed = 7 ",  # the shared helper already set every seed
-    }) + f'''
-[voices.bard_clone]
-engine = "xtts"
-reference_clips = [{clip_list}]
-fallback = "joe"
-
-[npcs.bard]
-display_name = "Bard"
-persona = "You are a cheerful bard in a tavern. Answer in one or two short sentences."
-voice = "bard_clone"
-'''
+    return config_text(config_for_tests(
+        llm={"max_reply_tokens": 24},
+        xtts={"model": str(model), "python": python, "device": device, "dtype": dtype,
+              "first_stream_chunk_size": 4, "stream_chunk_size": 8,
+              "latents_cache_dir": str(cache), "seed": 7},
+        voices={"bard_clone": {"engine": "xtts", "reference_clips": [str(c) for c in clips],
+                               "fallback": "joe"}},
+        npcs={"bard": {"display_name": "Bard", "voice": "bard_clone",
+                       "persona": "You are a cheerful bard in a tavern. Answer in one or "
+                                  "two short sentences."}}))
 
 
 @pytest.fixture(scope="module")
@@ -162,15 +152,29 @@ def test_an_xtts_npc_streams_its_reply_through_the_daemon(xtts_daemon: DaemonPro
 
 def test_cancelling_an_xtts_turn_stops_it_and_the_next_turn_works(
         xtts_daemon: DaemonProcess) -> None:
-    cancel_after_first_block(xtts_daemon.endpoint, "bard", "Tell me a long ballad about the sea.",
-                             "Thank you, bard.", timeout_s=180, min_rms=RANDOM_MODEL_MIN_RMS)
+    check_cancel_after_first_block(xtts_daemon.endpoint, "bard",
+                                   "Tell me a long ballad about the sea.", "Thank you, bard.",
+                                   timeout_s=180, min_rms=RANDOM_MODEL_MIN_RMS)
+
+
+@pytest.fixture
+def doomed_xtts_daemon(python_xtts: str, tiny_model: Path, clips: dict[str, Path],
+                       tmp_path: Path) -> Iterator[DaemonProcess]:
+    """A daemon of its own: the test kills its worker (so no test depends on order)."""
+    config = tmp_path / "xtts.toml"
+    config.write_text(xtts_config_text(python_xtts, tiny_model, [clips["bard.wav"]],
+                                       tmp_path / "latents"))
+    process = DaemonProcess(config, log_path=tmp_path / "daemon.log",
+                            ready_timeout_s=240).start()
+    yield process
+    assert process.stop() == 0, process.log_text()[-3000:]
 
 
 def test_if_the_worker_dies_the_voice_goes_on_with_its_fallback(
-        xtts_daemon: DaemonProcess) -> None:
-    """Runs after the other tests of `xtts_daemon`: it kills that daemon's worker."""
+        doomed_xtts_daemon: DaemonProcess) -> None:
     import psutil
 
+    xtts_daemon = doomed_xtts_daemon
     assert xtts_daemon.process is not None
     workers = [child for child in psutil.Process(xtts_daemon.process.pid).children()
                if "daemon.tts.xtts.worker" in " ".join(child.cmdline())]
@@ -246,7 +250,7 @@ def synthesize(engine: XttsEngine, text: str, turn_start: bool,
 
 
 def load_voice_settings():
-    from daemon.config import VoiceConfig  # noqa: PLC0415
+    from daemon.config import VoiceConfig
 
     return VoiceConfig(engine="xtts", reference_clips=["unused"], fallback="joe")
 
@@ -353,7 +357,7 @@ def test_latents_are_cached_and_recomputed_when_a_clip_changes(
 # ---- configuration ----------------------------------------------------------------
 
 def test_xtts_voice_config_is_checked(tmp_path: Path) -> None:
-    base = test_config_text()
+    base = config_text(config_for_tests())
     with pytest.raises(ConfigError, match="reference_clips is empty"):
         parse_config(base + '[voices.v]\nengine = "xtts"\nfallback = "joe"\n')
     with pytest.raises(ConfigError, match="must name a Piper voice"):

@@ -331,8 +331,11 @@ async def mic_leavers(host: str, port: int, count: int, npc_id: str,
 
 async def mic_flood(endpoint: str, npc_id: str, seconds: float, probe_endpoint: str
                     ) -> dict[str, float | int]:
-    """Microphone audio as fast as a DEALER can send it, while another client measures
-    its control round trip (`cancel` of an unknown turn -> `unknown_turn`)."""
+    """Flood microphone audio while another client measures its control round trip.
+
+    The audio goes as fast as a DEALER can send it; the probe sends `cancel` of an
+    unknown turn and times the `unknown_turn` reply.
+    """
     context = zmq.asyncio.Context()
     flood = context.socket(zmq.DEALER)
     flood.linger = 0

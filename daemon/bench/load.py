@@ -42,6 +42,10 @@ async def run_streaming(endpoint: str, corpus: Corpus, turns: int, warmup: int,
     """The streaming mode: `warmup` unrecorded, then `turns` recorded turns, one at a time.
 
     Args:
+      endpoint: The daemon's address.
+      corpus: (NPC id, line) pairs, used in order.
+      turns: Recorded turns.
+      warmup: Unrecorded turns first.
       bar: A tqdm progress bar, advanced once per recorded turn.
     """
     records = []

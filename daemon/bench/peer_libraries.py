@@ -61,8 +61,11 @@ def realtimetts_unavailable() -> str | None:
 
 @contextlib.contextmanager
 def _native_stderr_silenced() -> Iterator[None]:
-    """Send file descriptor 2 to /dev/null for a moment (PortAudio probes ALSA and
-    JACK when PyAudio starts and prints pages of warnings from C)."""
+    """Send file descriptor 2 to /dev/null for a moment.
+
+    PortAudio probes ALSA and JACK when PyAudio starts and prints pages of warnings
+    from C.
+    """
     sys.stderr.flush()
     saved = os.dup(2)
     try:

@@ -28,7 +28,7 @@ _SIZE_IN = (7.0, 4.2)
 _DPI = 100
 
 
-def _new_figure():  # noqa: ANN202 - matplotlib types stay local to this module
+def _new_figure():
     from matplotlib.backends.backend_agg import FigureCanvasAgg  # noqa: PLC0415
     from matplotlib.figure import Figure  # noqa: PLC0415
 

@@ -14,6 +14,7 @@ import threading
 import time
 from dataclasses import asdict, dataclass
 
+import msgspec
 import numpy as np
 import psutil
 
@@ -210,7 +211,8 @@ class TurnRecord:
 
     def segments_ms(self) -> dict[str, float]:
         """`SEGMENTS` of this turn's TTFA that happened (see `stage_durations_ms`)."""
-        timings = TurnTimings(**{m: v for m, v in self.milestones.items() if v is not None})
+        timings = msgspec.convert({m: v for m, v in self.milestones.items() if v is not None},
+                                  TurnTimings)
         segments = {s: v for s, v in stage_durations_ms(timings).items() if s in TTFA_STAGES}
         first_block = self.milestones["first_block_ms"]
         if self.ttfa_ms is not None and first_block is not None:
@@ -225,14 +227,16 @@ class TurnRecord:
 def summarise(records: list[TurnRecord]) -> dict:
     """Aggregate figures of one mode or load level (what the table prints, the JSON holds)."""
     ok = [r for r in records if r.outcome == "done" and r.ttfa_ms is not None]
+    ttfa_ms = [r.ttfa_ms for r in ok if r.ttfa_ms is not None]
     segments = [r.segments_ms() for r in ok]
     return {
         "turns": len(records),
         "turns_done": len(ok),
-        "ttfa_ms": percentiles([r.ttfa_ms for r in ok]),
-        "time_to_playback_ms": percentiles([r.ttfa_ms + r.prebuffer_ms for r in ok]),
-        "milestones_ms": {m: percentiles([r.milestones[m] for r in ok
-                                          if r.milestones[m] is not None])
+        "ttfa_ms": percentiles(ttfa_ms),
+        "time_to_playback_ms": percentiles([r.ttfa_ms + r.prebuffer_ms for r in ok
+                                            if r.ttfa_ms is not None]),
+        "milestones_ms": {m: percentiles([value for r in ok
+                                          if (value := r.milestones[m]) is not None])
                           for m in KEPT_MILESTONES},
         "segments_mean_ms": {s: round(float(np.mean([seg.get(s, 0.0) for seg in segments])), 1)
                              if segments else None for s in SEGMENTS},

@@ -191,6 +191,7 @@ def bench_turns(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def print_turns(report: dict[str, Any]) -> None:
+    """Print the `turns` report as a table."""
     print(f"machine: {report['machine']}")
     print(f"load before: {report['load_before']}  after: {report['load_after']}")
     print(f"{'mode':14} {'turns':>5} {'TTFA p50':>9} {'p95':>7} {'cont. audio p50':>16} "
@@ -210,6 +211,7 @@ def print_turns(report: dict[str, Any]) -> None:
 
 
 def print_llm(report: dict[str, Any]) -> None:
+    """Print the `llm` report as a table."""
     print(f"gpu offload: {report['gpu_offload']}, n_ctx {report['n_ctx']}, n_gpu_layers "
           f"{report['n_gpu_layers']}, flash_attn {report['flash_attn']}")
     print(f"{'model':6} {'quant':6} {'file GB':>8} {'load s':>7} {'prompt':>7} "
@@ -221,6 +223,7 @@ def print_llm(report: dict[str, Any]) -> None:
 
 
 def print_vram(table: dict[str, Any]) -> None:
+    """Print the VRAM budget of each model and tier pair."""
     print(f"n_ctx {table['n_ctx']}; {table['units']}")
     for name, quants in table["models"].items():
         for quant, gb in quants.items():
@@ -235,6 +238,7 @@ def print_vram(table: dict[str, Any]) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    """The parser of `npc-voice bench tiers`."""
     parser = argparse.ArgumentParser(prog="npc-voice bench tiers", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--json", type=Path, help="write the report here")

@@ -213,10 +213,7 @@ def _run_in_process_modes(args: argparse.Namespace, corpus: list[tuple[str, str]
                           modes: list[str], report: dict) -> None:
     """The naive and RealtimeTTS modes, on the daemon's models loaded in this process."""
     from daemon.bench.naive import Conversations, InProcessModels, naive_turn  # noqa: PLC0415
-    from daemon.config_file import (
-        load_config,  # noqa: PLC0415
-        with_overrides,  # noqa: PLC0415
-    )
+    from daemon.config_file import load_config, with_overrides  # noqa: PLC0415
 
     config = with_overrides(load_config(args.config), llm_seed=args.seed)
     prebuffer_ms = {npc_id: config.profile(npc.profile).prebuffer_ms

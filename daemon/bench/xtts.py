@@ -91,6 +91,7 @@ def bench_dtype(model_dir: Path, device: str, dtype: str, args: argparse.Namespa
 
 
 def main(argv: list[str] | None = None) -> dict:
+    """`npc-voice bench xtts`: time first audio and RTF; returns the report."""
     from daemon.testing.random_xtts import SIZES, write_random_xtts
 
     parser = argparse.ArgumentParser(prog="npc-voice bench xtts",

@@ -21,6 +21,7 @@ from daemon.llm.conversation import persona_messages
 from daemon.llm.pool import LlmPool
 from daemon.llm.tiers import TieredLlm
 from daemon.models import resolve_llm, resolve_piper_voice
+from daemon.pipeline.timings import ms_since
 from daemon.tts.base import TtsEngine, Voice
 from daemon.tts.piper import PiperEngine
 from daemon.tts.xtts.engine import XttsEngine, XttsStartup, XttsVoice, XttsWorker, start_xtts
@@ -99,13 +100,11 @@ async def load_engines(config: Config) -> Engines:
         onnx_path, json_path = resolve_piper_voice(settings.model)
         if onnx_path not in engines_by_model:
             thread: EngineThread = EngineThread(f"piper-{onnx_path.stem}")
-            engine = await thread.call(PiperEngine, onnx_path, json_path, config.tts.onnx_threads)
+            piper = await thread.call(PiperEngine, onnx_path, json_path, config.tts.onnx_threads)
             warm_started = time.perf_counter()
-            await thread.call(engine.warm_up)
-            _LOGGER.info(
-                "warmed %s in %.0f ms", engine.name, (time.perf_counter() - warm_started) * 1000
-            )
-            engines_by_model[onnx_path] = (engine, thread)
+            await thread.call(piper.warm_up)
+            _LOGGER.info("warmed %s in %.0f ms", piper.name, ms_since(warm_started))
+            engines_by_model[onnx_path] = (piper, thread)
         engine, thread = engines_by_model[onnx_path]
         voices[voice_name] = Voice(engine, thread, settings)
     tts_threads = [thread for _, thread in engines_by_model.values()]

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncGenerator, Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Generic, TypeVar
 
@@ -42,7 +42,8 @@ class EngineThread(Generic[T]):
         """Run `fn(*args)` on the engine thread and return its result."""
         return await asyncio.wrap_future(self._executor.submit(fn, *args))
 
-    async def stream(self, produce: Producer[T], stop: threading.Event) -> AsyncIterator[T]:
+    async def stream(self, produce: Producer[T], stop: threading.Event
+                     ) -> AsyncGenerator[T, None]:
         """Run `produce` on the engine thread, yielding what it emits as it emits it.
 
         The items are few and bounded by the producer itself (tokens up to the reply
@@ -70,7 +71,7 @@ class EngineThread(Generic[T]):
         def job() -> None:
             either_stop = AnyEvent(stop, job_stop)
             try:
-                produce(lambda item: post(_ITEM, item), either_stop)  # type: ignore[arg-type]
+                produce(lambda item: post(_ITEM, item), either_stop)
             except BaseException as exc:  # noqa: BLE001 - re-raised on the loop
                 post(_ERROR, exc)
             else:
@@ -105,4 +106,5 @@ class AnyEvent(threading.Event):
         self._second = second
 
     def is_set(self) -> bool:
+        """True once either event is set."""
         return self._first.is_set() or self._second.is_set()

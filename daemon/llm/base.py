@@ -9,7 +9,7 @@ llama.cpp build.
 from __future__ import annotations
 
 import threading
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncGenerator, Callable
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -80,7 +80,7 @@ class LlmStage(Protocol):
 
     def reply(self, key: str, messages: list[ChatMessage], stop: threading.Event,
               persona_key: str | None = None, tiers: Tiers = "fast"
-              ) -> AsyncIterator[ReplyItem]:
+              ) -> AsyncGenerator[ReplyItem, None]:
         """Stream the reply of conversation `key` to `messages` (persona first).
 
         Yields one `ReplyStarted` per tier, its `ReplyDelta`s and one `ReplyStats`; a

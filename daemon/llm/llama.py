@@ -22,6 +22,7 @@ import time
 from collections import OrderedDict
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any, cast
 
 from llama_cpp import Llama, LlamaState, llama_supports_gpu_offload
 from llama_cpp.llama_chat_format import CHATML_CHAT_TEMPLATE, Jinja2ChatFormatter
@@ -162,7 +163,8 @@ class LlamaContext:
           opener: Text the assistant turn already begins with (assistant prefill); the
             model continues it. "" = a fresh reply.
         """
-        return self._formatter(messages=messages).prompt + opener
+        # ChatMessage dicts are what llama-cpp-python's typed message dicts are at run time.
+        return self._formatter(messages=cast(Any, messages)).prompt + opener
 
     def _tokens(self, prompt: str) -> list[int]:
         # As llama-cpp-python's chat handler: the template writes BOS itself, and the
@@ -253,7 +255,7 @@ class LlamaContext:
     ) -> tuple[int, str]:
         """Stream the completion of `tokens`; return (tokens generated, finish reason)."""
         llama, config = self._llama, self._config
-        stream = llama.create_completion(
+        stream: Any = llama.create_completion(  # stream=True: an iterator of chunk dicts
             tokens,
             stream=True,
             max_tokens=max_tokens or config.max_reply_tokens,

@@ -12,13 +12,13 @@ import logging
 import threading
 import time
 from collections import deque
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 
 from daemon.config import LlmConfig
 from daemon.engines.thread import EngineThread
-from daemon.llm.base import ChatMessage, OpenerSource, ReplyDelta, ReplyStarted, ReplyStats
+from daemon.llm.base import ChatMessage, OpenerSource, ReplyEvent
 from daemon.llm.llama import KvStateStore, LlamaContext
 
 _LOGGER = logging.getLogger(__name__)
@@ -134,7 +134,7 @@ class LlmPool:
         persona_key: str | None = None,
         max_tokens: int | None = None,
         opener: OpenerSource | None = None,
-    ) -> AsyncIterator[ReplyStarted | ReplyDelta | ReplyStats]:
+    ) -> AsyncGenerator[ReplyEvent, None]:
         """Stream the reply for conversation `key`.
 
         Yields one `ReplyStarted` (a context took the request), `ReplyDelta`s, then one

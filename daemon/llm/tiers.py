@@ -27,7 +27,7 @@ import asyncio
 import concurrent.futures
 import logging
 import threading
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 from contextlib import aclosing
 from dataclasses import dataclass
 
@@ -36,6 +36,7 @@ from daemon.engines.thread import AnyEvent
 from daemon.llm.base import (
     ChatMessage,
     ReplyDelta,
+    ReplyEvent,
     ReplyItem,
     ReplyStats,
     TierHandoff,
@@ -236,7 +237,7 @@ class TieredLlm:
         stop: threading.Event,
         persona_key: str | None = None,
         tiers: Tiers = "fast",
-    ) -> AsyncIterator[ReplyItem]:
+    ) -> AsyncGenerator[ReplyItem, None]:
         """Stream the reply for conversation `key` from the tiers named.
 
         Yields `ReplyStarted`, `ReplyDelta`s and `ReplyStats` of each tier used; with
@@ -250,9 +251,9 @@ class TieredLlm:
         """
         if tiers != "both":
             pool = self._pools(tiers)[0]
-            async with aclosing(pool.reply(key, messages, stop, persona_key)) as items:
-                async for item in items:
-                    yield item
+            async with aclosing(pool.reply(key, messages, stop, persona_key)) as events:
+                async for event in events:
+                    yield event
             return
         async with aclosing(self._two_tier(key, messages, stop, persona_key)) as items:
             async for item in items:
@@ -261,7 +262,7 @@ class TieredLlm:
     async def _two_tier(
         self, key: str, messages: list[ChatMessage], stop: threading.Event,
         persona_key: str | None,
-    ) -> AsyncIterator[ReplyItem]:
+    ) -> AsyncGenerator[ReplyItem, None]:
         assert self._narrative is not None
         handoff = _Handoff()
         continuation: asyncio.Queue[object] = asyncio.Queue()  # bounded by max_reply_tokens
@@ -303,8 +304,8 @@ class TieredLlm:
             if narrative is None:
                 narrative = start_narrative()
             yield TierHandoff(cutter.opener)
-            async for item in self._continuation(continuation, key):
-                yield item
+            async for continued in self._continuation(continuation, key):
+                yield continued
         finally:
             handoff.resolve(None)
             if narrative is not None and not narrative.done():
@@ -315,7 +316,7 @@ class TieredLlm:
                 narrative.add_done_callback(self._draining.discard)
 
     async def _continuation(self, items: asyncio.Queue[object], key: str
-                            ) -> AsyncIterator[ReplyItem]:
+                            ) -> AsyncGenerator[ReplyItem, None]:
         loop = asyncio.get_running_loop()
         timeout_s = self._narrative_timeout_s
         deadline = loop.time() + timeout_s if timeout_s is not None else None
@@ -342,15 +343,16 @@ class TieredLlm:
             yield item  # type: ignore[misc]
 
     @staticmethod
-    async def _pump(stream: AsyncIterator[object], items: asyncio.Queue[object]) -> None:
+    async def _pump(stream: AsyncGenerator[ReplyEvent, None],
+                    items: asyncio.Queue[object]) -> None:
         """Run a tier's stream to its end in the background, queueing what it yields."""
         try:
-            async with aclosing(stream) as source:  # type: ignore[type-var]
+            async with aclosing(stream) as source:
                 async for item in source:
                     items.put_nowait(item)
         except asyncio.CancelledError:
             raise
-        except Exception as exc:  # reported by the consumer as a narrative failure
+        except Exception as exc:  # noqa: BLE001 - the consumer reports it (narrative failure)
             items.put_nowait(_Failure(exc))
             return
         items.put_nowait(_END)

@@ -37,8 +37,11 @@ def is_boundary_mark(text: str, mark_pos: int, marks: frozenset[str]) -> bool:
 
 
 def ends_phrase(text: str, end: int, marks: frozenset[str]) -> bool:
-    """True if the text before position `end` ends with one of `marks` (then maybe
-    closing quotes or brackets) that is a real boundary (see `is_boundary_mark`)."""
+    """True if the text before position `end` ends a phrase with one of `marks`.
+
+    The mark may be followed by closing quotes or brackets, and must be a real
+    boundary (see `is_boundary_mark`).
+    """
     mark_pos = end - 1
     while mark_pos > 0 and text[mark_pos] in CLOSING_QUOTES:
         mark_pos -= 1

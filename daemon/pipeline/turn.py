@@ -130,8 +130,11 @@ class Turn:
         self._send = send
 
     def released(self) -> None:
-        """A speculative turn's held-back messages are being sent now: its first block
-        leaves now, not when it was made, so the daemon-side TTFA counts to now."""
+        """Note that a speculative turn's held-back messages are being sent now.
+
+        Its first block leaves now, not when it was made, so the daemon-side TTFA counts
+        to now.
+        """
         if self.progress.block_count:
             timings = self.progress.timings
             timings.first_block_ms = max(timings.first_block_ms or 0.0, self._ms())
@@ -217,7 +220,7 @@ class Turn:
                 await chunks.put(_Queued(_renumbered(chunk, first_index), profile, continuation))
         except asyncio.CancelledError:
             raise
-        except Exception as exc:  # handed to the speaking stage, which raises it
+        except Exception as exc:  # noqa: BLE001 - handed to the speaking stage, which raises it
             outcome = _Failure(exc)
         await chunks.put(outcome)
 

@@ -46,7 +46,7 @@ from daemon.server.connections import ZAP_DOMAIN, ConnectionTracker, ZapGate
 from daemon.server.memory import MemoryTrimmer
 from daemon.server.mic import MicInput
 from daemon.server.sender import Sender
-from daemon.server.socket_io import SocketWriter
+from daemon.server.socket_io import SocketWriter, resolved
 from daemon.server.tasks import BackgroundTasks
 from daemon.server.turns import TurnManager
 from daemon.tts.base import Voice
@@ -197,8 +197,11 @@ class BridgeServer:
     # ------------------------------------------------------------------ reading
 
     async def _read_loop(self) -> None:
-        """Read messages and connection events until cancelled; nothing a client sends
-        can end it (every failure becomes an error reply and a log line)."""
+        """Read messages and connection events until cancelled.
+
+        Nothing a client sends can end it: every failure becomes an error reply and a
+        log line.
+        """
         assert self._socket is not None and self._connections is not None
         poller = zmq.asyncio.Poller()
         poller.register(self._socket, zmq.POLLIN)
@@ -222,14 +225,14 @@ class BridgeServer:
         """The next message's first `_MAX_FRAMES` frames and how many more it had."""
         assert self._socket is not None
         try:
-            frame = self._socket.recv(flags=zmq.NOBLOCK, copy=False).result()
+            frame = resolved(self._socket.recv(flags=zmq.NOBLOCK, copy=False)).result()
         except zmq.Again:
             return None
         frames = [frame]
         extra = 0
         # libzmq delivers a multipart message whole: its other frames are there already.
         while frame.more:
-            frame = self._socket.recv(flags=zmq.NOBLOCK, copy=False).result()
+            frame = resolved(self._socket.recv(flags=zmq.NOBLOCK, copy=False)).result()
             if len(frames) < _MAX_FRAMES:
                 frames.append(frame)
             else:
@@ -279,6 +282,7 @@ class BridgeServer:
                 self._client_gone(client)
 
     def _dispatch(self, client: Client, message: object) -> None:
+        mic = self._mic
         match message:
             case Hello():
                 self._hello(client, message)
@@ -289,16 +293,16 @@ class BridgeServer:
                 self._turns.say(client, message)
             case Cancel(turn_id=turn_id):
                 self._turns.cancel(client, turn_id)
-            case ListenStart() | DecodedMic() | ListenStop() if self._mic is None:
+            case ListenStart() | DecodedMic() | ListenStop() if mic is None:
                 self._sender.reject(client, ErrorCode.VOICE_INPUT_UNAVAILABLE,
-                            "voice input is off in this daemon (config [asr] enabled, or "
-                            "the `voice` extra is not installed)")
-            case ListenStart():
-                self._mic.listen_start(client, message)
-            case DecodedMic():
-                self._mic.mic_audio(client, message)
-            case ListenStop():
-                self._mic.listen_stop(client)
+                                    "voice input is off in this daemon (config [asr] enabled, "
+                                    "or the `voice` extra is not installed)")
+            case ListenStart() if mic is not None:
+                mic.listen_start(client, message)
+            case DecodedMic() if mic is not None:
+                mic.mic_audio(client, message)
+            case ListenStop() if mic is not None:
+                mic.listen_stop(client)
 
     def _hello(self, client: Client, hello: Hello) -> None:
         server = self._config.server
@@ -337,8 +341,11 @@ class BridgeServer:
             npcs=npcs))
 
     def _client_gone(self, client: Client) -> None:
-        """The client disconnected: cancel its turns quietly and forget everything it owns
-        (its outbox, microphone, conversations and their cached LLM state)."""
+        """Forget a disconnected client and everything it owns.
+
+        Its turns are cancelled quietly; its outbox, microphone, conversations and their
+        cached LLM state are freed.
+        """
         if client.gone:
             return
         _LOGGER.info("client %s disconnected; cancelling %d turn(s)",

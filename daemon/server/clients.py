@@ -65,8 +65,10 @@ class Client:
     last_speculative_id: int = 0
 
     def speculative_turn_id(self) -> int:
-        """A negative id for a speculative turn, unique on this connection (the
-        client-visible id is assigned when the turn is released)."""
+        """A negative id for a speculative turn, unique on this connection.
+
+        The client-visible id is assigned when the turn is released.
+        """
         self.last_speculative_id -= 1
         return self.last_speculative_id
 

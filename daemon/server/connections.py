@@ -27,11 +27,14 @@ ZAP requests and refuses connections beyond `max_connections`.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from typing import Any
 
 import zmq
 import zmq.asyncio
 from zmq.utils.monitor import parse_monitor_message
+
+from daemon.server.socket_io import resolved
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -73,7 +76,7 @@ class ConnectionTracker:
         """
         while True:
             try:
-                frames = self.monitor.recv_multipart(flags=zmq.NOBLOCK).result()
+                frames = resolved(self.monitor.recv_multipart(flags=zmq.NOBLOCK)).result()
             except zmq.Again:
                 break
             except zmq.ZMQError:  # the socket is closing
@@ -85,7 +88,7 @@ class ConnectionTracker:
         closed, self._closed = self._closed, []
         return closed
 
-    def _on_event(self, event: dict) -> None:
+    def _on_event(self, event: Mapping[str, Any]) -> None:
         kind, fd = event["event"], int(event["value"])
         if kind == zmq.EVENT_ACCEPTED:
             self._open.add(fd)
@@ -128,8 +131,10 @@ class ConnectionTracker:
 
 
 class ZapGate:
-    """Answers libzmq's ZAP requests: every ZMTP 3 connection is admitted while fewer
-    than `max_connections` are open, and refused (status 400) beyond that.
+    """Answers libzmq's ZAP requests: admits connections up to `max_connections`.
+
+    Every ZMTP 3 connection is admitted while fewer than `max_connections` are open,
+    and refused (status 400) beyond that.
 
     Setting a ZAP domain on the ROUTER is what makes libzmq refuse the ZMTP 1.0/2.0
     fallbacks; this handler then decides the rest. It must be bound (`bind`) before

@@ -24,14 +24,16 @@ def _load_malloc_trim() -> Callable[[int], int] | None:
     if name is None:
         return None
     try:
-        return ctypes.CDLL(name).malloc_trim  # type: ignore[no-any-return]
+        trim: Callable[[int], int] = ctypes.CDLL(name).malloc_trim
+        return trim
     except (OSError, AttributeError):
         return None
 
 
 class MemoryTrimmer:
-    """Trims the heap after a burst of frees: at once, then at most every `interval_s`
-    (a request inside the interval runs when it ends, so the last one is never lost).
+    """Trims the heap after a burst of frees: at once, then at most every `interval_s`.
+
+    A request inside the interval runs when it ends, so the last one is never lost.
 
     The server asks for one after a client's resources were freed and whenever its
     last running turn ends, not per message. The trim itself (a few milliseconds on a

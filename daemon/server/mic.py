@@ -192,7 +192,8 @@ class MicInput:
                 if mic_event is not None:
                     self._on_event(client, session, mic_event)
                 return
-            pcm, arrived_at = item  # type: ignore[misc]
+            assert isinstance(item, tuple)
+            pcm, arrived_at = item
             session.pending_samples -= len(pcm) // 2
             events = session.stream.push(pcm)
             session.arrivals.append((session.stream.frames_seen, arrived_at))
@@ -219,15 +220,15 @@ class MicInput:
                                                   at_ms=frame_to_ms(event.speech_start_frame)))
             if self._config.barge_in:
                 self._turns.barge_in(client, npc_id)
-        elif event.kind == "pause":
+        elif event.kind == "pause" and audio is not None:
             self._drop_speculation(client, session)
-            speculation = _Speculation(event)
-            speculation.task = self._tasks.start(
-                self._speculate(client, session, speculation, audio), name="voice-speculation")
-            session.speculation = speculation
+            started = _Speculation(event)
+            started.task = self._tasks.start(
+                self._speculate(client, session, started, audio), name="voice-speculation")
+            session.speculation = started
         elif event.kind == "resume":
             self._drop_speculation(client, session)
-        else:  # end
+        elif event.kind == "end" and audio is not None:
             speculation, session.speculation = session.speculation, None
             if speculation is not None and (
                     speculation.event.speech_end_frame != event.speech_end_frame):
@@ -265,7 +266,7 @@ class MicInput:
         if not text:
             self._sender.send(client, SpeechEnded(npc_id=npc_id, at_ms=end_ms))
             return
-        if speculative:
+        if speculative and speculation is not None:
             handle = speculation.handle
         else:
             handle = self._start(client, session, event, text)

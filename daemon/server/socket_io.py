@@ -10,12 +10,24 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
+from typing import TypeVar
 
 import zmq
 import zmq.asyncio
 
 from daemon.server.clients import Client
+
+T = TypeVar("T")
+
+
+def resolved(call: Awaitable[T]) -> asyncio.Future[T]:
+    """The future a non-blocking (`zmq.NOBLOCK`) zmq.asyncio call returns, already done.
+
+    Its result or error (`zmq.Again` when nothing was ready) is read without awaiting.
+    """
+    assert isinstance(call, asyncio.Future), "expected a zmq.asyncio NOBLOCK call"
+    return call
 
 
 class SocketWriter:
@@ -80,9 +92,9 @@ class SocketWriter:
             item = client.outbox[0]
             # A non-blocking send on a zmq.asyncio socket returns a future that is
             # already resolved: the error (if any) is in it, not raised here.
-            error = self._socket.send_multipart(
+            error = resolved(self._socket.send_multipart(
                 [client.identity, *item.frames], flags=zmq.NOBLOCK, copy=False
-            ).exception()
+            )).exception()
             if isinstance(error, zmq.Again):
                 continue  # this client's pipe is full: try the others
             if isinstance(error, zmq.ZMQError) and error.errno == zmq.EHOSTUNREACH:

@@ -69,8 +69,11 @@ class TurnHandle:
         return self.state is TurnState.SPECULATIVE
 
     def deliver(self, message: DaemonMessage, pcm: bytes | None, send: SendFn) -> None:
-        """Route a subtitle or block the turn produced: sent, held back, or dropped (the
-        turn was stopped: nothing of it may follow its terminal event)."""
+        """Route a subtitle or block the turn produced: sent, held back, or dropped.
+
+        It is dropped when the turn was stopped: nothing of it may follow its terminal
+        event.
+        """
         if self.finished or self.turn.stop.is_set():
             return
         if self.speculative:
@@ -119,8 +122,10 @@ class TurnHandle:
         return terminal
 
     def drop(self) -> None:
-        """Stop the turn without a word to the client (a speculative turn whose player
-        went on speaking)."""
+        """Stop the turn without a word to the client.
+
+        For a speculative turn whose player went on speaking.
+        """
         self.state = TurnState.FINISHED
         self._held_back = []
         self._pending_terminal = None

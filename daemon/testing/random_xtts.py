@@ -144,6 +144,7 @@ def write_random_xtts(directory: str | Path, dims: XttsDims = TINY, seed: int = 
 
 
 def main(argv: list[str] | None = None) -> None:
+    """`python -m daemon.testing.random_xtts DIR`: write a checkpoint, print its folder."""
     parser = argparse.ArgumentParser(
         prog="python -m daemon.testing.random_xtts",
         description="Write a random-weight XTTS-v2 checkpoint directory (tests, GPU timings).")

@@ -125,8 +125,10 @@ class RawZmtpClient:
                 return frames
 
     async def is_closed_by_peer(self, timeout_s: float) -> bool:
-        """True if the daemon closes the connection within `timeout_s` (data is read and
-        dropped meanwhile)."""
+        """True if the daemon closes the connection within `timeout_s`.
+
+        Data that arrives meanwhile is read and dropped.
+        """
         reader = self._reader
         assert reader is not None
 

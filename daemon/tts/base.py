@@ -7,7 +7,7 @@ turn uses: an engine plus one voice's settings, streaming int16 PCM asynchronous
 from __future__ import annotations
 
 import threading
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncGenerator, Callable
 from typing import Protocol
 
 import msgspec
@@ -86,7 +86,7 @@ class Voice:
         return self.engine.sample_rate_hz
 
     def stream(self, text: str, stop: threading.Event,
-               turn_start: bool = False) -> AsyncIterator[np.ndarray]:
+               turn_start: bool = False) -> AsyncGenerator[np.ndarray, None]:
         """Synthesise `text`; yield 1-D int16 mono arrays at `sample_rate_hz`.
 
         `turn_start` marks a turn's first chunk (see `TtsEngine.synthesize`). The

@@ -68,8 +68,10 @@ class PiperEngine:
         self, text: str, voice: VoiceConfig, emit: Int16Emit, stop: threading.Event,
         turn_start: bool = False,
     ) -> None:
-        """Speak `text` sentence by sentence; see `TtsEngine.synthesize` (Piper's first
-        piece is a whole sentence either way, so `turn_start` changes nothing).
+        """Speak `text` sentence by sentence; see `TtsEngine.synthesize`.
+
+        Piper's first piece is a whole sentence either way, so `turn_start` changes
+        nothing.
 
         Peak normalisation is off (`normalize_audio=False`): Piper would otherwise
         scale every sentence to full scale and loudness would jump between chunks.

@@ -20,7 +20,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 from contextlib import aclosing
 from dataclasses import dataclass, field
 
@@ -199,8 +199,11 @@ class XttsEngine:
 
     def synthesize(self, text: str, voice: VoiceConfig, emit: Int16Emit,
                    stop: threading.Event, turn_start: bool = False) -> None:
-        """Speak `text` (see `TtsEngine.synthesize`); a turn's first chunk streams in
-        `first_stream_chunk_size` pieces, later ones in `stream_chunk_size` pieces."""
+        """Speak `text` (see `TtsEngine.synthesize`).
+
+        A turn's first chunk streams in `first_stream_chunk_size` pieces, later ones in
+        `stream_chunk_size` pieces.
+        """
         xtts = self.settings
         gain = voice.volume
 
@@ -250,16 +253,16 @@ class XttsVoice(Voice):
         return self.fallback
 
     def stream(self, text: str, stop: threading.Event,
-               turn_start: bool = False) -> AsyncIterator[np.ndarray]:
+               turn_start: bool = False) -> AsyncGenerator[np.ndarray, None]:
         """As `Voice.stream`, through the fallback once the worker has died."""
         serving = self._serving()
         if serving is None:
             return super().stream(text, stop, turn_start)
         return self._resampled(serving.stream(text, stop, turn_start), serving.sample_rate_hz)
 
-    async def _resampled(self, pieces: AsyncIterator[np.ndarray],
-                         from_hz: int) -> AsyncIterator[np.ndarray]:
-        async with aclosing(pieces) as stream:  # type: ignore[type-var]
+    async def _resampled(self, pieces: AsyncGenerator[np.ndarray, None],
+                         from_hz: int) -> AsyncGenerator[np.ndarray, None]:
+        async with aclosing(pieces) as stream:
             async for piece in stream:
                 yield resample_int16(piece, from_hz, self.sample_rate_hz)
 

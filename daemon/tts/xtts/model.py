@@ -27,6 +27,7 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -51,8 +52,8 @@ class Latents:
       speaker_embedding: float32 tensor [1, 512, 1] (H/ASP ResNet, L2-normalised).
     """
 
-    gpt_cond_latent: object
-    speaker_embedding: object
+    gpt_cond_latent: Any
+    speaker_embedding: Any
 
 
 def model_identity(model_dir: Path) -> str:

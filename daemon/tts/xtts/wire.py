@@ -12,8 +12,9 @@ This module imports only msgspec, so both sides can use it whatever else is inst
 
 from __future__ import annotations
 
+import re
 import struct
-from typing import BinaryIO, Literal
+from typing import IO, Literal
 
 import msgspec
 
@@ -25,14 +26,17 @@ LoadFailure = Literal["not_installed", "no_cuda", "out_of_memory", "model_not_fo
                       "load_failed"]
 
 
-class _Message(msgspec.Struct, tag_field="type", tag=lambda name: name.lower(),
-               kw_only=True, frozen=True):
-    pass
+def _snake_case(name: str) -> str:
+    return re.sub(r"(?<!^)(?=[A-Z])", "_", name).lower()
+
+
+class _Message(msgspec.Struct, tag_field="type", tag=_snake_case, kw_only=True, frozen=True):
+    """Base of the wire messages; `type` is the snake_case class name (as on the socket)."""
 
 
 # ---- daemon -> worker -------------------------------------------------------------
 
-class Load(_Message):
+class Load(_Message, frozen=True):
     """First request: load the model, warm it up, answer `Ready` or `LoadFailed`.
 
     Attributes:
@@ -53,14 +57,14 @@ class Load(_Message):
     warm_up: bool = True
 
 
-class PrepareVoice(_Message):
+class PrepareVoice(_Message, frozen=True):
     """Compute (or load from the cache) one voice's conditioning latents."""
 
     voice: str
     clips: list[str]
 
 
-class Synthesize(_Message):
+class Synthesize(_Message, frozen=True):
     """Stream one text chunk as `Audio` frames, then `End`.
 
     Attributes:
@@ -90,19 +94,19 @@ class Synthesize(_Message):
     seed: int = -1
 
 
-class Cancel(_Message):
+class Cancel(_Message, frozen=True):
     """Stop request `request_id` at the next piece boundary (an `End` still follows)."""
 
     request_id: int
 
 
-class Shutdown(_Message):
+class Shutdown(_Message, frozen=True):
     """Exit once the current request is done."""
 
 
 # ---- worker -> daemon -------------------------------------------------------------
 
-class Ready(_Message):
+class Ready(_Message, frozen=True):
     """The model is loaded (and warm).
 
     Attributes:
@@ -122,14 +126,14 @@ class Ready(_Message):
     versions: str
 
 
-class LoadFailed(_Message):
+class LoadFailed(_Message, frozen=True):
     """The model could not be loaded; the daemon falls back to CPU voices."""
 
     reason: LoadFailure
     message: str
 
 
-class VoiceReady(_Message):
+class VoiceReady(_Message, frozen=True):
     """A voice's latents are available.
 
     Attributes:
@@ -145,21 +149,21 @@ class VoiceReady(_Message):
     ms: float
 
 
-class VoiceFailed(_Message):
+class VoiceFailed(_Message, frozen=True):
     """A voice's reference clips could not be used (missing, unreadable, too short)."""
 
     voice: str
     message: str
 
 
-class Audio(_Message):
+class Audio(_Message, frozen=True):
     """One streamed piece: s16le mono PCM at `Ready.sample_rate_hz`."""
 
     request_id: int
     pcm: bytes
 
 
-class End(_Message):
+class End(_Message, frozen=True):
     """The last reply of a `Synthesize`.
 
     Attributes:
@@ -190,14 +194,14 @@ class WorkerGone(EOFError):
     """The other end closed the pipe (the worker exited or the daemon went away)."""
 
 
-def write_frame(stream: BinaryIO, message: ToWorker | FromWorker) -> None:
+def write_frame(stream: IO[bytes], message: ToWorker | FromWorker) -> None:
     """Write one framed message and flush."""
     payload = _ENCODER.encode(message)
     stream.write(_LENGTH.pack(len(payload)) + payload)
     stream.flush()
 
 
-def _read_exactly(stream: BinaryIO, size: int) -> bytes:
+def _read_exactly(stream: IO[bytes], size: int) -> bytes:
     data = b""
     while len(data) < size:
         piece = stream.read(size - len(data))
@@ -207,18 +211,18 @@ def _read_exactly(stream: BinaryIO, size: int) -> bytes:
     return data
 
 
-def _read_payload(stream: BinaryIO) -> bytes:
+def _read_payload(stream: IO[bytes]) -> bytes:
     (size,) = _LENGTH.unpack(_read_exactly(stream, _LENGTH.size))
     if size > MAX_FRAME_BYTES:
         raise ValueError(f"frame of {size} bytes is larger than {MAX_FRAME_BYTES}")
     return _read_exactly(stream, size)
 
 
-def read_to_worker(stream: BinaryIO) -> ToWorker:
+def read_to_worker(stream: IO[bytes]) -> ToWorker:
     """Read one request (worker side). Raises WorkerGone at end of input."""
     return _TO_WORKER.decode(_read_payload(stream))
 
 
-def read_from_worker(stream: BinaryIO) -> FromWorker:
+def read_from_worker(stream: IO[bytes]) -> FromWorker:
     """Read one reply (daemon side). Raises WorkerGone when the worker has exited."""
     return _FROM_WORKER.decode(_read_payload(stream))

@@ -21,9 +21,13 @@ import sys
 import threading
 import time
 from pathlib import Path
-from typing import BinaryIO
+from typing import TYPE_CHECKING, BinaryIO, Literal
 
 from daemon.tts.xtts import wire
+
+if TYPE_CHECKING:  # torch lives only in this worker's environment: types only
+    from daemon.tts.xtts.latents import LatentsCache
+    from daemon.tts.xtts.model import Latents, XttsModel
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -62,7 +66,7 @@ class _Requests:
             self._cancelled.discard(request_id)
 
 
-def _load(request: wire.Load):
+def _load(request: wire.Load) -> tuple[XttsModel | None, wire.Ready | wire.LoadFailed]:
     """Load the model as `request` says; returns (model, LoadFailed | Ready)."""
     started = time.perf_counter()
     try:
@@ -101,7 +105,8 @@ def _load(request: wire.Load):
         versions=versions)
 
 
-def _prepare_voice(model, cache, voices: dict, request: wire.PrepareVoice):
+def _prepare_voice(model: XttsModel, cache: LatentsCache, voices: dict[str, Latents],
+                   request: wire.PrepareVoice) -> wire.VoiceReady | wire.VoiceFailed:
     from daemon.tts.xtts.latents import ClipError, cache_key, read_clip
 
     started = time.perf_counter()
@@ -110,7 +115,7 @@ def _prepare_voice(model, cache, voices: dict, request: wire.PrepareVoice):
         key = cache_key(model.model_id, paths)
         path = cache.path(key)
         latents = cache.load(key)
-        state = "hit"
+        state: Literal["hit", "miss", "rebuilt"] = "hit"
         if latents is None:
             state = "rebuilt" if path.exists() else "miss"
             latents = model.compute_latents([read_clip(p) for p in paths])
@@ -122,7 +127,8 @@ def _prepare_voice(model, cache, voices: dict, request: wire.PrepareVoice):
                            ms=round((time.perf_counter() - started) * 1000.0, 1))
 
 
-def _synthesize(model, voices: dict, requests: _Requests, out: BinaryIO,
+def _synthesize(model: XttsModel, voices: dict[str, Latents], requests: _Requests,
+                out: BinaryIO,
                 request: wire.Synthesize) -> None:
     started = time.perf_counter()
     rid = request.request_id
@@ -146,7 +152,7 @@ def _synthesize(model, voices: dict, requests: _Requests, out: BinaryIO,
             wire.write_frame(out, wire.Audio(request_id=rid, pcm=piece.astype("<i2").tobytes()))
     except (BrokenPipeError, wire.WorkerGone):
         raise
-    except Exception as exc:  # noqa: BLE001 - one failed chunk must not end the worker
+    except Exception as exc:
         _LOGGER.exception("synthesis of request %d failed", rid)
         error = f"{type(exc).__name__}: {exc}"
     wire.write_frame(out, wire.End(
@@ -185,6 +191,7 @@ def serve(requests: _Requests, out: BinaryIO) -> int:
 
 
 def main() -> int:
+    """Serve the daemon's requests on stdin/stdout until stdin closes; the exit code."""
     # Only frames may reach the daemon's pipe: keep the real stdout for them and
     # point descriptor 1 (what print() and C libraries use) at stderr.
     frames_out = os.fdopen(os.dup(sys.stdout.fileno()), "wb")

@@ -1,0 +1,36 @@
+"""Per-NPC conversation history: byte-stable prompts, cut in halves."""
+
+from __future__ import annotations
+
+from daemon.llm.conversation import Conversation
+
+
+def test_the_prompt_is_persona_then_turns_then_the_new_line() -> None:
+    conversation = Conversation("You are Brom.", history_turns=4)
+    conversation.record("Hi.", "Hello, traveller.")
+    assert conversation.messages_for("Bye.") == [
+        {"role": "system", "content": "You are Brom."},
+        {"role": "user", "content": "Hi."},
+        {"role": "assistant", "content": "Hello, traveller."},
+        {"role": "user", "content": "Bye."},
+    ]
+
+
+def test_past_the_limit_the_oldest_half_goes_at_once_and_the_cut_is_reported() -> None:
+    conversation = Conversation("p", history_turns=4)
+    assert [conversation.record(f"u{i}", f"a{i}") for i in range(4)] == [False] * 4
+    assert conversation.record("u4", "a4") is True
+    assert len(conversation) == 3
+    assert conversation.messages_for("x")[1]["content"] == "u2"
+
+
+def test_a_turn_cancelled_before_any_word_is_remembered_as_silence() -> None:
+    conversation = Conversation("p", history_turns=2)
+    conversation.record("Are you there?", "   ")
+    assert conversation.messages_for("x")[2] == {"role": "assistant", "content": "..."}
+
+
+def test_no_history_keeps_nothing() -> None:
+    conversation = Conversation("p", history_turns=0)
+    assert conversation.record("u", "a") is False
+    assert len(conversation) == 0

@@ -1,0 +1,56 @@
+"""The endpointer: speech probabilities per 32 ms frame in, utterance events out."""
+
+from __future__ import annotations
+
+from daemon.asr.endpointing import FRAME_MS, Endpointer, EndpointEvent, EndpointSettings
+
+SETTINGS = EndpointSettings(threshold=0.5, min_speech_ms=96, pause_ms=200,
+                            end_silence_ms=450, preroll_ms=200)
+
+
+def frames(ms: float) -> int:
+    return round(ms / FRAME_MS)
+
+
+def feed(endpointer: Endpointer, probabilities: list[float]) -> list[EndpointEvent]:
+    return [event for p in probabilities if (event := endpointer.push(p)) is not None]
+
+
+def test_an_utterance_starts_after_min_speech_and_ends_after_the_end_silence() -> None:
+    endpointer = Endpointer(SETTINGS)
+    events = feed(endpointer, [0.0] * 5 + [0.9] * frames(1000) + [0.0] * frames(600))
+    assert [e.kind for e in events] == ["start", "pause", "end"]
+    start, pause, end = events
+    assert start.speech_start_frame == 5
+    assert end.speech_end_frame == 5 + frames(1000)
+    assert (pause.frame - end.speech_end_frame + 1) * FRAME_MS >= SETTINGS.pause_ms
+    assert (end.frame - end.speech_end_frame + 1) * FRAME_MS >= SETTINGS.end_silence_ms
+    assert not endpointer.in_utterance
+
+
+def test_a_click_shorter_than_min_speech_starts_nothing() -> None:
+    assert feed(Endpointer(SETTINGS), [0.9, 0.9, 0.0, 0.0] * 10) == []
+
+
+def test_speech_after_a_pause_resumes_the_same_utterance() -> None:
+    endpointer = Endpointer(SETTINGS)
+    events = feed(endpointer, [0.9] * 10 + [0.0] * frames(300) + [0.9] * 10
+                  + [0.0] * frames(500))
+    assert [e.kind for e in events] == ["start", "pause", "resume", "pause", "end"]
+    assert events[-1].speech_start_frame == events[0].speech_start_frame
+
+
+def test_probabilities_between_the_thresholds_neither_extend_speech_nor_count_as_silence(
+        ) -> None:
+    endpointer = Endpointer(SETTINGS)
+    events = feed(endpointer, [0.9] * 10 + [0.4] * frames(2000))  # hysteresis band
+    assert [e.kind for e in events] == ["start"]
+    assert endpointer.in_utterance
+
+
+def test_push_to_talk_release_ends_the_open_utterance_at_once() -> None:
+    endpointer = Endpointer(SETTINGS)
+    feed(endpointer, [0.9] * 10)
+    event = endpointer.force_end()
+    assert event is not None and event.kind == "end" and event.speech_end_frame == 10
+    assert endpointer.force_end() is None
