@@ -127,7 +127,7 @@ class BridgeClient:
     """An asyncio DEALER connected to the daemon.
 
     Args:
-      endpoint: e.g. "tcp://127.0.0.1:5557".
+      address: e.g. "tcp://127.0.0.1:5557".
       client_name: Sent in `hello`, shown in the daemon's logs.
       token: Shared secret, if the daemon has one.
       sample_rate_hz: Ask for this PCM rate (None = native voice rates).
@@ -136,13 +136,13 @@ class BridgeClient:
 
     def __init__(
         self,
-        endpoint: str,
+        address: str,
         client_name: str = "npc-voice client",
         token: str = "",
         sample_rate_hz: int | None = None,
         context: zmq.asyncio.Context | None = None,
     ) -> None:
-        self.endpoint = endpoint
+        self.address = address
         self._hello = Hello(
             protocol=PROTOCOL_VERSION, client=client_name, token=token,
             sample_rate_hz=sample_rate_hz,
@@ -186,7 +186,7 @@ class BridgeClient:
         """
         sock = self._context.socket(zmq.DEALER)
         sock.linger = 0
-        sock.connect(self.endpoint)
+        sock.connect(self.address)
         self._socket = sock
         self._reader = asyncio.create_task(self._read_loop(), name="bridge-client-reader")
         await self._send(self._hello)
@@ -195,7 +195,7 @@ class BridgeClient:
         except asyncio.TimeoutError:
             await self.close()
             raise TimeoutError(
-                f"no daemon answered at {self.endpoint} within {timeout_s:.0f} s"
+                f"no daemon answered at {self.address} within {timeout_s:.0f} s"
             ) from None
         if isinstance(reply, Error):
             await self.close()

@@ -48,7 +48,7 @@ class ServerConfig(_Section):
         cancelled and everything it owns is freed).
       handshake_timeout_ms: A connection that has not completed its ZMTP handshake by
         then is closed.
-      metrics_port: Port of the Prometheus `/metrics` endpoint on 127.0.0.1; 0 = off
+      metrics_port: Port of the Prometheus `/metrics` page on 127.0.0.1; 0 = off
         (needs the `metrics` extra: prometheus-client).
     """
 

@@ -45,7 +45,7 @@ class DaemonProcess:
         ready_timeout_s: float = 120.0,
     ) -> None:
         self.port = port or free_tcp_port()
-        self.endpoint = f"tcp://127.0.0.1:{self.port}"
+        self.address = f"tcp://127.0.0.1:{self.port}"
         self._config_path = config_path
         self._extra_args = extra_args or []
         self._ready_timeout_s = ready_timeout_s

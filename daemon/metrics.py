@@ -5,7 +5,7 @@ log line per finished turn: `key=value` pairs after the `daemon.turns` logger na
 readable by a person and trivially parsed. Times are milliseconds since the daemon had
 the complete utterance; `ttfa_ms` is the daemon-side time to the first block.
 
-`PrometheusTelemetry` adds an optional `/metrics` endpoint (the `metrics` extra,
+`PrometheusTelemetry` adds an optional `/metrics` page (the `metrics` extra,
 prometheus-client) on its own registry: TTFA, per-stage durations, turns by outcome,
 cancellations by reason, errors by code and connected clients (names in README.md,
 "Telemetry"). The stages are defined in `daemon.pipeline.timings`.
@@ -70,7 +70,7 @@ class Telemetry:
         """A client message was refused with error `code` (no turn involved)."""
 
     def close(self) -> None:
-        """Release what the telemetry holds (an HTTP endpoint); called at shutdown."""
+        """Release what the telemetry holds (an HTTP server); called at shutdown."""
 
     def turn_finished(
         self, client: str, spec: TurnSpec, progress: TurnProgress, terminal: DaemonMessage
@@ -183,7 +183,7 @@ class PrometheusTelemetry(Telemetry):
         return bound
 
     def close(self) -> None:
-        """Stop the HTTP endpoint, if started."""
+        """Stop the HTTP server, if started."""
         if self._http is not None:
             self._http.shutdown()
             self._http.server_close()
@@ -229,7 +229,7 @@ def make_telemetry(metrics_port: int) -> Telemetry:
     """The daemon's telemetry: the log line, plus Prometheus when `metrics_port` is set.
 
     Args:
-      metrics_port: Port of `/metrics` on 127.0.0.1; 0 = no endpoint.
+      metrics_port: Port of `/metrics` on 127.0.0.1; 0 = none.
 
     Raises:
       RuntimeError: a port is set but prometheus-client is not installed, or the port

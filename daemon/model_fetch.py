@@ -162,7 +162,7 @@ def _cause_chain(exc: BaseException) -> list[BaseException]:
     return chain
 
 
-def _describe(exc: Exception, model: HubModel, folder: Path, endpoint: str) -> str:
+def _describe(exc: Exception, model: HubModel, folder: Path, hub_url: str) -> str:
     """One sentence for the user about why fetching `model` failed."""
     from huggingface_hub import errors  # noqa: PLC0415
 
@@ -176,11 +176,11 @@ def _describe(exc: Exception, model: HubModel, folder: Path, endpoint: str) -> s
     if any(isinstance(e, (errors.RepositoryNotFoundError, errors.RevisionNotFoundError,
                           errors.EntryNotFoundError)) for e in chain):
         return (f"cannot fetch {model.name}: {model.repo_id}@{model.revision} was not found "
-                f"on {endpoint}")
+                f"on {hub_url}")
     names = {cls.__name__ for e in chain for cls in type(e).__mro__}
     if names & set(_NETWORK_ERRORS):
         reason = str(chain[-1]).strip().rstrip(".") or type(chain[-1]).__name__
-        return (f"cannot reach the Hugging Face Hub at {endpoint} to fetch {model.name} "
+        return (f"cannot reach the Hugging Face Hub at {hub_url} to fetch {model.name} "
                 f"({reason}); check the network connection (or HF_ENDPOINT), or copy the "
                 f"files of {model.repo_id} into {folder} by hand")
     if any(isinstance(e, errors.HfHubHTTPError) for e in chain):

@@ -27,7 +27,7 @@ async def expect_error(client: BridgeClient, frames: list[bytes]) -> Error:
 def test_each_kind_of_bad_input_gets_a_named_error(daemon: DaemonProcess) -> None:
     async def scenario() -> list[tuple[str, Error]]:
         seen = []
-        async with BridgeClient(daemon.endpoint) as client:
+        async with BridgeClient(daemon.address) as client:
             cases = [
                 ("bad_json", [b"{not json"]),
                 ("bad_json", [b"\xff\xfe\x00"]),
@@ -71,7 +71,7 @@ def test_messages_before_hello_and_bad_handshakes(daemon: DaemonProcess) -> None
         context = zmq.asyncio.Context()
         sock = context.socket(zmq.DEALER)
         sock.linger = 0
-        sock.connect(daemon.endpoint)
+        sock.connect(daemon.address)
         try:
             errors = []
             for frames in ([SAY % (1, b"blacksmith", b"hi")],
@@ -96,7 +96,7 @@ def test_messages_before_hello_and_bad_handshakes(daemon: DaemonProcess) -> None
 def test_bad_input_does_not_cost_another_client_its_audio(daemon: DaemonProcess) -> None:
     async def vandal(stop: asyncio.Event) -> int:
         sent = 0
-        async with BridgeClient(daemon.endpoint, client_name="vandal") as client:
+        async with BridgeClient(daemon.address, client_name="vandal") as client:
             while not stop.is_set():
                 for frames in ([b"{oops"], [b'{"type":"say"}', b"x"], [b"\x00" * 100_000],
                                [b'{"type":"cancel","turn_id":-1}']):
@@ -108,7 +108,7 @@ def test_bad_input_does_not_cost_another_client_its_audio(daemon: DaemonProcess)
     async def scenario() -> tuple[TurnResult, int]:
         stop = asyncio.Event()
         spam = asyncio.create_task(vandal(stop))
-        async with BridgeClient(daemon.endpoint, client_name="player") as client:
+        async with BridgeClient(daemon.address, client_name="player") as client:
             result = await client.run_turn("innkeeper", "Is the road to the north safe?")
         stop.set()
         return result, await spam
@@ -124,7 +124,7 @@ def test_a_client_that_vanishes_mid_stream_does_not_disturb_others(
         context = zmq.asyncio.Context()
         sock = context.socket(zmq.DEALER)
         sock.linger = 0
-        sock.connect(daemon.endpoint)
+        sock.connect(daemon.address)
         await sock.send_multipart(to_frames(Hello(protocol=1, client="vanisher")))
         await sock.recv_multipart()
         await sock.send_multipart(to_frames(Say(turn_id=1, npc_id="oracle",
@@ -138,7 +138,7 @@ def test_a_client_that_vanishes_mid_stream_does_not_disturb_others(
 
     async def scenario() -> TurnResult:
         await vanish()
-        async with BridgeClient(daemon.endpoint) as client:
+        async with BridgeClient(daemon.address) as client:
             return await client.run_turn("oracle", "Are you still there?")
 
     assert_complete_turn(run(scenario()))

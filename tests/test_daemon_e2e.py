@@ -14,7 +14,7 @@ from tests.support.assertions import assert_complete_turn, check_cancel_after_fi
 
 def test_a_typed_line_comes_back_as_streamed_speech(daemon: DaemonProcess) -> None:
     async def scenario() -> TurnResult:
-        async with BridgeClient(daemon.endpoint) as client:
+        async with BridgeClient(daemon.address) as client:
             assert {npc.npc_id for npc in client.welcome.npcs} >= {"blacksmith", "innkeeper"}
             return await client.run_turn("blacksmith", "Can you repair my sword?")
 
@@ -32,7 +32,7 @@ def test_a_typed_line_comes_back_as_streamed_speech(daemon: DaemonProcess) -> No
 
 def test_second_turn_reuses_the_conversation_kv_cache(daemon: DaemonProcess) -> None:
     async def scenario() -> tuple[TurnResult, TurnResult]:
-        async with BridgeClient(daemon.endpoint) as client:
+        async with BridgeClient(daemon.address) as client:
             first = await client.run_turn("innkeeper", "Do you have a room?")
             second = await client.run_turn("innkeeper", "How much is it?")
             return first, second
@@ -46,7 +46,7 @@ def test_second_turn_reuses_the_conversation_kv_cache(daemon: DaemonProcess) -> 
 
 def test_client_may_ask_for_another_sample_rate(daemon: DaemonProcess) -> None:
     async def scenario() -> TurnResult:
-        async with BridgeClient(daemon.endpoint, sample_rate_hz=48000) as client:
+        async with BridgeClient(daemon.address, sample_rate_hz=48000) as client:
             assert client.welcome.sample_rate_hz == 48000
             assert all(npc.sample_rate_hz == 48000 for npc in client.welcome.npcs)
             return await client.run_turn("oracle", "What does my future hold?")
@@ -57,14 +57,14 @@ def test_client_may_ask_for_another_sample_rate(daemon: DaemonProcess) -> None:
 
 
 def test_cancel_mid_stream_stops_the_turn_and_the_next_turn_works(daemon: DaemonProcess) -> None:
-    check_cancel_after_first_block(daemon.endpoint, "oracle",
+    check_cancel_after_first_block(daemon.address, "oracle",
                              "Tell me the whole prophecy of the twin moons, in detail.",
                              "Thank you.")
 
 
 def test_a_new_say_to_the_same_npc_barges_in(daemon: DaemonProcess) -> None:
     async def scenario() -> tuple[TurnResult, TurnResult]:
-        async with BridgeClient(daemon.endpoint) as client:
+        async with BridgeClient(daemon.address) as client:
             second: asyncio.Task[TurnResult] | None = None
 
             def barge_in(event: object, _result: TurnResult) -> None:
@@ -84,7 +84,7 @@ def test_a_new_say_to_the_same_npc_barges_in(daemon: DaemonProcess) -> None:
 
 def test_two_clients_talking_to_two_npcs_at_once(daemon: DaemonProcess) -> None:
     async def one(npc: str, line: str) -> TurnResult:
-        async with BridgeClient(daemon.endpoint, client_name=f"player-{npc}") as client:
+        async with BridgeClient(daemon.address, client_name=f"player-{npc}") as client:
             return await client.run_turn(npc, line)
 
     async def scenario() -> list[TurnResult]:

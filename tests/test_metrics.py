@@ -1,6 +1,6 @@
-"""Telemetry: the daemon's Prometheus endpoint after a real turn, and the stage split.
+"""Telemetry: the daemon's Prometheus page after a real turn, and the stage split.
 
-The endpoint test runs a real daemon process (`serve --metrics-port`), one real turn
+The page test runs a real daemon process (`serve --metrics-port`), one real turn
 through the reference client, then reads `/metrics` over HTTP as Prometheus would.
 """
 
@@ -55,7 +55,7 @@ def test_metrics_endpoint_after_one_turn(daemon_config_path: Path, tmp_path: Pat
         assert _sample(before, "npc_voice_turns_total", 'outcome="done"') == 0
 
         async def one_turn() -> tuple[object, str]:
-            async with BridgeClient(process.endpoint, client_name="metrics test") as client:
+            async with BridgeClient(process.address, client_name="metrics test") as client:
                 result = await client.run_turn("blacksmith", "Can you fix my shield?")
                 return result.terminal, _get_metrics(metrics_port)
 

@@ -44,7 +44,7 @@ def tiered_daemon(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DaemonPr
     assert code == 0, f"daemon exited with {code}:\n{process.log_text()[-3000:]}"
 
 
-def turn_with_blocks(endpoint: str, npc: str, line: str, profile: str | None = None
+def turn_with_blocks(address: str, npc: str, line: str, profile: str | None = None
                      ) -> tuple[TurnResult, list[tuple[int, int]]]:
     """Run one turn; also return (chunk_index, sample_count) of every block."""
     blocks: list[tuple[int, int]] = []
@@ -54,14 +54,14 @@ def turn_with_blocks(endpoint: str, npc: str, line: str, profile: str | None = N
             blocks.append((event.header.chunk_index, event.header.sample_count))
 
     async def scenario() -> TurnResult:
-        async with BridgeClient(endpoint) as client:
+        async with BridgeClient(address) as client:
             return await client.run_turn(npc, line, profile=profile, on_event=on_event)
 
     return run(scenario()), blocks
 
 
 def test_a_two_tier_turn_is_one_reply_in_one_voice(tiered_daemon: DaemonProcess) -> None:
-    result, blocks = turn_with_blocks(tiered_daemon.endpoint, "blacksmith",
+    result, blocks = turn_with_blocks(tiered_daemon.address, "blacksmith",
                                       "Can you repair my sword before nightfall?")
     done = assert_complete_turn(result)
     timings = done.timings
@@ -84,7 +84,7 @@ def test_a_two_tier_turn_is_one_reply_in_one_voice(tiered_daemon: DaemonProcess)
 
 
 def test_a_per_turn_profile_applies_to_both_tiers(tiered_daemon: DaemonProcess) -> None:
-    result, blocks = turn_with_blocks(tiered_daemon.endpoint, "blacksmith",
+    result, blocks = turn_with_blocks(tiered_daemon.address, "blacksmith",
                                       "What is the best steel for a blade?", profile="cinematic")
     done = assert_complete_turn(result)
     assert done.profile == "cinematic" and done.timings.handoff_chunk_index is not None
@@ -92,8 +92,8 @@ def test_a_per_turn_profile_applies_to_both_tiers(tiered_daemon: DaemonProcess) 
 
 
 def test_single_tier_npcs_beside_a_two_tier_one(tiered_daemon: DaemonProcess) -> None:
-    fast, fast_blocks = turn_with_blocks(tiered_daemon.endpoint, "innkeeper", "Any rooms free?")
-    narrative, narrative_blocks = turn_with_blocks(tiered_daemon.endpoint, "oracle",
+    fast, fast_blocks = turn_with_blocks(tiered_daemon.address, "innkeeper", "Any rooms free?")
+    narrative, narrative_blocks = turn_with_blocks(tiered_daemon.address, "oracle",
                                                    "What does my future hold?")
     for result, blocks, samples in ((fast, fast_blocks, FAST_BLOCK_SAMPLES),
                                     (narrative, narrative_blocks, CINEMATIC_BLOCK_SAMPLES)):
@@ -106,7 +106,7 @@ def test_single_tier_npcs_beside_a_two_tier_one(tiered_daemon: DaemonProcess) ->
 def test_the_welcome_states_the_profile_each_npc_starts_with(
         tiered_daemon: DaemonProcess) -> None:
     async def scenario() -> dict[str, tuple[str, int]]:
-        async with BridgeClient(tiered_daemon.endpoint) as client:
+        async with BridgeClient(tiered_daemon.address) as client:
             assert client.welcome is not None
             return {npc.npc_id: (npc.profile, npc.prebuffer_ms) for npc in client.welcome.npcs}
 
@@ -130,7 +130,7 @@ def test_the_config_used_here_is_valid(tmp_path: Path) -> None:
 def test_a_cancel_mid_reply_stops_both_tiers_and_the_next_turn_works(
         tiered_daemon: DaemonProcess) -> None:
     async def scenario() -> tuple[TurnResult, TurnResult]:
-        async with BridgeClient(tiered_daemon.endpoint) as client:
+        async with BridgeClient(tiered_daemon.address) as client:
             cancels: list[asyncio.Task[None]] = []
 
             def cancel_on_first_block(event: object, result: TurnResult) -> None:

@@ -91,7 +91,7 @@ def test_push_to_talk_transcripts_match_the_lines(voice_daemon: DaemonProcess,
                                                   spoken: dict[str, np.ndarray]) -> None:
     async def scenario() -> list[str]:
         heard = []
-        async with BridgeClient(voice_daemon.endpoint) as client:
+        async with BridgeClient(voice_daemon.address) as client:
             for audio in spoken.values():
                 await client.listen_start("innkeeper", mode="push_to_talk")
                 await stream_audio(client, np.concatenate((silence(200), audio, silence(200))),
@@ -131,7 +131,7 @@ def test_open_mic_turn_with_a_pause_inside_the_sentence(voice_daemon: DaemonProc
                             silence(1300)))
 
     async def scenario() -> tuple[list[object], TurnResult, list[object]]:
-        async with BridgeClient(voice_daemon.endpoint) as client:
+        async with BridgeClient(voice_daemon.address) as client:
             await client.listen_start("blacksmith", mode="open_mic")
             await stream_audio(client, audio, realtime=True)
             transcript = await next_transcript(client)
@@ -165,7 +165,7 @@ def test_speculative_start_is_released_at_the_endpoint(voice_daemon: DaemonProce
     audio = np.concatenate((silence(300), spoken[LINES[2]], silence(1500)))
 
     async def scenario() -> TurnResult:
-        async with BridgeClient(voice_daemon.endpoint) as client:
+        async with BridgeClient(voice_daemon.address) as client:
             await client.listen_start("innkeeper", mode="open_mic")
             await stream_audio(client, audio, realtime=True)
             started = await asyncio.wait_for(client.speech_events.get(), 10)
@@ -184,7 +184,7 @@ def test_speculative_start_is_released_at_the_endpoint(voice_daemon: DaemonProce
 def test_speaking_over_a_talking_npc_barges_in(voice_daemon: DaemonProcess,
                                                spoken: dict[str, np.ndarray]) -> None:
     async def scenario() -> TurnResult:
-        async with BridgeClient(voice_daemon.endpoint) as client:
+        async with BridgeClient(voice_daemon.address) as client:
             await client.listen_start("oracle", mode="open_mic")
             speaking: asyncio.Task[None] | None = None
 
@@ -208,7 +208,7 @@ def test_speaking_over_a_talking_npc_barges_in(voice_daemon: DaemonProcess,
 
 def test_microphone_misuse_gets_named_errors(voice_daemon: DaemonProcess) -> None:
     async def scenario() -> list[object]:
-        async with BridgeClient(voice_daemon.endpoint) as client:
+        async with BridgeClient(voice_daemon.address) as client:
             await client.send_mic(b"\x00\x00" * 160)
             first = await client.next_control()
             await client.listen_start("nobody")

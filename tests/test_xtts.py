@@ -128,11 +128,11 @@ def start_worker(python: str, model: Path, cache: Path, dtype: str = "float32") 
 
 def test_an_xtts_npc_streams_its_reply_through_the_daemon(xtts_daemon: DaemonProcess) -> None:
     async def scenario() -> tuple[TurnResult, TurnResult]:
-        async with BridgeClient(xtts_daemon.endpoint) as client:
+        async with BridgeClient(xtts_daemon.address) as client:
             bard = next(npc for npc in client.welcome.npcs if npc.npc_id == "bard")
             assert bard.sample_rate_hz == 24000
             native = await client.run_turn("bard", "Sing me something short!")
-        async with BridgeClient(xtts_daemon.endpoint, sample_rate_hz=48000) as client:
+        async with BridgeClient(xtts_daemon.address, sample_rate_hz=48000) as client:
             resampled = await client.run_turn("bard", "Another one!")
         return native, resampled
 
@@ -152,7 +152,7 @@ def test_an_xtts_npc_streams_its_reply_through_the_daemon(xtts_daemon: DaemonPro
 
 def test_cancelling_an_xtts_turn_stops_it_and_the_next_turn_works(
         xtts_daemon: DaemonProcess) -> None:
-    check_cancel_after_first_block(xtts_daemon.endpoint, "bard",
+    check_cancel_after_first_block(xtts_daemon.address, "bard",
                                    "Tell me a long ballad about the sea.", "Thank you, bard.",
                                    timeout_s=180, min_rms=RANDOM_MODEL_MIN_RMS)
 
@@ -187,7 +187,7 @@ def test_if_the_worker_dies_the_voice_goes_on_with_its_fallback(
         time.sleep(0.05)
 
     async def scenario() -> TurnResult:
-        async with BridgeClient(xtts_daemon.endpoint) as client:
+        async with BridgeClient(xtts_daemon.address) as client:
             return await client.run_turn("bard", "Are you still there?")
 
     result = run(scenario(), timeout_s=120)
@@ -204,7 +204,7 @@ def test_an_npc_falls_back_to_its_piper_voice_when_xtts_is_not_installed(
                                        tmp_path / "latents"))
     with DaemonProcess(config, log_path=tmp_path / "daemon.log") as daemon:
         async def scenario() -> TurnResult:
-            async with BridgeClient(daemon.endpoint) as client:
+            async with BridgeClient(daemon.address) as client:
                 return await client.run_turn("bard", "Hello!")
 
         result = run(scenario())

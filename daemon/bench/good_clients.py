@@ -37,7 +37,7 @@ def turn_problems(result: TurnResult) -> list[str]:
 class GoodClients:
     """Clients that keep talking and check every turn."""
 
-    endpoint: str
+    address: str
     count: int = 2
     ttfa_ms: list[float] = field(default_factory=list)
     problems: list[str] = field(default_factory=list)
@@ -63,7 +63,7 @@ class GoodClients:
         await asyncio.gather(*self._tasks)
 
     async def _client(self, index: int, turns: int | None) -> None:
-        async with BridgeClient(self.endpoint, client_name=f"good-{index}") as client:
+        async with BridgeClient(self.address, client_name=f"good-{index}") as client:
             done = 0
             while (turns is None and not self._stop.is_set()) or (turns is not None
                                                                   and done < turns):
@@ -85,11 +85,11 @@ class GoodClients:
                                      "after their turn's terminal event")
 
 
-async def barge_in_storm(endpoint: str, turns: int) -> dict[str, int | list[str]]:
+async def barge_in_storm(address: str, turns: int) -> dict[str, int | list[str]]:
     """`say` + `cancel`, or `say` + a new `say` to the same NPC, `turns` times, fast."""
     problems: list[str] = []
     terminals = {"done": 0, "cancelled": 0, "error": 0}
-    async with BridgeClient(endpoint, client_name="storm") as client:
+    async with BridgeClient(address, client_name="storm") as client:
         ids = []
         for index in range(turns):
             turn_id = await client.say("innkeeper", LINES[index % len(LINES)])

@@ -114,7 +114,7 @@ class FuzzReport:
     undocumented_codes: list[str] = field(default_factory=list)
 
 
-async def fuzz_dealers(endpoint: str, cases: list[list[bytes]]) -> FuzzReport:
+async def fuzz_dealers(address: str, cases: list[list[bytes]]) -> FuzzReport:
     """Send the cases over two DEALERs (one never says hello) and read every reply."""
     report = FuzzReport()
     context = zmq.asyncio.Context()
@@ -123,7 +123,7 @@ async def fuzz_dealers(endpoint: str, cases: list[list[bytes]]) -> FuzzReport:
         for with_hello in (False, True):
             sock = context.socket(zmq.DEALER)
             sock.linger = 0
-            sock.connect(endpoint)
+            sock.connect(address)
             if with_hello:
                 await sock.send(HELLO)
             sockets.append(sock)
@@ -278,14 +278,14 @@ async def idle_connections(host: str, port: int, count: int, hold_s: float) -> d
     return {"admitted": admitted, "refused": refused}
 
 
-async def slow_consumer(endpoint: str, npc_ids: list[str], cancels: int) -> dict[str, int]:
+async def slow_consumer(address: str, npc_ids: list[str], cancels: int) -> dict[str, int]:
     """A client that never reads: it starts turns, then sends a flood of cancels."""
     context = zmq.asyncio.Context()
     sock = context.socket(zmq.DEALER)
     sock.linger = 0
     sock.setsockopt(zmq.RCVHWM, 1)
     sock.setsockopt(zmq.RCVBUF, 4096)
-    sock.connect(endpoint)
+    sock.connect(address)
     sent = 0
     try:
         await sock.send(HELLO)
@@ -329,7 +329,7 @@ async def mic_leavers(host: str, port: int, count: int, npc_id: str,
     return {"left_with_mic_open": left}
 
 
-async def mic_flood(endpoint: str, npc_id: str, seconds: float, probe_endpoint: str
+async def mic_flood(address: str, npc_id: str, seconds: float, probe_endpoint: str
                     ) -> dict[str, float | int]:
     """Flood microphone audio while another client measures its control round trip.
 
@@ -339,7 +339,7 @@ async def mic_flood(endpoint: str, npc_id: str, seconds: float, probe_endpoint: 
     context = zmq.asyncio.Context()
     flood = context.socket(zmq.DEALER)
     flood.linger = 0
-    flood.connect(endpoint)
+    flood.connect(address)
     probe = context.socket(zmq.DEALER)
     probe.linger = 0
     probe.connect(probe_endpoint)

@@ -37,19 +37,19 @@ def _prebuffers(client: BridgeClient) -> dict[str, int]:
     return {npc.npc_id: npc.prebuffer_ms for npc in client.welcome.npcs}
 
 
-async def run_streaming(endpoint: str, corpus: Corpus, turns: int, warmup: int,
+async def run_streaming(address: str, corpus: Corpus, turns: int, warmup: int,
                         bar: Any) -> list[TurnRecord]:
     """The streaming mode: `warmup` unrecorded, then `turns` recorded turns, one at a time.
 
     Args:
-      endpoint: The daemon's address.
+      address: The daemon's address.
       corpus: (NPC id, line) pairs, used in order.
       turns: Recorded turns.
       warmup: Unrecorded turns first.
       bar: A tqdm progress bar, advanced once per recorded turn.
     """
     records = []
-    async with BridgeClient(endpoint, client_name="npc-voice bench") as client:
+    async with BridgeClient(address, client_name="npc-voice bench") as client:
         prebuffer = _prebuffers(client)
         for index in range(warmup):
             npc_id, line = corpus[index % len(corpus)]
@@ -61,14 +61,14 @@ async def run_streaming(endpoint: str, corpus: Corpus, turns: int, warmup: int,
     return records
 
 
-async def run_level(endpoint: str, corpus: Corpus, clients: int, turns_per_client: int,
+async def run_level(address: str, corpus: Corpus, clients: int, turns_per_client: int,
                     first_line: int, bar: Any) -> list[TurnRecord]:
     """K = `clients` connections, each running `turns_per_client` turns, all at once.
 
     Client i starts `i * turns_per_client` lines after `first_line` in the corpus, so
     the clients talk to different NPCs with different lines.
     """
-    connections = [BridgeClient(endpoint, client_name=f"npc-voice bench load {i}")
+    connections = [BridgeClient(address, client_name=f"npc-voice bench load {i}")
                    for i in range(clients)]
     try:
         for connection in connections:
@@ -96,7 +96,7 @@ async def run_level(endpoint: str, corpus: Corpus, clients: int, turns_per_clien
     return [record for records in per_client for record in records]
 
 
-async def run_load(endpoint: str, corpus: Corpus, levels: list[int], turns_per_client: int,
+async def run_load(address: str, corpus: Corpus, levels: list[int], turns_per_client: int,
                    first_line: int, bar: Any) -> dict:
     """Every load level in turn; returns the `load` section of the report.
 
@@ -107,7 +107,7 @@ async def run_load(endpoint: str, corpus: Corpus, levels: list[int], turns_per_c
     sustained: int | None = None
     clean_so_far = True
     for clients in levels:
-        records = await run_level(endpoint, corpus, clients, turns_per_client, first_line, bar)
+        records = await run_level(address, corpus, clients, turns_per_client, first_line, bar)
         summary = summarise(records)
         results.append({"clients": clients, "summary": summary,
                         "turns": [r.to_json() for r in records]})

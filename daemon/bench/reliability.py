@@ -112,9 +112,9 @@ def spoken_line_16k() -> bytes:
     return (np.concatenate([silence, resampled, silence]) * 32767).astype("<i2").tobytes()
 
 
-async def warm_up_voice(endpoint: str, speech: bytes) -> None:
+async def warm_up_voice(address: str, speech: bytes) -> None:
     """One spoken turn, so that voice input's one-time allocations precede the baseline."""
-    async with BridgeClient(endpoint, client_name="warm-up") as client:
+    async with BridgeClient(address, client_name="warm-up") as client:
         await client.listen_start("blacksmith", mode="push_to_talk")
         for offset in range(0, len(speech), 3200):
             await client.send_mic(speech[offset:offset + 3200])
@@ -157,16 +157,16 @@ async def run_suite(daemon: DaemonProcess, plan: Plan, progress=print) -> dict:
     assert daemon.process is not None
     process = psutil.Process(daemon.process.pid)
     host, port = "127.0.0.1", daemon.port
-    endpoint = daemon.endpoint
+    address = daemon.address
     report: dict = {"plan": asdict(plan), "machine": machine_description()}
     fds_start = process.num_fds()
     speech = spoken_line_16k()
-    good = GoodClients(endpoint)
+    good = GoodClients(address)
 
     progress("warm-up: good turns, a spoken turn, a few fuzz messages")
     await good.run_turns(2)
-    await warm_up_voice(endpoint, speech)
-    await hostile.fuzz_dealers(endpoint, hostile.fuzz_cases(50, plan.seed + 1))
+    await warm_up_voice(address, speech)
+    await hostile.fuzz_dealers(address, hostile.fuzz_cases(50, plan.seed + 1))
     quiet = await good.run_turns(4)
     rss_start, fds_warm = await _quiet_memory(process)
     report["quiet"] = {"ttfa_ms": percentiles(quiet)}
@@ -182,7 +182,7 @@ async def run_suite(daemon: DaemonProcess, plan: Plan, progress=print) -> dict:
         rss_after[name] = _memory(process)[0]
 
     progress(f"fuzz: {plan.fuzz_messages} messages before and after hello")
-    fuzz = await hostile.fuzz_dealers(endpoint, hostile.fuzz_cases(plan.fuzz_messages,
+    fuzz = await hostile.fuzz_dealers(address, hostile.fuzz_cases(plan.fuzz_messages,
                                                                    plan.seed))
     phase_done("fuzz", asdict(fuzz))
     progress(f"raw ZMTP abuse: {plan.raw_connections} connections")
@@ -193,16 +193,16 @@ async def run_suite(daemon: DaemonProcess, plan: Plan, progress=print) -> dict:
     progress(f"idle connections: {plan.idle_connections}")
     phase_done("idle", await hostile.idle_connections(host, port, plan.idle_connections, 3.0))
     progress("a client that never reads")
-    phase_done("slow_consumer", await hostile.slow_consumer(endpoint, NPC_IDS,
+    phase_done("slow_consumer", await hostile.slow_consumer(address, NPC_IDS,
                                                           plan.slow_consumer_cancels))
     progress(f"barge-in storm: {plan.storm_turns} turns")
-    phase_done("storm", await barge_in_storm(endpoint, plan.storm_turns))
+    phase_done("storm", await barge_in_storm(address, plan.storm_turns))
     progress(f"microphones left open: {plan.mic_leavers} clients")
     phase_done("mic_leavers", await hostile.mic_leavers(host, port, plan.mic_leavers,
                                                       "blacksmith", speech))
     progress(f"microphone flood: {plan.mic_flood_s:.0f} s")
-    phase_done("mic_flood", await hostile.mic_flood(endpoint, "blacksmith", plan.mic_flood_s,
-                                                  endpoint))
+    phase_done("mic_flood", await hostile.mic_flood(address, "blacksmith", plan.mic_flood_s,
+                                                  address))
     await good.stop()
     report["phases"] = phases
     report["rss_mb_after_phase"] = rss_after
@@ -224,7 +224,7 @@ async def run_suite(daemon: DaemonProcess, plan: Plan, progress=print) -> dict:
 async def sigterm_during_a_turn(daemon: DaemonProcess) -> dict:
     """SIGTERM while a turn streams: its terminal event, the exit code and time."""
     assert daemon.process is not None
-    async with BridgeClient(daemon.endpoint, client_name="shutdown") as client:
+    async with BridgeClient(daemon.address, client_name="shutdown") as client:
         turn_id = await client.say("oracle", "Tell me everything about the prophecy, slowly.")
         events = client.events(turn_id, timeout_s=30)
         async for event in events:

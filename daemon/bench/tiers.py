@@ -112,19 +112,19 @@ def turn_figures(result: TurnResult, blocks: list[tuple[float, int, int]],
     return figures
 
 
-async def run_turns(endpoints: dict[str, str], npc_id: str, lines: list[str], warmup: int
+async def run_turns(addresses: dict[str, str], npc_id: str, lines: list[str], warmup: int
                     ) -> dict[str, list[dict[str, Any]]]:
     """Send `lines` to every daemon, interleaved (line 1 to each, then line 2...).
 
     One turn runs at a time; interleaving spreads any change of the machine's load over
     all modes alike. Each mode keeps one connection: a growing conversation.
     """
-    records: dict[str, list[dict[str, Any]]] = {mode: [] for mode in endpoints}
+    records: dict[str, list[dict[str, Any]]] = {mode: [] for mode in addresses}
     async with contextlib.AsyncExitStack() as stack:
         clients, prebuffers = {}, {}
-        for mode, endpoint in endpoints.items():
+        for mode, address in addresses.items():
             client = await stack.enter_async_context(
-                BridgeClient(endpoint, client_name=f"bench-tiers-{mode}"))
+                BridgeClient(address, client_name=f"bench-tiers-{mode}"))
             assert client.welcome is not None
             clients[mode] = client
             prebuffers[mode] = next(npc.prebuffer_ms for npc in client.welcome.npcs
@@ -171,7 +171,7 @@ def bench_turns(args: argparse.Namespace) -> dict[str, Any]:
     modes = ["custom"] if args.config else args.modes.split(",")
     args.out_dir.mkdir(parents=True, exist_ok=True)
     with contextlib.ExitStack() as stack:
-        endpoints = {}
+        addresses = {}
         for mode in modes:
             config_path = args.config or args.out_dir / f"bench_tiers_{mode}.toml"
             if not args.config:
@@ -180,10 +180,10 @@ def bench_turns(args: argparse.Namespace) -> dict[str, Any]:
             daemon = stack.enter_context(DaemonProcess(
                 config_path, log_path=args.out_dir / f"bench_tiers_{mode}.log",
                 ready_timeout_s=600.0))
-            endpoints[mode] = daemon.endpoint
+            addresses[mode] = daemon.address
         report: dict[str, Any] = {"machine": machine_description(),
                                   "load_before": machine_load(), "npc": args.npc, "modes": {}}
-        records = asyncio.run(run_turns(endpoints, args.npc, lines, args.warmup))
+        records = asyncio.run(run_turns(addresses, args.npc, lines, args.warmup))
         report["load_after"] = machine_load()
     for mode in modes:
         report["modes"][mode] = {"summary": summary(records[mode]), "turns": records[mode]}

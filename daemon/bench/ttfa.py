@@ -125,7 +125,7 @@ def add_bench_args(parser: argparse.ArgumentParser) -> None:
                         help="sampling seed for every mode, so they speak the same replies; "
                              "-1 = random (default: %(default)s)")
     parser.add_argument("--corpus", type=Path, help="TOML corpus (default: the packaged one)")
-    parser.add_argument("--endpoint", help="measure a running daemon instead of starting one")
+    parser.add_argument("--address", help="measure a running daemon instead of starting one")
     parser.add_argument("--config", type=Path,
                         help="config for the daemon started here and the in-process modes")
     parser.add_argument("--daemon-arg", action="append", default=[], metavar="ARG",
@@ -155,12 +155,12 @@ def _run_daemon_modes(args: argparse.Namespace, corpus: list[tuple[str, str]],
     from daemon.launcher import DaemonProcess  # noqa: PLC0415
 
     daemon = None
-    if args.endpoint is None:
+    if args.address is None:
         extra = [*args.daemon_arg, "--seed", str(args.seed)]
         daemon = DaemonProcess(args.config, extra_args=extra).start()
-        endpoint = daemon.endpoint
+        address = daemon.address
     else:
-        endpoint = args.endpoint
+        address = args.address
 
     def rss() -> float | None:
         return peak_rss_mb(daemon.process.pid) if daemon and daemon.process else None
@@ -168,13 +168,13 @@ def _run_daemon_modes(args: argparse.Namespace, corpus: list[tuple[str, str]],
     try:
         if "streaming" in modes:
             bar = _bar(args, args.turns, "streaming")
-            records = asyncio.run(run_streaming(endpoint, corpus, args.turns, args.warmup, bar))
+            records = asyncio.run(run_streaming(address, corpus, args.turns, args.warmup, bar))
             bar.close()
             report["modes"]["streaming"] = _mode_entry(
                 records, peak_rss_mb=rss(), rss_of="daemon process (VmHWM)")
         if levels:
             bar = _bar(args, sum(levels) * args.load_turns, "load")
-            load = asyncio.run(run_load(endpoint, corpus, levels, args.load_turns,
+            load = asyncio.run(run_load(address, corpus, levels, args.load_turns,
                                         args.warmup + args.turns, bar))
             bar.close()
             load["daemon_peak_rss_mb"] = rss()
@@ -268,7 +268,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="npc-voice bench ttfa",
         description="Run the same player lines through the streaming daemon (started here, "
-                    "or --endpoint), the naive whole-reply-then-TTS pipeline and RealtimeTTS "
+                    "or --address), the naive whole-reply-then-TTS pipeline and RealtimeTTS "
                     "(if the peers extra is installed), then K simultaneous clients; print "
                     "TTFA p50/p95/p99, time to playback, per-stage split, RTF, underruns, "
                     "peak RSS and TTFA ratios; write bench.json and PNG plots.")

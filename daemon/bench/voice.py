@@ -90,10 +90,10 @@ async def one_utterance(client: BridgeClient, npc_id: str, audio: np.ndarray) ->
     }
 
 
-async def run_mode(endpoint: str, utterances: list[tuple[str, np.ndarray]]) -> list[dict]:
+async def run_mode(address: str, utterances: list[tuple[str, np.ndarray]]) -> list[dict]:
     """All utterances through one daemon, one after the other."""
     records = []
-    async with BridgeClient(endpoint, client_name="npc-voice bench-voice") as client:
+    async with BridgeClient(address, client_name="npc-voice bench-voice") as client:
         for npc_id, audio in utterances:
             records.append(await one_utterance(client, npc_id, audio))
             print(".", end="", file=sys.stderr, flush=True)
@@ -120,7 +120,7 @@ def main(argv: list[str] | None = None) -> int:
         config_path.write_text(default_config_text().replace(
             "speculative = true", f"speculative = {speculative}"))
         with DaemonProcess(config_path) as daemon:
-            records = asyncio.run(run_mode(daemon.endpoint, utterances))
+            records = asyncio.run(run_mode(daemon.address, utterances))
         ok = [r for r in records if r["recognised"] and r["ttfa_from_end_of_speech_ms"]]
         report["modes"][mode] = {
             "ttfa_from_end_of_speech_ms": percentiles([r["ttfa_from_end_of_speech_ms"]

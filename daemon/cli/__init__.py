@@ -24,7 +24,7 @@ _LOGGER = logging.getLogger("daemon.cli")
 DEMO_LINE = "Hello! Can you repair my sword before nightfall?"
 
 
-def _add_endpoint_args(parser: argparse.ArgumentParser) -> None:
+def _add_connection_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--host", default="127.0.0.1", help="daemon host (default: %(default)s)")
     parser.add_argument("--port", type=int, default=DEFAULT_PORT,
                         help="daemon TCP port (default: %(default)s)")
@@ -96,7 +96,7 @@ def _add_say_parsers(commands: argparse._SubParsersAction) -> None:
                      help="ask for PCM at this rate (default: the voice's native rate)")
     say.add_argument("--timeout-s", type=float, default=60.0,
                      help="give up after this long without a message (default: %(default)s)")
-    _add_endpoint_args(say)
+    _add_connection_args(say)
     demo = commands.add_parser(
         "demo", help="start a daemon, speak one line, write a WAV, stop",
         description="The whole product in one command: starts `npc-voice serve` on the "

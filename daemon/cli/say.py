@@ -18,7 +18,7 @@ from daemon.metrics import TURN_LOGGER
 class SayOptions:
     """Options of one `say` run (see `npc-voice say --help`)."""
 
-    endpoint: str
+    address: str
     npc_id: str
     text: str
     out_path: Path | None = None
@@ -74,7 +74,7 @@ def format_report(result: TurnResult, prebuffer_ms: int) -> str:
 
 async def say(options: SayOptions) -> int:
     """Run one turn; return the process exit code (0 = done, 1 = error/timeout)."""
-    client = BridgeClient(options.endpoint, client_name="npc-voice say", token=options.token,
+    client = BridgeClient(options.address, client_name="npc-voice say", token=options.token,
                           sample_rate_hz=options.sample_rate_hz)
     try:
         welcome = await client.connect(timeout_s=options.timeout_s)
@@ -113,7 +113,7 @@ async def say(options: SayOptions) -> int:
 def say_command(args: argparse.Namespace) -> int:
     """`npc-voice say`: one turn against a running daemon; returns the exit code."""
     options = SayOptions(
-        endpoint=f"tcp://{args.host}:{args.port}", npc_id=args.npc, text=args.text,
+        address=f"tcp://{args.host}:{args.port}", npc_id=args.npc, text=args.text,
         out_path=args.out, prebuffer_ms=args.prebuffer_ms, profile=args.profile,
         token=args.token, sample_rate_hz=args.sample_rate_hz, timeout_s=args.timeout_s)
     return asyncio.run(say(options))
@@ -132,7 +132,7 @@ def demo_command(args: argparse.Namespace) -> int:
     try:
         ready = [line for line in daemon.log_text().splitlines() if "ready on" in line]
         print(ready[-1] if ready else "daemon ready")
-        options = SayOptions(endpoint=daemon.endpoint, npc_id=args.npc, text=args.text,
+        options = SayOptions(address=daemon.address, npc_id=args.npc, text=args.text,
                              out_path=args.out)
         code = asyncio.run(say(options))
     finally:
