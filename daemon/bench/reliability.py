@@ -31,6 +31,8 @@ from pathlib import Path
 import numpy as np
 import psutil
 import soxr
+import zmq
+import zmq.asyncio
 
 from bridge_protocol.client import BridgeClient
 from bridge_protocol.framing import DecodedAudio
@@ -218,7 +220,36 @@ async def run_suite(daemon: DaemonProcess, plan: Plan, progress=print) -> dict:
     report["end"] = {"rss_mb": rss_end, "fds": fds_end, "rss_growth_mb":
                      round(rss_end - rss_start, 1), "answers": bool(after),
                      "alive": daemon.process.poll() is None}
+    progress("daemon CPU with one stalled client")
+    report["stalled_client"] = await cpu_with_a_stalled_client(process, address)
     return report
+
+
+async def cpu_with_a_stalled_client(process: psutil.Process, address: str,
+                                    seconds: float = 5.0) -> dict:
+    """Daemon CPU while its only client has stopped reading in the middle of a reply.
+
+    Its pipe is full: the writer must wait, not spin.
+    """
+    context = zmq.asyncio.Context()
+    sock = context.socket(zmq.DEALER)
+    sock.linger = 0
+    sock.setsockopt(zmq.RCVHWM, 1)
+    sock.setsockopt(zmq.RCVBUF, 4096)
+    sock.connect(address)
+    try:
+        await sock.send(hostile.HELLO)
+        say = {"type": "say", "turn_id": 1, "npc_id": "oracle",
+               "text": "Tell me the whole prophecy, every word of it."}
+        await sock.send(json.dumps(say).encode())
+        await asyncio.sleep(8.0)  # the reply is generated and queued; the pipe fills
+        process.cpu_percent(None)
+        await asyncio.sleep(seconds)
+        cpu = process.cpu_percent(None)
+    finally:
+        sock.close(linger=0)
+        context.term()
+    return {"cpu_percent": round(cpu, 1), "seconds": seconds}
 
 
 async def sigterm_during_a_turn(daemon: DaemonProcess) -> dict:
@@ -273,6 +304,7 @@ def _summary(report: dict) -> str:
         f"RSS                    {start['rss_mb']} -> {end['rss_mb']} MB "
         f"({end['rss_growth_mb']:+} MB)",
         f"file descriptors       {start['fds']} -> {end['fds']}",
+        f"CPU, one stalled client {report['stalled_client']['cpu_percent']} % of a core",
     ]
     if "sigterm" in report:
         s = report["sigterm"]
