@@ -32,6 +32,14 @@ The upper bound keeps ids exact in GDScript and JavaScript, whose JSON numbers a
 """
 
 NpcId = Annotated[str, Meta(min_length=1, max_length=64)]
+
+Priority = Literal["ambient", "normal", "high"]
+"""Which turn goes first when several compete for the engines.
+
+"high": a line the player is waiting for; "normal" (the default): an ordinary line;
+"ambient": barks and background chatter, which never delay the others (the daemon
+keeps LLM capacity free for non-ambient turns and lets them overtake ambient ones).
+"""
 SampleRateHz = Annotated[int, Meta(ge=8000, le=192000)]
 
 MAX_MIC_SAMPLES = 192000
@@ -79,12 +87,14 @@ class Say(Message, kw_only=True):
       text: The player's line, UTF-8, at most `Limits.max_text_chars` characters.
       profile: Speech profile override for this turn ("fast", "cinematic", ...);
         None = the NPC's configured profile.
+      priority: "high", "normal" (default) or "ambient" (see `Priority`).
     """
 
     turn_id: TurnId
     npc_id: NpcId
     text: str
     profile: str | None = None
+    priority: Priority = "normal"
 
 
 class Cancel(Message, kw_only=True):
@@ -104,12 +114,14 @@ class ListenStart(Message, kw_only=True):
       sample_rate_hz: Rate of the `mic_audio` PCM that follows (16000 recommended;
         other rates are resampled with soxr).
       profile: Speech profile override for the turns this stream starts.
+      priority: Priority of the turns this stream starts (see `Priority`).
     """
 
     npc_id: NpcId
     mode: Literal["push_to_talk", "open_mic"] = "push_to_talk"
     sample_rate_hz: SampleRateHz = 16000
     profile: str | None = None
+    priority: Priority = "normal"
 
 
 class MicAudio(Message, kw_only=True):

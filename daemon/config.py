@@ -67,12 +67,34 @@ class ServerConfig(_Section):
     metrics_port: Annotated[int, Meta(ge=0, le=65535)] = 0
 
 
+LlmBackend = Literal["in_process", "llama_server", "openai"]
+
+
 class LlmConfig(_Section):
-    """llama.cpp settings, shared by every NPC.
+    """One LLM tier: which model, where it runs, and how it samples.
 
     Attributes:
-      model: Bundled model name ("smollm2"), a fetched model name, or a .gguf path.
-      instances: llama.cpp contexts, i.e. turns that can generate at the same time.
+      backend: "in_process": llama.cpp inside the daemon (llama-cpp-python; the
+        default). "llama_server": llama.cpp's own server, started and stopped by the
+        daemon as a child process (`server_binary`), which batches the turns of many
+        NPCs into one decode step (continuous batching) and keeps idle NPCs' prompts in
+        its RAM cache. "openai": an OpenAI-compatible server that runs elsewhere
+        (llama-server, vLLM, Ollama, LM Studio...), at `url`.
+      model: Bundled model name ("smollm2"), a fetched model name, or a .gguf path
+        (in_process and llama_server); for "openai", the model name the server knows
+        (`model_name`, if set, wins).
+      instances: in_process: llama.cpp contexts, i.e. turns that can generate at the
+        same time. llama_server: server slots (sequences decoded in one batch).
+      url: openai: base URL of the server's OpenAI API, e.g. "http://gpu-box:8080/v1".
+      model_name: openai: the `model` sent in requests ("" = `model`).
+      api_key_env: openai: environment variable holding the API key ("" = none); the key
+        itself never goes in the config file.
+      server_binary: llama_server: the `llama-server` program (a path, or a name on PATH).
+      cache_ram_mib: llama_server: RAM for its prompt cache (idle NPCs' KV), in MiB.
+      connect_timeout_ms: llama_server, openai: longest wait to connect.
+      read_timeout_ms: llama_server, openai: longest silence of the server mid-reply
+        (the first token included) before the turn fails.
+      load_timeout_s: llama_server: longest wait for the server to load the model.
       n_ctx: Context length in tokens (llama.cpp's default of 512 is too small).
       n_threads: Threads per instance while generating (leave cores for TTS).
       n_threads_batch: Threads per instance during prompt prefill. More than one on a
@@ -99,8 +121,17 @@ class LlmConfig(_Section):
         (false: on a small CPU both tiers would compete for the same cores).
     """
 
+    backend: LlmBackend = "in_process"
     model: str = "smollm2"
-    instances: Annotated[int, Meta(ge=1, le=16)] = 1
+    instances: Annotated[int, Meta(ge=1, le=64)] = 1
+    url: str = ""
+    model_name: str = ""
+    api_key_env: str = ""
+    server_binary: str = "llama-server"
+    cache_ram_mib: Annotated[int, Meta(ge=0)] = 1024
+    connect_timeout_ms: Annotated[int, Meta(ge=100)] = 3000
+    read_timeout_ms: Annotated[int, Meta(ge=100)] = 30000
+    load_timeout_s: Annotated[float, Meta(gt=0)] = 300.0
     n_ctx: Annotated[int, Meta(ge=256)] = 2048
     n_threads: Annotated[int, Meta(ge=1)] = 1
     n_threads_batch: Annotated[int, Meta(ge=1)] = 1

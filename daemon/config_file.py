@@ -112,6 +112,11 @@ def validate(config: Config, source: str = "<config>") -> None:
     # user line and chat markup per turn (a llama.cpp prompt over n_ctx fails the turn).
     needed = 512 + llm.history_turns * (reply_tokens + 48) + reply_tokens
     for section, tier in (("llm", llm), ("llm_narrative", narrative)):
+        if tier is not None and tier.backend == "openai" and not tier.url:
+            raise ConfigError(f'{source}: {section}.backend = "openai" needs {section}.url, '
+                              'e.g. "http://127.0.0.1:8080/v1"')
+        if tier is not None and tier.backend == "openai":
+            continue  # the server's own context size applies
         if tier is not None and needed > tier.n_ctx:
             raise ConfigError(
                 f"{source}: {section}.n_ctx = {tier.n_ctx} is too small for history_turns = "

@@ -9,16 +9,19 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from daemon.asr.engines import AsrEngines
 from daemon.asr.transcriber import Transcriber, resolve_whisper
 from daemon.asr.vad import SileroVad
-from daemon.config import AsrConfig, Config
+from daemon.config import AsrConfig, Config, LlmConfig
 from daemon.engines.thread import EngineThread
+from daemon.llm.base import TierEngine
 from daemon.llm.conversation import persona_messages
+from daemon.llm.openai import OpenAiTier, api_key
 from daemon.llm.pool import LlmPool
+from daemon.llm.server_process import LlamaServerProcess
 from daemon.llm.tiers import TieredLlm
 from daemon.models import resolve_llm, resolve_piper_voice
 from daemon.pipeline.timings import ms_since
@@ -39,16 +42,20 @@ class Engines:
       voices: Voice by the config's voice name.
       tts_threads: One owner thread per loaded TTS model (shared by its voices).
       xtts_worker: The XTTS worker process, when an XTTS voice is in use.
+      llm_servers: llama-server child processes (tiers with backend "llama_server").
     """
 
     llm: TieredLlm
     voices: dict[str, Voice]
     tts_threads: list[EngineThread]
     xtts_worker: XttsWorker | None = None
+    llm_servers: list[LlamaServerProcess] = field(default_factory=list)
 
     def close(self) -> None:
-        """Stop every engine thread and the XTTS worker."""
+        """Stop every engine thread, the XTTS worker and the llama-servers started."""
         self.llm.close()
+        for server in self.llm_servers:
+            server.close()
         for thread in self.tts_threads:
             thread.shutdown()
         if self.xtts_worker is not None:
@@ -63,8 +70,6 @@ async def load_engines(config: Config) -> Engines:
       ValueError, RuntimeError: an engine failed to load.
     """
     started = time.perf_counter()
-    model_path = resolve_llm(config.llm.model)
-    narrative_path = resolve_llm(config.llm_narrative.model) if config.llm_narrative else None
     used_voices = {npc.voice for npc in config.npcs.values()}
     xtts_names = sorted(name for name in used_voices if config.voices[name].engine == "xtts")
     xtts_thread: EngineThread | None = None
@@ -76,17 +81,16 @@ async def load_engines(config: Config) -> Engines:
                      ", ".join(xtts_names))
         xtts_thread = EngineThread("xtts")
         xtts_startup = asyncio.ensure_future(xtts_thread.call(start_xtts, config, xtts_names))
-    _LOGGER.info("loading LLM %s x%d", model_path, config.llm.instances)
-    fast = await LlmPool.load(model_path, config.llm)
+    servers: list[LlamaServerProcess] = []
+    fast = await load_tier(config.llm, "llm", servers)
     narrative = None
-    if config.llm_narrative is not None and narrative_path is not None:
-        _LOGGER.info("loading narrative LLM %s x%d", narrative_path,
-                     config.llm_narrative.instances)
+    if config.llm_narrative is not None:
         try:
-            narrative = await LlmPool.load(narrative_path, config.llm_narrative,
-                                           name="llm-narrative")
+            narrative = await load_tier(config.llm_narrative, "llm-narrative", servers)
         except BaseException:
             fast.close()
+            for server in servers:
+                server.close()
             raise
     llm = TieredLlm(fast, config.llm, narrative, config.llm_narrative)
 
@@ -118,7 +122,32 @@ async def load_engines(config: Config) -> Engines:
         {npc_id: persona_messages(npc.persona) for npc_id, npc in config.npcs.items()},
         {npc_id: config.npc_tiers(npc_id) for npc_id in config.npcs})
     _LOGGER.info("engines ready in %.2f s", time.perf_counter() - started)
-    return Engines(llm, voices, tts_threads, xtts_worker)
+    return Engines(llm, voices, tts_threads, xtts_worker, servers)
+
+
+async def load_tier(config: LlmConfig, name: str, servers: list[LlamaServerProcess]
+                    ) -> TierEngine:
+    """One LLM tier as its config says: in process, a llama-server child, or a remote server.
+
+    A llama-server started here is appended to `servers` (the caller stops it).
+
+    Raises:
+      ModelNotFoundError: a configured model file is missing.
+      LlamaServerError, LlmServerError, ValueError: the engine could not start.
+    """
+    if config.backend == "openai":
+        model = config.model_name or config.model
+        _LOGGER.info("%s: streaming from the OpenAI-compatible server %s (model %s)", name,
+                     config.url, model)
+        return OpenAiTier(config.url, model, config, api_key(config))
+    model_path = resolve_llm(config.model)
+    if config.backend == "llama_server":
+        server = LlamaServerProcess(name)
+        servers.append(server)
+        url = await server.start(model_path, config)
+        return OpenAiTier(url, model_path.name, config)
+    _LOGGER.info("loading %s %s x%d", name, model_path, config.instances)
+    return await LlmPool.load(model_path, config, name=name)
 
 
 def _use_xtts_voices(config: Config, names: list[str], thread: EngineThread,

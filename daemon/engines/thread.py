@@ -2,17 +2,21 @@
 
 llama.cpp contexts are not thread-safe and ONNX/espeak calls block for tens of
 milliseconds, so each engine lives on exactly one thread and the event loop only ever
-awaits it. Jobs run one at a time in submission order, which also makes several turns
+awaits it. Jobs run one at a time, the most urgent first (then in submission order),
+which also makes several turns
 sharing an engine take turns fairly (FIFO at job granularity).
 """
 
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
+import heapq
+import itertools
 import threading
 from collections.abc import AsyncGenerator, Callable
 from concurrent.futures import ThreadPoolExecutor
-from typing import Generic, TypeVar
+from typing import Any, Generic, TypeVar
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -27,8 +31,49 @@ It calls `emit(item)` for each item and must return soon after `stop` is set
 _ITEM, _ERROR, _END = range(3)
 
 
+class _JobQueue:
+    """One worker thread running submitted jobs, highest priority first.
+
+    Each submission pushes the job on a heap and queues one "run the most urgent job"
+    step on a single-worker executor (which keeps the executor's clean shutdown at
+    interpreter exit): as many steps as jobs, each taking the best job at that moment.
+    """
+
+    def __init__(self, name: str) -> None:
+        self._jobs: list[tuple[int, int, concurrent.futures.Future[Any], Callable[[], Any]]] = []
+        self._order = itertools.count()
+        self._lock = threading.Lock()
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=name)
+
+    def submit(self, fn: Callable[[], R], priority: int) -> concurrent.futures.Future[R]:
+        future: concurrent.futures.Future[R] = concurrent.futures.Future()
+        with self._lock:
+            heapq.heappush(self._jobs, (-priority, next(self._order), future, fn))
+        self._executor.submit(self._run_most_urgent)
+        return future
+
+    def _run_most_urgent(self) -> None:
+        with self._lock:
+            if not self._jobs:
+                return
+            _, _, future, fn = heapq.heappop(self._jobs)
+        if not future.set_running_or_notify_cancel():
+            return
+        try:
+            future.set_result(fn())
+        except BaseException as exc:  # noqa: BLE001 - handed to whoever awaits it
+            future.set_exception(exc)
+
+    def shutdown(self) -> None:
+        with self._lock:
+            for _, _, future, _ in self._jobs:
+                future.cancel()
+            self._jobs.clear()
+        self._executor.shutdown(wait=True, cancel_futures=True)
+
+
 class EngineThread(Generic[T]):
-    """A single worker thread that owns one engine.
+    """A single worker thread that owns one engine; jobs run most urgent first.
 
     Args:
       name: Thread name, shown in logs and debuggers (e.g. "llm-0", "piper-joe").
@@ -36,13 +81,17 @@ class EngineThread(Generic[T]):
 
     def __init__(self, name: str) -> None:
         self.name = name
-        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=name)
+        self._queue = _JobQueue(name)
 
-    async def call(self, fn: Callable[..., R], *args: object) -> R:
-        """Run `fn(*args)` on the engine thread and return its result."""
-        return await asyncio.wrap_future(self._executor.submit(fn, *args))
+    async def call(self, fn: Callable[..., R], *args: object, priority: int = 0) -> R:
+        """Run `fn(*args)` on the engine thread and return its result.
 
-    async def stream(self, produce: Producer[T], stop: threading.Event
+        `priority`: a job of higher priority runs before those waiting with a lower one
+        (the one running is never interrupted).
+        """
+        return await asyncio.wrap_future(self._queue.submit(lambda: fn(*args), priority))
+
+    async def stream(self, produce: Producer[T], stop: threading.Event, priority: int = 0
                      ) -> AsyncGenerator[T, None]:
         """Run `produce` on the engine thread, yielding what it emits as it emits it.
 
@@ -77,7 +126,7 @@ class EngineThread(Generic[T]):
             else:
                 post(_END, None)
 
-        future = self._executor.submit(job)
+        future = self._queue.submit(job, priority)
         try:
             while True:
                 kind, value = await queue.get()
@@ -93,8 +142,8 @@ class EngineThread(Generic[T]):
                 await asyncio.shield(asyncio.wrap_future(future))
 
     def shutdown(self) -> None:
-        """Let queued jobs finish and stop the thread."""
-        self._executor.shutdown(wait=True, cancel_futures=True)
+        """Drop the queued jobs, let the running one finish, and stop the thread."""
+        self._queue.shutdown()
 
 
 class AnyEvent(threading.Event):

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from daemon.config import Tiers
+from daemon.priorities import NORMAL
 
 ChatMessage = dict[str, str]
 """{"role": "system" | "user" | "assistant", "content": text}."""
@@ -75,11 +76,45 @@ ReplyItem = ReplyEvent | TierHandoff
 """What `LlmStage.reply` yields: the events of each tier, and the hand-off between them."""
 
 
+class TierEngine(Protocol):
+    """One model serving one tier.
+
+    In-process llama.cpp contexts (`pool.LlmPool`) or an LLM server (`openai.OpenAiTier`).
+    """
+
+    def reply(self, key: str, messages: list[ChatMessage], stop: threading.Event,
+              persona_key: str | None = None, max_tokens: int | None = None,
+              opener: OpenerSource | None = None, priority: int = NORMAL
+              ) -> AsyncGenerator[ReplyEvent, None]:
+        """Stream one model's reply of conversation `key` (see `LlmStage.reply`).
+
+        `opener` makes the reply continue an opener written by another model;
+        `priority` (`AMBIENT`, `NORMAL`, `HIGH`) orders turns competing for the model.
+        """
+        ...
+
+    async def prefill(self, personas: dict[str, list[ChatMessage]]) -> None:
+        """Evaluate each persona's prompt once, so that its turns start from the cache."""
+        ...
+
+    async def prefill_one(self, key: str, messages: list[ChatMessage]) -> None:
+        """Evaluate `messages` under `key` in the background (after a history cut)."""
+        ...
+
+    def forget(self, keys: list[str]) -> None:
+        """Drop the cached state of conversations that ended."""
+        ...
+
+    def close(self) -> None:
+        """Stop the engine."""
+        ...
+
+
 class LlmStage(Protocol):
     """The LLM side of every turn (`daemon.llm.tiers.TieredLlm` is the llama.cpp one)."""
 
     def reply(self, key: str, messages: list[ChatMessage], stop: threading.Event,
-              persona_key: str | None = None, tiers: Tiers = "fast"
+              persona_key: str | None = None, tiers: Tiers = "fast", priority: int = NORMAL
               ) -> AsyncGenerator[ReplyItem, None]:
         """Stream the reply of conversation `key` to `messages` (persona first).
 

@@ -180,6 +180,7 @@ class LlamaContext:
         max_tokens: int | None = None,
         fallback_key: str | None = None,
         opener: OpenerSource | None = None,
+        should_yield: Callable[[], bool] | None = None,
     ) -> None:
         """Generate the assistant reply to `messages`, streaming it through `emit`.
 
@@ -195,6 +196,9 @@ class LlamaContext:
             assistant turn is evaluated first (while the fast tier writes the opener),
             then this is called for the opener and the model continues it. The deltas
             are the continuation only.
+          should_yield: Checked between tokens: when it turns true, generation stops
+            with finish reason "yielded" (a more urgent turn wants this context; the
+            caller resumes the reply later).
 
         Raises:
           ValueError: the prompt does not fit the context (`n_ctx`).
@@ -220,7 +224,8 @@ class LlamaContext:
                 prompt += opener_text
             tokens = self._tokens(prompt)
             prefill = len(tokens) - _common_prefix_length(ids_before, tokens)
-            reply_tokens, finish_reason = self._generate(tokens, emit, stop, max_tokens)
+            reply_tokens, finish_reason = self._generate(tokens, emit, stop, max_tokens,
+                                                         should_yield)
         finally:
             self._states.put(key, self._snapshot())
         emit(ReplyStats(len(tokens), prefill, reply_tokens, finish_reason, prompt))
@@ -252,6 +257,7 @@ class LlamaContext:
         emit: Callable[[ReplyDelta], None],
         stop: threading.Event,
         max_tokens: int | None,
+        should_yield: Callable[[], bool] | None = None,
     ) -> tuple[int, str]:
         """Stream the completion of `tokens`; return (tokens generated, finish reason)."""
         llama, config = self._llama, self._config
@@ -270,6 +276,9 @@ class LlamaContext:
         try:
             for chunk in stream:
                 if stop.is_set():
+                    break
+                if should_yield is not None and should_yield():
+                    finish_reason = "yielded"
                     break
                 choice = chunk["choices"][0]
                 text = choice["text"]

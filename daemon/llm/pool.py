@@ -1,25 +1,34 @@
-"""A pool of llama.cpp contexts shared by every turn, with NPC affinity.
+"""A pool of llama.cpp contexts shared by every turn, with priorities and NPC affinity.
 
-`llm.instances` contexts can generate at the same time (each on its own thread).
-A turn waits FIFO for a free context and prefers one that already holds its NPC's KV
-state, which saves a state restore.
+`llm.instances` contexts can generate at the same time (each on its own thread). A turn
+waits for a free context, most urgent first (`admission.SlotGate`), and prefers one that
+already holds its NPC's KV state, which saves a state restore. A running ambient reply
+yields its context between two tokens when a more urgent turn is waiting, and resumes
+later from exactly where it stopped (assistant prefill of its own text).
 """
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import threading
 import time
-from collections import deque
 from collections.abc import AsyncGenerator, AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 
 from daemon.config import LlmConfig
 from daemon.engines.thread import EngineThread
-from daemon.llm.base import ChatMessage, OpenerSource, ReplyEvent
+from daemon.llm.admission import SlotGate
+from daemon.llm.base import (
+    ChatMessage,
+    OpenerSource,
+    ReplyDelta,
+    ReplyEvent,
+    ReplyStarted,
+    ReplyStats,
+)
 from daemon.llm.llama import KvStateStore, LlamaContext
+from daemon.priorities import AMBIENT, NORMAL
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -31,16 +40,17 @@ class _Slot:
 
 
 class LlmPool:
-    """Loaded llama.cpp contexts plus the FIFO queue of turns waiting for one.
+    """Loaded llama.cpp contexts plus the turns waiting for one (a `TierEngine`).
 
     Build with `await LlmPool.load(...)`; call `close()` at shutdown.
     """
 
-    def __init__(self, slots: list[_Slot], states: KvStateStore) -> None:
+    def __init__(self, slots: list[_Slot], states: KvStateStore, max_reply_tokens: int) -> None:
         self._states = states
         self._free: list[_Slot] = list(slots)
         self._slots = list(slots)
-        self._waiters: deque[tuple[str, asyncio.Future[_Slot]]] = deque()
+        self._gate = SlotGate(len(slots), reserve=0)
+        self._max_reply_tokens = max_reply_tokens
 
     @classmethod
     async def load(cls, model_path: Path, config: LlmConfig, name: str = "llm") -> LlmPool:
@@ -67,7 +77,7 @@ class LlmPool:
             for thread in threads:  # no engine thread outlives a failed load
                 thread.shutdown()
             raise
-        return cls(slots, states)
+        return cls(slots, states, config.max_reply_tokens)
 
     async def prefill(self, personas: dict[str, list[ChatMessage]]) -> None:
         """Evaluate each NPC's persona once (warm-up) and keep its KV state."""
@@ -83,48 +93,23 @@ class LlmPool:
         """Evaluate `messages` on a free context and keep the KV state under `key`.
 
         Used after a conversation's history was shortened, so that the next turn
-        finds its new prefix already evaluated.
+        finds its new prefix already evaluated. It yields to any waiting turn:
+        housekeeping must never make a player wait.
         """
-        async with self._acquire(key) as slot:
-            # Yield to turns: housekeeping must never make a player wait.
+        async with self._acquire(key, AMBIENT) as slot:
             await slot.thread.call(slot.context.prefill, key, messages,
-                                   lambda: bool(self._waiters))
+                                   lambda: self._gate.top_waiting is not None)
 
     @asynccontextmanager
-    async def _acquire(self, key: str) -> AsyncIterator[_Slot]:
-        slot = self._take_free(key)
-        if slot is None:
-            waiter: asyncio.Future[_Slot] = asyncio.get_running_loop().create_future()
-            self._waiters.append((key, waiter))
-            try:
-                slot = await waiter
-            except asyncio.CancelledError:
-                if waiter.done() and not waiter.cancelled():
-                    self._release(waiter.result())  # granted just as we were cancelled
-                else:
-                    self._waiters.remove((key, waiter))
-                raise
+    async def _acquire(self, key: str, priority: int) -> AsyncIterator[_Slot]:
+        await self._gate.acquire(priority)
+        slot = next((s for s in self._free if s.context.holding == key), self._free[0])
+        self._free.remove(slot)
         try:
             yield slot
         finally:
-            self._release(slot)
-
-    def _take_free(self, key: str) -> _Slot | None:
-        if not self._free:
-            return None
-        for slot in self._free:
-            if slot.context.holding == key:
-                self._free.remove(slot)
-                return slot
-        return self._free.pop(0)
-
-    def _release(self, slot: _Slot) -> None:
-        while self._waiters:
-            _, waiter = self._waiters.popleft()
-            if not waiter.done():
-                waiter.set_result(slot)
-                return
-        self._free.append(slot)
+            self._free.append(slot)
+            self._gate.release()
 
     async def reply(
         self,
@@ -134,8 +119,9 @@ class LlmPool:
         persona_key: str | None = None,
         max_tokens: int | None = None,
         opener: OpenerSource | None = None,
+        priority: int = NORMAL,
     ) -> AsyncGenerator[ReplyEvent, None]:
-        """Stream the reply for conversation `key`.
+        """Stream the reply for conversation `key` (see `TierEngine.reply`).
 
         Yields one `ReplyStarted` (a context took the request), `ReplyDelta`s, then one
         `ReplyStats`.
@@ -143,26 +129,61 @@ class LlmPool:
         `persona_key` names the prefilled persona state to start from when the
         conversation has no KV state yet. `max_tokens` caps the reply (None = the
         config's `max_reply_tokens`). With `opener` the reply continues an opener
-        written by another model (see `LlamaContext.reply`).
-
-        Waits for a free context first. Stops without another token once `stop` is
-        set or the consumer closes the iterator.
+        written by another model (see `LlamaContext.reply`). Waits for a free context
+        first, most urgent first; a reply of lower priority than a waiting turn yields
+        between two tokens and resumes afterwards (not while continuing an `opener`).
+        Stops without another token once `stop` is set or the consumer closes it.
 
         Raises:
           ValueError: the prompt does not fit the context.
         """
-        async with self._acquire(key) as slot:
+        budget = max_tokens or self._max_reply_tokens
+        said = ""
+        totals = [0, 0, 0]  # prompt, prefill, reply tokens over every resumption
+        started = False
+        gate = self._gate
 
-            def produce(emit, stop_event: threading.Event) -> None:
-                slot.context.reply(key, messages, emit, stop_event, max_tokens=max_tokens,
-                                   fallback_key=persona_key, opener=opener)
+        def should_yield() -> bool:  # engine thread: reads one attribute
+            waiting = gate.top_waiting
+            return waiting is not None and waiting > priority
 
-            stream = slot.thread.stream(produce, stop)
-            try:
-                async for item in stream:
-                    yield item
-            finally:
-                await stream.aclose()
+        while True:
+            async with self._acquire(key, priority) as slot:
+                resume = said
+                source = opener if not resume else (lambda _stop, text=resume: text)
+
+                def produce(emit, stop_event: threading.Event, source=source) -> None:
+                    slot.context.reply(key, messages, emit, stop_event,
+                                       max_tokens=budget - totals[2], fallback_key=persona_key,
+                                       opener=source,
+                                       should_yield=should_yield if opener is None else None)
+
+                finish = "cancelled"
+                prompt = ""
+                stream = slot.thread.stream(produce, stop)
+                try:
+                    async for item in stream:
+                        if isinstance(item, ReplyStarted):
+                            if not started:
+                                started = True
+                                yield item
+                        elif isinstance(item, ReplyStats):
+                            totals[0] += item.prompt_tokens
+                            totals[1] += item.prefill_tokens
+                            totals[2] += item.reply_tokens
+                            finish, prompt = item.finish_reason, item.prompt
+                        else:
+                            if isinstance(item, ReplyDelta):
+                                said += item.text
+                            yield item
+                finally:
+                    await stream.aclose()
+            if finish != "yielded" or stop.is_set() or totals[2] >= budget:
+                yield ReplyStats(totals[0], totals[1], totals[2],
+                                 "length" if finish == "yielded" else finish, prompt)
+                return
+            _LOGGER.info("%s: reply yielded its context to a more urgent turn after %d "
+                         "tokens; it resumes when a context is free", key, totals[2])
 
     def forget(self, keys: list[str]) -> None:
         """Drop the saved KV states of conversations that ended (their client left)."""

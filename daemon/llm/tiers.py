@@ -39,10 +39,11 @@ from daemon.llm.base import (
     ReplyEvent,
     ReplyItem,
     ReplyStats,
+    TierEngine,
     TierHandoff,
 )
-from daemon.llm.pool import LlmPool
 from daemon.pipeline.text import SENTENCE_MARKS, ends_phrase  # the chunker's own rule
+from daemon.priorities import NORMAL
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -171,9 +172,9 @@ class TieredLlm:
 
     def __init__(
         self,
-        fast: LlmPool,
+        fast: TierEngine,
         fast_config: LlmConfig,
-        narrative: LlmPool | None = None,
+        narrative: TierEngine | None = None,
         narrative_config: LlmConfig | None = None,
     ) -> None:
         self._fast = fast
@@ -184,7 +185,7 @@ class TieredLlm:
         self._early_start = narrative_config.narrative_early_start if narrative_config else True
         self._draining: set[asyncio.Task[None]] = set()
 
-    def _pools(self, tiers: Tiers) -> list[LlmPool]:
+    def _pools(self, tiers: Tiers) -> list[TierEngine]:
         pools = []
         if tiers in ("fast", "both"):
             pools.append(self._fast)
@@ -237,6 +238,7 @@ class TieredLlm:
         stop: threading.Event,
         persona_key: str | None = None,
         tiers: Tiers = "fast",
+        priority: int = NORMAL,
     ) -> AsyncGenerator[ReplyItem, None]:
         """Stream the reply for conversation `key` from the tiers named.
 
@@ -251,17 +253,19 @@ class TieredLlm:
         """
         if tiers != "both":
             pool = self._pools(tiers)[0]
-            async with aclosing(pool.reply(key, messages, stop, persona_key)) as events:
+            async with aclosing(pool.reply(key, messages, stop, persona_key,
+                                           priority=priority)) as events:
                 async for event in events:
                     yield event
             return
-        async with aclosing(self._two_tier(key, messages, stop, persona_key)) as items:
+        async with aclosing(self._two_tier(key, messages, stop, persona_key,
+                                           priority)) as items:
             async for item in items:
                 yield item
 
     async def _two_tier(
         self, key: str, messages: list[ChatMessage], stop: threading.Event,
-        persona_key: str | None,
+        persona_key: str | None, priority: int,
     ) -> AsyncGenerator[ReplyItem, None]:
         assert self._narrative is not None
         handoff = _Handoff()
@@ -272,7 +276,8 @@ class TieredLlm:
             assert self._narrative is not None
             return asyncio.create_task(
                 self._pump(self._narrative.reply(key, messages, stop, persona_key,
-                                                 opener=handoff.wait), continuation),
+                                                 opener=handoff.wait, priority=priority),
+                           continuation),
                 name=f"narrative-{key}")
 
         if self._early_start:
@@ -282,7 +287,7 @@ class TieredLlm:
             opener_done = threading.Event()
             finish_reason = "cancelled"
             fast = self._fast.reply(key, messages, AnyEvent(stop, opener_done), persona_key,
-                                    max_tokens=self._opener_max_tokens + 1)
+                                    max_tokens=self._opener_max_tokens + 1, priority=priority)
             async with aclosing(fast) as items:
                 async for item in items:
                     if isinstance(item, ReplyDelta):

@@ -34,6 +34,7 @@ from daemon.llm.conversation import Conversation
 from daemon.pipeline.blocks import BlockCutter, samples_per_block
 from daemon.pipeline.chunker import Chunk, PhraseChunker
 from daemon.pipeline.text import speakable
+from daemon.priorities import NORMAL
 from daemon.profiles import Profile
 from daemon.tts.base import Voice, resample_int16
 
@@ -79,6 +80,8 @@ class TurnSpec:
       tiers: LLM tiers writing the reply ("fast", "narrative" or "both").
       continuation_profile: Speech profile of the narrative tier's continuation in a
         two-tier turn; None = `profile`.
+      priority: `AMBIENT`, `NORMAL` or `HIGH` (daemon.llm.base): orders turns competing
+        for the LLM and the voices.
     """
 
     turn_id: int
@@ -93,6 +96,7 @@ class TurnSpec:
     received_at: float
     tiers: Tiers = "fast"
     continuation_profile: Profile | None = None
+    priority: int = NORMAL
 
 
 @dataclass
@@ -187,6 +191,7 @@ class Turn:
                 self.stop,
                 persona_key=spec.npc_id,
                 tiers=spec.tiers,
+                priority=spec.priority,
             )
             async with aclosing(reply) as stream:
                 async for item in stream:
@@ -258,8 +263,8 @@ class Turn:
         held: np.ndarray | None = None
         subtitled = False
         started = time.perf_counter()
-        async with aclosing(voice.stream(chunk.text, self.stop,
-                                         turn_start=chunk.index == 0)) as audio_stream:
+        async with aclosing(voice.stream(chunk.text, self.stop, turn_start=chunk.index == 0,
+                                         priority=spec.priority)) as audio_stream:
             async for audio in audio_stream:
                 if timings.tts_first_audio_ms is None:
                     timings.tts_first_audio_ms = self._ms()

@@ -300,7 +300,8 @@ class MicInput:
         turn_id = client.speculative_turn_id()  # the real one comes at release
         # End of speech: when the daemon had received the last voiced frame.
         received_at = session.wall_time_of(event.speech_end_frame)
-        say = Say(turn_id=turn_id, npc_id=request.npc_id, text=text, profile=request.profile)
+        say = Say(turn_id=turn_id, npc_id=request.npc_id, text=text, profile=request.profile,
+                  priority=request.priority)
         return self._turns.start(client, say, received_at, speculative=True)
 
     def _drop_speculation(self, client: Client, session: MicSession) -> None:

@@ -25,6 +25,7 @@ from daemon.llm.base import LlmStage
 from daemon.llm.conversation import Conversation
 from daemon.metrics import Telemetry
 from daemon.pipeline.turn import Turn, TurnSpec
+from daemon.priorities import rank
 from daemon.server.clients import Client, ClientTooSlow
 from daemon.server.memory import MemoryTrimmer
 from daemon.server.sender import Sender
@@ -196,7 +197,8 @@ class TurnManager:
             out_rate_hz=client.sample_rate_hz or voice.sample_rate_hz,
             received_at=received_at, tiers=config.npc_tiers(say.npc_id),
             continuation_profile=(config.profile(continuation_name)
-                                  if continuation_name else None))
+                                  if continuation_name else None),
+            priority=rank(say.priority))
 
     def release(self, client: Client, handle: TurnHandle) -> int | None:
         """Confirm a speculative turn: give it the client's next id, send what it held.

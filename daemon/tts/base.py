@@ -16,6 +16,7 @@ import soxr
 
 from daemon.config import VoiceConfig
 from daemon.engines.thread import EngineThread
+from daemon.priorities import NORMAL
 from daemon.profiles import Profile
 
 Int16Emit = Callable[[np.ndarray], None]
@@ -85,18 +86,21 @@ class Voice:
         """Native output rate of this voice, in Hz."""
         return self.engine.sample_rate_hz
 
-    def stream(self, text: str, stop: threading.Event,
-               turn_start: bool = False) -> AsyncGenerator[np.ndarray, None]:
+    def stream(self, text: str, stop: threading.Event, turn_start: bool = False,
+               priority: int = NORMAL) -> AsyncGenerator[np.ndarray, None]:
         """Synthesise `text`; yield 1-D int16 mono arrays at `sample_rate_hz`.
 
-        `turn_start` marks a turn's first chunk (see `TtsEngine.synthesize`). The
-        caller must exhaust or `aclose()` the iterator (use contextlib.aclosing).
+        `turn_start` marks a turn's first chunk (see `TtsEngine.synthesize`). Chunks
+        waiting for the engine are taken by `priority` (daemon.priorities) and, within
+        one priority, first chunks before later ones: a turn's first audio never waits
+        for other turns' later chunks, only for the chunk being spoken. The caller must
+        exhaust or `aclose()` the iterator (use contextlib.aclosing).
         """
 
         def produce(emit: Int16Emit, stop_event: threading.Event) -> None:
             self.engine.synthesize(text, self.settings, emit, stop_event, turn_start)
 
-        return self.thread.stream(produce, stop)
+        return self.thread.stream(produce, stop, priority * 2 + int(turn_start))
 
     def shape_profile(self, profile: Profile) -> Profile:
         """`profile` with its first chunk at least `first_chunk_min_chars` long."""

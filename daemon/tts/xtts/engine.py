@@ -30,6 +30,7 @@ import numpy as np
 from daemon.config import Config, VoiceConfig, XttsConfig
 from daemon.engines.thread import EngineThread
 from daemon.models import ModelNotFoundError, resolve_xtts_model, user_cache_dir
+from daemon.priorities import NORMAL
 from daemon.tts.base import Int16Emit, Voice, resample_int16
 from daemon.tts.xtts import wire
 
@@ -252,13 +253,14 @@ class XttsVoice(Voice):
             self._warned = True
         return self.fallback
 
-    def stream(self, text: str, stop: threading.Event,
-               turn_start: bool = False) -> AsyncGenerator[np.ndarray, None]:
+    def stream(self, text: str, stop: threading.Event, turn_start: bool = False,
+               priority: int = NORMAL) -> AsyncGenerator[np.ndarray, None]:
         """As `Voice.stream`, through the fallback once the worker has died."""
         serving = self._serving()
         if serving is None:
-            return super().stream(text, stop, turn_start)
-        return self._resampled(serving.stream(text, stop, turn_start), serving.sample_rate_hz)
+            return super().stream(text, stop, turn_start, priority)
+        return self._resampled(serving.stream(text, stop, turn_start, priority),
+                               serving.sample_rate_hz)
 
     async def _resampled(self, pieces: AsyncGenerator[np.ndarray, None],
                          from_hz: int) -> AsyncGenerator[np.ndarray, None]:
