@@ -18,20 +18,23 @@ extends Node
 signal connected(welcome: Dictionary)
 ## The connection was lost or closed after a handshake; reconnecting follows automatically.
 signal disconnected(reason: String)
-## Text of the chunk whose audio follows (sent just before that audio).
+## Text of a chunk of the reply, emitted when the chunk's first sample is played (the daemon
+## sends it earlier, just before the chunk's audio, which then waits in the pre-buffer).
 signal subtitle_received(turn_id: int, npc_id: String, text: String)
 ## The NPC started talking: playback began after the pre-buffer.
 signal speech_started(turn_id: int, npc_id: String)
 ## The turn is over, once per [method say] or voice turn. [param outcome]: "done" (heard to the
 ## end), "cancelled", "error" or "disconnected". [param timings]: the daemon's per-stage timings
 ## (ms, see PROTOCOL.md) plus [code]client_ttfa_ms[/code] (from the [code]say[/code], or from
-## sending the end of the player's speech), [code]client_time_to_playback_ms[/code] and
-## [code]lost_blocks[/code]. [param underruns]: generator mix periods that ran dry.
+## sending the end of the player's speech), [code]client_time_to_playback_ms[/code],
+## [code]client_played_ms[/code] (audio the mixer played) and [code]lost_blocks[/code].
+## [param underruns]: generator mix periods that ran dry.
 signal speech_finished(
 	turn_id: int, npc_id: String, outcome: String, timings: Dictionary, underruns: int
 )
 ## A problem: a daemon [code]error[/code] (its [code]code[/code]: unknown_npc, text_too_long...)
-## or one of the addon's: not_connected, protocol_error, bad_message, launch_failed,
+## or one of the addon's: not_connected, invalid_npc_id, text_too_long and message_too_large
+## (a [method say] refused before it was sent), protocol_error, bad_message, launch_failed,
 ## daemon_exited, mic_unavailable, invalid_mode. [param turn_id] is -1 when no turn is concerned.
 signal error_received(code: String, message: String, turn_id: int)
 ## Voice input: the player started speaking to [param npc_id]. With
@@ -63,6 +66,8 @@ const FATAL_HANDSHAKE_ERRORS: Array = ["bad_token", "unsupported_protocol"]
 ## daemon may have given a voice turn an id whose [code]transcript[/code] is still on its way,
 ## and a [code]say[/code] must use a greater one (PROTOCOL.md 3.6).
 const VOICE_TURN_ID_GAP: int = 1000
+## Longest [code]npc_id[/code] the daemon accepts (PROTOCOL.md 3.1).
+const MAX_NPC_ID_CHARS: int = 64
 #endregion
 
 #region Public Variables
@@ -142,8 +147,13 @@ func _exit_tree() -> void:
 
 
 #region Public Functions
-## Connects (or reconnects) to [member host]:[member port]; [signal connected] follows.
+## Connects (or reconnects) to [member host]:[member port]; [signal connected] follows. On a
+## live connection it is a disconnect first: turns in flight end with outcome "disconnected",
+## [signal disconnected] is emitted and the microphone stops.
 func connect_to_daemon() -> void:
+	if not _welcome.is_empty():
+		_connection.close()
+		_on_connection_closed("reconnecting (connect_to_daemon)")
 	_connection.connect_to(host, port)
 
 
@@ -176,20 +186,24 @@ func get_npcs() -> Array[Dictionary]:
 ## [code]player[/code] (a voice player node to play through), [code]profile[/code] ("fast",
 ## "cinematic"...), [code]prebuffer_ms[/code] (override). A new turn for an NPC that is still
 ## talking interrupts it (barge-in): its audio stops at once. Always ends with exactly one
-## [signal speech_finished], even when not connected (outcome "error", code not_connected).
+## [signal speech_finished], also when it cannot be sent: outcome "error" after
+## [signal error_received] (not_connected; invalid_npc_id: not 1-64 characters;
+## text_too_long: over the daemon's [code]limits.max_text_chars[/code]; message_too_large: over
+## its [code]limits.max_message_bytes[/code]). A line refused that way interrupts nobody.
 func say(npc_id: String, text: String, options: Dictionary = {}) -> int:
 	var turn_id: int = _turns.next_turn_id + (VOICE_TURN_ID_GAP if _voice_input.used else 0)
-	var turn: TurnState = _turns.begin_turn(turn_id, npc_id, options)
-	if not is_connected_to_daemon():
-		_turns.fail_turn.call_deferred(turn.turn_id, "not_connected", "not connected")
-		return turn.turn_id
-	var message: Dictionary = {
-		"type": "say", "turn_id": turn.turn_id, "npc_id": npc_id, "text": text
-	}
+	var message: Dictionary = {"type": "say", "turn_id": turn_id, "npc_id": npc_id, "text": text}
 	if options.has("profile"):
 		message["profile"] = str(options["profile"])
-	_send(message)
-	return turn.turn_id
+	var frame: PackedByteArray = JSON.stringify(message).to_utf8_buffer()
+	var problem: PackedStringArray = _say_problem(npc_id, text, frame.size())
+	if not problem.is_empty():
+		_turns.reject_turn(turn_id, npc_id, problem[0], problem[1])
+		return turn_id
+	_turns.begin_turn(turn_id, npc_id, options)
+	var frames: Array[PackedByteArray] = [frame]
+	_connection.send_message(frames)
+	return turn_id
 
 
 ## Stops [param turn_id] at once (barge-in from the game): its audio stops now, the daemon
@@ -198,13 +212,16 @@ func cancel(turn_id: int) -> void:
 	_turns.cancel(turn_id)
 
 
-## Opens the microphone and streams it to the daemon for [param npc_id] until
-## [method stop_listening]. [param mode]: "push_to_talk" (the utterance is everything until
-## [method stop_listening]: call it when the key is released) or "open_mic" (the daemon finds
-## where each utterance starts and ends). [param options] as for [method say]
-## ([code]player[/code], [code]profile[/code], [code]prebuffer_ms[/code]), for the voice turns.
-## Needs the project setting [code]audio/driver/enable_input[/code]. Returns false, after
-## [signal error_received] (not_connected, mic_unavailable, invalid_mode), when it cannot.
+## Streams the microphone (opened the first time, then kept open) to the daemon for
+## [param npc_id] until [method stop_listening]. [param mode]: "push_to_talk" (the utterance
+## is everything until [method stop_listening]: call it when the key is released) or
+## "open_mic" (the daemon finds where each utterance starts and ends). [param options] as for
+## [method say] ([code]player[/code], [code]profile[/code], [code]prebuffer_ms[/code]), for the
+## voice turns.
+## Needs the project setting [code]audio/driver/enable_input[/code] and stereo output. Returns
+## false, after [signal error_received] (not_connected, mic_unavailable, invalid_mode,
+## invalid_npc_id), when it cannot. A stream the daemon refuses stops by itself, with one
+## [signal error_received] (voice_input_unavailable, unknown_npc, unknown_profile).
 func start_listening(
 	npc_id: String, mode: String = "push_to_talk", options: Dictionary = {}
 ) -> bool:
@@ -215,9 +232,11 @@ func start_listening(
 
 
 ## Closes the microphone stream: in push-to-talk mode the utterance ends here (the audio up to
-## now is sent first).
-func stop_listening() -> void:
-	_voice_input.stop()
+## now is sent first). The OS microphone stays open, so that the next
+## [method start_listening] (the next key press) hears the player at once; pass
+## [param close_microphone] to release it (it is also released when the connection is lost).
+func stop_listening(close_microphone: bool = false) -> void:
+	_voice_input.stop(close_microphone)
 
 
 ## True between [method start_listening] and [method stop_listening] (or a lost connection).
@@ -252,6 +271,51 @@ func stop_daemon() -> void:
 func _send(message: Dictionary) -> void:
 	var frames: Array[PackedByteArray] = [JSON.stringify(message).to_utf8_buffer()]
 	_connection.send_message(frames)
+
+
+## [code, message] when a [code]say[/code] of [param frame_bytes] bytes cannot be sent, else
+## empty. Only what the wire format limits is checked here; the daemon judges the rest.
+func _say_problem(npc_id: String, text: String, frame_bytes: int) -> PackedStringArray:
+	if not is_connected_to_daemon():
+		return PackedStringArray(["not_connected", "not connected"])
+	if npc_id.length() < 1 or npc_id.length() > MAX_NPC_ID_CHARS:
+		return PackedStringArray(
+			[
+				"invalid_npc_id",
+				"npc_id must have 1 to %d characters, not %d" % [MAX_NPC_ID_CHARS, npc_id.length()]
+			]
+		)
+	var limits: Variant = _welcome.get("limits")
+	if not limits is Dictionary:
+		return PackedStringArray()  # a daemon that states no limits enforces its own
+	var max_chars: int = TurnTable.int_field(limits, "max_text_chars")
+	var length: int = text.strip_edges().length()
+	if max_chars > 0 and length > max_chars:
+		return PackedStringArray(
+			[
+				"text_too_long",
+				"the player's line has %d characters; the limit is %d" % [length, max_chars]
+			]
+		)
+	var max_bytes: int = TurnTable.int_field(limits, "max_message_bytes")
+	if max_bytes > 0 and frame_bytes > max_bytes:
+		return PackedStringArray(
+			[
+				"message_too_large",
+				"the say message is %d bytes; the limit is %d" % [frame_bytes, max_bytes]
+			]
+		)
+	return PackedStringArray()
+
+
+func _handle_error(message: Dictionary) -> void:
+	var code: String = str(message.get("code", ""))
+	var turnless: bool = _turns.turn_of_error(message) < 0
+	if turnless and _voice_input.handle_error(code):
+		return  # a refused microphone stream's later blocks: reported once already
+	_turns.handle_error(message)
+	if turnless and code in FATAL_HANDSHAKE_ERRORS:
+		_connection.close()  # retrying with the same settings cannot help
 
 
 func _handle_welcome(message: Dictionary) -> void:
@@ -306,10 +370,7 @@ func _on_message_received(frames: Array[PackedByteArray]) -> void:
 		"done", "cancelled":
 			_turns.handle_terminal(message, str(message["type"]))
 		"error":
-			_turns.handle_error(message)
-			var code: String = str(message.get("code", ""))
-			if TurnTable.int_field(message, "turn_id") < 0 and code in FATAL_HANDSHAKE_ERRORS:
-				_connection.close()  # retrying with the same settings cannot help
+			_handle_error(message)
 		"speech_started", "speech_ended", "transcript":
 			_voice_input.handle_message(message)
 		_:

@@ -6,6 +6,9 @@ extends AudioStreamPlayer3D
 ## turn addressed to it) then plays here, or pass this node as [code]options.player[/code], or call
 ## [method say]. The stream is managed by the addon (an [AudioStreamGenerator] at the voice's sample
 ## rate); leave [member stream] empty. Volume, bus, attenuation and the like are yours.
+## Stopping the node ([code]stop()[/code], [code]playing = false[/code]) or giving it a stream of
+## your own ends the turn it plays ([code]speech_finished[/code] "cancelled");
+## [member stream_paused] only pauses it.
 
 #region Constants
 const VoiceOutput := preload("voice_output.gd")
@@ -24,7 +27,7 @@ var voice_output: VoiceOutput = null
 
 #region Engine Callbacks
 func _init() -> void:
-	voice_output = VoiceOutput.new(play, stop, get_stream_playback, set_stream)
+	voice_output = VoiceOutput.new(self)
 	add_to_group(VoiceOutput.PLAYER_GROUP)
 
 

@@ -40,6 +40,12 @@ var played_out: bool = false
 var cancel_sent: bool = false
 ## Client-side underruns (see [code]voice_output.gd[/code]).
 var underruns: int = 0
+## Milliseconds of the reply the mixer played (consumed from the generator).
+var played_ms: float = 0.0
+## Subtitles received whose chunk has not started playing yet, by [code]chunk_index[/code].
+var pending_subtitles: Dictionary = {}
+## Highest [code]chunk_index[/code] whose first sample was played (-1 = none yet).
+var started_chunk: int = -1
 #endregion
 
 
@@ -55,12 +61,14 @@ func outcome() -> String:
 ## The daemon's timings plus the client's own, in milliseconds from [member sent_usec]:
 ## [code]client_ttfa_ms[/code] (first block received, IPC both ways included) and
 ## [code]client_time_to_playback_ms[/code] (playback started, pre-buffer included); -1 when it
-## did not happen. Also [code]lost_blocks[/code].
+## did not happen. Also [code]lost_blocks[/code] and [code]client_played_ms[/code] (audio the
+## mixer played: all of it for a turn heard to the end, less when it was stopped).
 func client_timings() -> Dictionary:
 	var result: Dictionary = timings.duplicate()
 	result["client_ttfa_ms"] = _since_sent_ms(first_block_usec)
 	result["client_time_to_playback_ms"] = _since_sent_ms(playback_usec)
 	result["lost_blocks"] = lost_blocks
+	result["client_played_ms"] = played_ms
 	return result
 
 

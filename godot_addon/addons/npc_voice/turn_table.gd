@@ -1,9 +1,11 @@
 extends RefCounted
 ## The turns in flight of the [code]NpcVoice[/code] autoload, from a [code]say[/code] or a voice
 ## [code]transcript[/code] until [signal speech_finished]: picks each turn's voice player, hands
-## it the turn's blocks, stops it (cancel, barge-in), and ends it exactly once, after its
-## terminal event and its playback. The autoload re-emits the signals;
-## [code]tests/raw_zmtp_client.py[/code] ([code]NpcVoiceClient[/code]) mirrors this file.
+## it the turn's blocks, stops it (cancel, barge-in), emits each chunk's subtitle when the
+## chunk starts playing, and ends it exactly once, after its terminal event and its playback
+## (or at once when it is refused, here or by the daemon). The autoload re-emits the signals;
+## [code]tests/raw_zmtp_client.py[/code] ([code]NpcVoiceClient[/code]) mirrors an earlier
+## version of this file.
 
 #region Signals
 ## See the autoload's signal of the same name.
@@ -83,12 +85,29 @@ func begin_turn(turn_id: int, npc_id: String, options: Dictionary) -> TurnState:
 	turn.output = _output_for(npc_id, options)
 	turn.sent_usec = Time.get_ticks_usec()
 	for other: TurnState in _turns.values():
+		if other.stopped:
+			continue  # already silent (a refused turn ends by itself on the next frame)
 		if other.npc_id == npc_id or (turn.output != null and other.output == turn.output):
 			_interrupt(other, true)  # an explicit cancel, even where `say` would barge in
 	_turns[turn.turn_id] = turn
 	if turn.output != null:
 		turn.output.begin_turn(turn.turn_id, turn.prebuffer_ms)
 	return turn
+
+
+## Registers turn [param turn_id] as refused before it was sent ([param code]: not_connected,
+## invalid_npc_id, text_too_long, message_too_large): it disturbs no other turn, and ends on
+## the next frame with [signal error_received] and [signal speech_finished] "error".
+func reject_turn(turn_id: int, npc_id: String, code: String, message: String) -> void:
+	var turn := TurnState.new()
+	turn.turn_id = turn_id
+	next_turn_id = maxi(next_turn_id, turn_id + 1)
+	turn.npc_id = npc_id
+	turn.sent_usec = Time.get_ticks_usec()
+	turn.terminal = "error"
+	turn.stopped = true
+	_turns[turn_id] = turn
+	_end_refused.call_deferred(turn_id, code, message)
 
 
 ## True while [param turn_id] is in flight here.
@@ -99,7 +118,7 @@ func has_turn(turn_id: int) -> bool:
 ## Stops [param turn_id] at once and tells the daemon (see the autoload's [code]cancel[/code]).
 func cancel(turn_id: int) -> void:
 	var turn: TurnState = _turns.get(turn_id)
-	if turn != null:
+	if turn != null and not turn.stopped:
 		_interrupt(turn, true)
 
 
@@ -114,24 +133,25 @@ func stop_npc(npc_id: String) -> void:
 ## Client-side timings of [param turn_id] (see [signal speech_finished]); empty when unknown.
 func timings(turn_id: int) -> Dictionary:
 	var turn: TurnState = _turns.get(turn_id)
-	return turn.client_timings() if turn != null else {}
-
-
-## Ends [param turn_id] with an error of the addon's own (e.g. not_connected).
-func fail_turn(turn_id: int, code: String, message: String) -> void:
-	var turn: TurnState = _turns.get(turn_id)
 	if turn == null:
-		return
-	error_received.emit(code, message, turn_id)
-	turn.terminal = "error"
-	_interrupt(turn, false)
+		return {}
+	if turn.output != null and turn.output.current_turn_id() == turn_id:
+		turn.played_ms = turn.output.played_ms()
+	return turn.client_timings()
 
 
-## Handles a [code]subtitle[/code].
+## Handles a [code]subtitle[/code]: emitted when the first sample of its chunk is played (at
+## once when the turn has no player, or that chunk already plays).
 func handle_subtitle(message: Dictionary) -> void:
 	var turn: TurnState = _turns.get(int_field(message, "turn_id"))
-	if turn != null and not turn.stopped:
-		subtitle_received.emit(turn.turn_id, turn.npc_id, str(message.get("text", "")))
+	if turn == null or turn.stopped:
+		return
+	var text: String = str(message.get("text", ""))
+	var chunk: int = int_field(message, "chunk_index")
+	if turn.output == null or chunk < 0 or chunk <= turn.started_chunk:
+		subtitle_received.emit(turn.turn_id, turn.npc_id, text)
+	else:
+		turn.pending_subtitles[chunk] = text
 
 
 ## Handles an [code]audio_block[/code]: [param frames] are its header and PCM frames.
@@ -149,36 +169,45 @@ func handle_audio(header: Dictionary, frames: Array[PackedByteArray]) -> void:
 	if turn.first_block_usec < 0:
 		turn.first_block_usec = Time.get_ticks_usec()
 	if turn.output != null:
-		turn.output.push_block(turn.turn_id, frames[1], int_field(header, "sample_rate_hz"))
+		turn.output.push_block(
+			turn.turn_id,
+			frames[1],
+			int_field(header, "sample_rate_hz"),
+			int_field(header, "chunk_index")
+		)
 
 
 ## Handles a terminal event: [param kind] is "done", "cancelled" or "error".
 func handle_terminal(message: Dictionary, kind: String) -> void:
 	var turn: TurnState = _turns.get(int_field(message, "turn_id"))
-	if turn == null:
-		return
-	turn.terminal = kind
-	if message.get("timings") is Dictionary:
-		turn.timings = message["timings"]
-	if kind == "done" and turn.cancel_sent:
-		_stray_unknown_turn_errors += 1  # our cancel crossed the done: the daemon will say so
-	if kind == "done" and not turn.stopped and turn.output != null and turn.output.is_alive():
-		turn.output.end_turn(turn.turn_id)  # play out; speech_finished once heard
-	else:
-		_interrupt(turn, false)
+	if turn != null:
+		_terminate(turn, kind, message)
 
 
-## Handles an [code]error[/code]: emits it (unless it answers a cancel that crossed a
-## [code]done[/code]) and ends its turn, if it names one.
+## The turn an [code]error[/code] ends: its [code]turn_id[/code], or the refused
+## [code]say[/code]'s [code]rejected_turn_id[/code] when that turn is in flight here; else -1.
+func turn_of_error(message: Dictionary) -> int:
+	var turn_id: int = int_field(message, "turn_id")
+	if turn_id >= 0:
+		return turn_id
+	var rejected: int = int_field(message, "rejected_turn_id")
+	return rejected if rejected >= 0 and _turns.has(rejected) else -1
+
+
+## Handles an [code]error[/code]: emits it (unless it answers a cancel that crossed the turn's
+## terminal event) and ends the turn it names: [code]turn_id[/code], or for a [code]say[/code]
+## refused before it became a turn (bad field, oversized frame, reused id), its
+## [code]rejected_turn_id[/code].
 func handle_error(message: Dictionary) -> void:
 	var code: String = str(message.get("code", ""))
-	var turn_id: int = int_field(message, "turn_id")
+	var turn_id: int = turn_of_error(message)
 	if turn_id < 0 and code == "unknown_turn" and _stray_unknown_turn_errors > 0:
 		_stray_unknown_turn_errors -= 1
 		return
 	error_received.emit(code, str(message.get("message", "")), turn_id)
-	if turn_id >= 0:
-		handle_terminal(message, "error")
+	var turn: TurnState = _turns.get(turn_id)
+	if turn != null:
+		_terminate(turn, "error", message)
 
 
 ## The connection was lost: turns still running end with outcome "disconnected".
@@ -231,7 +260,31 @@ func _output_for(npc_id: String, options: Dictionary) -> VoiceOutput:
 		output.playback_started.connect(_on_playback_started)
 		output.playback_finished.connect(_on_playback_finished)
 		output.playback_aborted.connect(_on_playback_aborted)
+		output.chunk_started.connect(_on_chunk_started)
 	return output
+
+
+## Records the daemon's terminal event [param kind] for [param turn]: a "done" turn plays out,
+## any other ends now.
+func _terminate(turn: TurnState, kind: String, message: Dictionary) -> void:
+	turn.terminal = kind
+	if message.get("timings") is Dictionary:
+		turn.timings = message["timings"]
+	if turn.cancel_sent and not (kind == "cancelled" and message.get("reason") == "cancel"):
+		# Our cancel crossed the turn's end (done, error, or a cancel of the daemon's own):
+		# the daemon will answer it with an unknown_turn error that ends nothing.
+		_stray_unknown_turn_errors += 1
+	if kind == "done" and not turn.stopped and turn.output != null and turn.output.is_alive():
+		turn.output.end_turn(turn.turn_id)  # play out; speech_finished once heard
+	else:
+		_interrupt(turn, false)
+
+
+func _end_refused(turn_id: int, code: String, message: String) -> void:
+	var turn: TurnState = _turns.get(turn_id)
+	if turn != null:
+		error_received.emit(code, message, turn_id)
+		_finish(turn)
 
 
 ## Stops [param turn]'s audio now and tells the daemon when [param send_cancel] and the turn
@@ -239,7 +292,8 @@ func _output_for(npc_id: String, options: Dictionary) -> VoiceOutput:
 func _interrupt(turn: TurnState, send_cancel: bool) -> void:
 	if not turn.stopped:
 		turn.stopped = true
-		if turn.output != null:
+		if turn.output != null and turn.output.current_turn_id() == turn.turn_id:
+			turn.played_ms = turn.output.played_ms()
 			turn.underruns = turn.output.stop_turn(turn.turn_id)
 		if turn.terminal == "" and send_cancel and _is_connected.call():
 			turn.cancel_sent = true
@@ -268,18 +322,32 @@ func _on_playback_started(turn_id: int) -> void:
 		speech_started.emit(turn_id, turn.npc_id)
 
 
-func _on_playback_finished(turn_id: int, underruns: int) -> void:
+func _on_playback_finished(turn_id: int, underruns: int, played_ms: float) -> void:
 	var turn: TurnState = _turns.get(turn_id)
 	if turn != null:
 		turn.underruns = underruns
+		turn.played_ms = played_ms
 		turn.played_out = true
 		if turn.terminal != "":
 			_finish(turn)
 
 
-func _on_playback_aborted(turn_id: int) -> void:
+func _on_playback_aborted(turn_id: int, underruns: int, played_ms: float) -> void:
 	var turn: TurnState = _turns.get(turn_id)
 	if turn != null:
-		turn.output = null  # the player is gone
+		turn.underruns = underruns
+		turn.played_ms = played_ms
+		turn.output = null  # the player left the tree, or game code took it over
 		_interrupt(turn, true)
+
+
+func _on_chunk_started(turn_id: int, chunk_index: int) -> void:
+	var turn: TurnState = _turns.get(turn_id)
+	if turn == null:
+		return
+	turn.started_chunk = maxi(turn.started_chunk, chunk_index)
+	for chunk: int in turn.pending_subtitles.keys():
+		if chunk <= chunk_index:
+			subtitle_received.emit(turn_id, turn.npc_id, turn.pending_subtitles[chunk])
+			turn.pending_subtitles.erase(chunk)
 #endregion

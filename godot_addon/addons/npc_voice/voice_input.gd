@@ -4,8 +4,11 @@ extends Node
 ## [code]mic_capture.gd[/code] as [code]mic_audio[/code] messages (JSON header + s16le PCM,
 ## contiguous [code]seq[/code]), closes it ([code]listen_stop[/code]), and turns the daemon's
 ## [code]speech_started[/code], [code]speech_ended[/code] and [code]transcript[/code] into
-## signals. The autoload owns the turns; [code]tests/raw_zmtp_client.py[/code]
-## ([code]VoiceInput[/code]) mirrors this file.
+## signals. When the daemon refuses the stream (voice input off, unknown NPC or profile), the
+## microphone stops at once and only the first error is reported: the refusals of the blocks
+## already on their way are expected and dropped. The autoload owns the turns;
+## [code]tests/raw_zmtp_client.py[/code] ([code]VoiceInput[/code]) mirrors this file (before
+## the refusal handling).
 
 #region Signals
 ## The daemon heard the player start speaking to [param npc_id].
@@ -15,7 +18,7 @@ signal speech_ended(npc_id: String, turn_id: int)
 ## The daemon's [code]transcript[/code]: a voice turn begins. [param speech_end_usec] is
 ## [method Time.get_ticks_usec] when the block holding the end of speech was sent.
 signal transcript_received(turn_id: int, npc_id: String, text: String, speech_end_usec: int)
-## Listening could not start: [param code] is mic_unavailable or invalid_mode.
+## Listening could not start: [param code] is mic_unavailable, invalid_mode or invalid_npc_id.
 signal failed(code: String, message: String)
 #endregion
 
@@ -26,6 +29,15 @@ const MicCapture := preload("mic_capture.gd")
 const MODES: Array = ["push_to_talk", "open_mic"]
 ## Block send times kept for [method usec_at_input_ms] (5 minutes of 100 ms blocks).
 const MAX_MARKS: int = 3000
+## Longest [code]npc_id[/code] the daemon accepts (PROTOCOL.md 3.1).
+const MAX_NPC_ID_CHARS: int = 64
+## Errors (without a turn) by which the daemon refuses the microphone stream: for
+## [code]listen_start[/code] (the first two also for every later block of a refused stream).
+const REFUSALS: Array = [
+	"voice_input_unavailable", "not_listening", "unknown_npc", "unknown_profile"
+]
+## Errors that answer each block (and [code]listen_stop[/code]) sent on a refused stream.
+const ECHOED_REFUSALS: Array = ["voice_input_unavailable", "not_listening"]
 #endregion
 
 #region Public Variables
@@ -43,6 +55,9 @@ var _seq: int = 0
 var _sent_ms: float = 0.0
 var _mark_ms: PackedFloat64Array = PackedFloat64Array()
 var _mark_usec: PackedInt64Array = PackedInt64Array()
+var _sent_since_start: int = 0
+var _refusable: bool = false
+var _echoes_expected: int = 0
 #endregion
 
 
@@ -70,12 +85,16 @@ func start(npc_id: String, mode: String, options: Dictionary) -> bool:
 	if mode not in MODES:
 		failed.emit("invalid_mode", "mode must be push_to_talk or open_mic, not " + mode)
 		return false
+	if npc_id.length() < 1 or npc_id.length() > MAX_NPC_ID_CHARS:
+		failed.emit("invalid_npc_id", "npc_id must have 1 to %d characters" % MAX_NPC_ID_CHARS)
+		return false
 	var block_ms: int = Settings.get_value(Settings.VOICE_BLOCK_MS)
 	_mic.block_samples = maxi(int(MicCapture.OUTPUT_RATE_HZ * block_ms / 1000.0), 1)
-	var problem: String = _mic.start(str(Settings.get_value(Settings.VOICE_MIC_BUS)))
+	var problem: String = _mic.open(str(Settings.get_value(Settings.VOICE_MIC_BUS)))
 	if problem != "":
 		failed.emit("mic_unavailable", problem)
 		return false
+	_mic.start()
 	var message: Dictionary = {
 		"type": "listen_start",
 		"npc_id": npc_id,
@@ -92,17 +111,22 @@ func start(npc_id: String, mode: String, options: Dictionary) -> bool:
 	_mark_usec = PackedInt64Array()
 	used = true
 	_send_json(message)
+	_sent_since_start = 0
+	_refusable = true
 	return true
 
 
 ## Sends what the microphone captured up to now, then closes the stream: in push-to-talk mode,
-## the utterance ends here.
-func stop() -> void:
-	if _npc_id == "":
-		return
-	_mic.stop(true)  # the last, shorter block goes out before listen_stop
-	_send_json({"type": "listen_stop"})
-	_npc_id = ""
+## the utterance ends here. The microphone itself stays open (the next [method start] needs no
+## driver start-up) unless [param close_microphone].
+func stop(close_microphone: bool = false) -> void:
+	if _npc_id != "":
+		_mic.stop(true)  # the last, shorter block goes out before listen_stop
+		_send_json({"type": "listen_stop"})
+		_sent_since_start += 1
+		_npc_id = ""
+	if close_microphone:
+		_mic.close()
 
 
 ## True while a stream is open.
@@ -117,9 +141,29 @@ func turn_options() -> Dictionary:
 
 ## The connection was lost: the daemon forgot the stream; stop the microphone.
 func connection_lost() -> void:
-	_mic.stop(false)
+	_mic.close()
 	_npc_id = ""
 	used = false
+	_refusable = false
+	_echoes_expected = 0
+
+
+## Handles a daemon [code]error[/code] that names no turn; returns true when it must not be
+## reported: the refusal of a block sent before the stream's refusal arrived. The first refusal
+## of a stream stops the microphone (it is reported).
+func handle_error(code: String) -> bool:
+	if code in ECHOED_REFUSALS and _echoes_expected > 0:
+		_echoes_expected -= 1
+		return true
+	if not _refusable or code not in REFUSALS:
+		return false
+	# The daemon answers listen_start first, then each message sent after it; a not_listening
+	# answers the first of those.
+	_echoes_expected += _sent_since_start - (1 if code == "not_listening" else 0)
+	_refusable = false
+	_mic.close()
+	_npc_id = ""
+	return false
 
 
 ## Handles [code]speech_started[/code], [code]speech_ended[/code] and [code]transcript[/code].
@@ -176,6 +220,7 @@ func _on_block_captured(pcm: PackedByteArray) -> void:
 	var header: Dictionary = {"type": "mic_audio", "seq": _seq, "sample_count": samples}
 	var frames: Array[PackedByteArray] = [JSON.stringify(header).to_utf8_buffer(), pcm]
 	_send.call(frames)
+	_sent_since_start += 1
 	_seq += 1
 	_sent_ms += samples * 1000.0 / MicCapture.OUTPUT_RATE_HZ
 	if _mark_ms.size() >= MAX_MARKS:

@@ -11,14 +11,25 @@ extends RefCounted
 ## resamples to the mix rate) with a buffer just larger than the target fill, not the default
 ## 0.5 s. Underruns are read from [method AudioStreamGeneratorPlayback.get_skips]: mix periods
 ## that found the buffer empty while more of the turn was still to come.
+##
+## What was played is what the generator consumed: the frames pushed minus those it still
+## holds. [signal chunk_started] fires when the first sample of a chunk was consumed (the
+## autoload emits the chunk's subtitle then). Game code that stops the node, sets
+## [code]playing = false[/code] or replaces its [code]stream[/code] ends the turn
+## ([signal playback_aborted]).
 
 #region Signals
 ## Playback of [param turn_id] began: the pre-buffer was reached.
 signal playback_started(turn_id: int)
-## Everything of [param turn_id] was played after its last block arrived.
-signal playback_finished(turn_id: int, underruns: int)
-## The node left the tree while [param turn_id] was still playing or expected.
-signal playback_aborted(turn_id: int)
+## Everything of [param turn_id] was played after its last block arrived. [param played_ms]:
+## the audio consumed by the mixer (all of it).
+signal playback_finished(turn_id: int, underruns: int, played_ms: float)
+## Playback of [param turn_id] was taken away: the node left the tree, or game code stopped
+## it or replaced its stream. Nothing more of the turn plays here. [param played_ms]: the
+## audio the mixer consumed up to then.
+signal playback_aborted(turn_id: int, underruns: int, played_ms: float)
+## The first sample of chunk [param chunk_index] of [param turn_id] was played.
+signal chunk_started(turn_id: int, chunk_index: int)
 #endregion
 
 #region Constants
@@ -33,17 +44,19 @@ const PLAYER_GROUP: StringName = &"npc_voice_players"
 #endregion
 
 #region Private Variables
-var _play: Callable
-var _stop: Callable
-var _get_playback: Callable
-var _set_stream: Callable
+var _node: Node = null
 var _generator: AudioStreamGenerator = null
+var _retired_generator: AudioStreamGenerator = null
 var _playback: AudioStreamGeneratorPlayback = null
 var _turn_id: int = -1
 var _prebuffer_ms: int = 0
 var _sample_rate_hz: int = 0
 var _queue: Array[PackedByteArray] = []
 var _queued_samples: int = 0
+var _received_samples: int = 0
+var _pushed_frames: int = 0
+var _chunk_marks: Array[Vector2i] = []
+var _last_chunk: int = -1
 var _pending: PackedVector2Array = PackedVector2Array()
 var _pending_pos: int = 0
 var _ending: bool = false
@@ -56,15 +69,11 @@ var _underruns: int = 0
 
 
 #region Engine Callbacks
-## [param play], [param stop], [param get_playback] and [param set_stream] are the player
-## node's own [code]play[/code], [code]stop[/code], [code]get_stream_playback[/code] and
-## [code]set_stream[/code] (AudioStreamPlayer, AudioStreamPlayer2D and AudioStreamPlayer3D
-## share no base class that has them).
-func _init(play: Callable, stop: Callable, get_playback: Callable, set_stream: Callable) -> void:
-	_play = play
-	_stop = stop
-	_get_playback = get_playback
-	_set_stream = set_stream
+## [param node] is the player node: an [AudioStreamPlayer], [AudioStreamPlayer2D] or
+## [AudioStreamPlayer3D] (they share no base class with [code]play[/code] and
+## [code]stream[/code], so their methods are called by name).
+func _init(node: Node) -> void:
+	_node = node
 
 
 #endregion
@@ -102,7 +111,13 @@ func current_turn_id() -> int:
 
 ## True when the node that owns this output still exists.
 func is_alive() -> bool:
-	return _play.is_valid()
+	return is_instance_valid(_node)
+
+
+## Milliseconds of the current turn's audio the mixer has consumed so far.
+func played_ms() -> float:
+	var rate: int = _sample_rate_hz if _sample_rate_hz > 0 else DEFAULT_SAMPLE_RATE_HZ
+	return _played_frames() * 1000.0 / rate
 
 
 ## Makes [param turn_id] the output's turn, dropping whatever played before at once.
@@ -113,16 +128,22 @@ func begin_turn(turn_id: int, prebuffer_ms: int) -> void:
 	_prebuffer_ms = maxi(prebuffer_ms, 0)
 
 
-## Queues one block of [param turn_id] (s16le mono at [param sample_rate_hz]); blocks of any
-## other turn are ignored.
-func push_block(turn_id: int, pcm: PackedByteArray, sample_rate_hz: int) -> void:
+## Queues one block of [param turn_id] (s16le mono at [param sample_rate_hz], from chunk
+## [param chunk_index]); blocks of any other turn are ignored.
+func push_block(
+	turn_id: int, pcm: PackedByteArray, sample_rate_hz: int, chunk_index: int = -1
+) -> void:
 	if turn_id != _turn_id or turn_id < 0:
 		return
 	if _sample_rate_hz == 0 and sample_rate_hz > 0:
 		_sample_rate_hz = sample_rate_hz
+	if chunk_index >= 0 and chunk_index != _last_chunk:
+		_last_chunk = chunk_index
+		_chunk_marks.append(Vector2i(_received_samples, chunk_index))
 	if pcm.size() >= 2:
 		_queue.append(pcm)
 		_queued_samples += pcm.size() >> 1
+		_received_samples += pcm.size() >> 1
 
 
 ## The last block of [param turn_id] has been queued: play out what remains, then emit
@@ -140,18 +161,20 @@ func stop_turn(turn_id: int) -> int:
 	if _playing and not _all_pushed():
 		_underruns = _playback.get_skips() - _skips_base
 	var underruns: int = _underruns
-	if _playing and _stop.is_valid():
-		_stop.call()
+	if _playing and _owns_node():
+		_node.call(&"stop")  # not when game code took the node over: its sound is not ours
 	_reset()
 	return underruns
 
 
-## Called by the owning node when it leaves the tree: stops and tells the autoload.
+## Ends the current turn here because the node was taken away from it (it leaves the tree, or
+## game code stopped it or replaced its stream), and tells the autoload.
 func abort() -> void:
 	var turn_id: int = _turn_id
 	if turn_id >= 0:
-		stop_turn(turn_id)
-		playback_aborted.emit(turn_id)
+		var played: float = played_ms()
+		var underruns: int = stop_turn(turn_id)
+		playback_aborted.emit(turn_id, underruns, played)
 
 
 ## Advances the turn: starts playback after the pre-buffer, keeps the generator filled,
@@ -159,13 +182,17 @@ func abort() -> void:
 func process() -> void:
 	if _turn_id < 0:
 		return
+	if _playing and not _owns_node():
+		abort()  # game code called stop(), set playing = false or replaced the stream
+		return
 	if not _playing:
-		if _queued_samples > 0 and (_ending or _queued_ms() >= _prebuffer_ms):
+		if _queued_samples > 0 and (_ending or _prebuffer_reached()):
 			_start_playback()
 		elif _ending:
 			_finish()
 		return
 	_fill()
+	_emit_chunk_starts(false)
 	if not _all_pushed():
 		_underruns = _playback.get_skips() - _skips_base
 	elif _ending and _playback.get_frames_available() >= _capacity:
@@ -176,13 +203,31 @@ func process() -> void:
 
 
 #region Private Functions
-func _queued_ms() -> int:
+## True when the queue holds the pre-buffer, to the nearest millisecond: blocks are whole
+## samples, so 50 ms at 22050 Hz is 1102 samples (49.98 ms) and two of them count as 100 ms.
+func _prebuffer_reached() -> bool:
 	var rate: int = _sample_rate_hz if _sample_rate_hz > 0 else DEFAULT_SAMPLE_RATE_HZ
-	return int(_queued_samples * 1000.0 / rate)
+	return roundi(_queued_samples * 1000.0 / rate) >= _prebuffer_ms
 
 
 func _all_pushed() -> bool:
 	return _queue.is_empty() and _pending_pos >= _pending.size()
+
+
+## Frames of the turn the generator has consumed: pushed minus still held.
+func _played_frames() -> int:
+	if not _playing or _playback == null:
+		return 0
+	return _pushed_frames - (_capacity - _playback.get_frames_available())
+
+
+## True while the node still plays this output's generator playback.
+func _owns_node() -> bool:
+	if not is_instance_valid(_node) or _node.get(&"stream") != _generator:
+		return false
+	if not _node.call(&"has_stream_playback"):  # stop(), playing = false
+		return false
+	return _node.call(&"get_stream_playback") == _playback
 
 
 func _start_playback() -> void:
@@ -196,13 +241,18 @@ func _start_playback() -> void:
 		and is_equal_approx(_generator.buffer_length, buffer_s)
 	)
 	if not reuse:
+		# The audio thread may still mix (fade out) the old generator's playback after the
+		# stream is replaced, and that playback does not keep its generator alive: hold it
+		# until the next replacement.
+		_retired_generator = _generator
 		_generator = AudioStreamGenerator.new()
 		_generator.mix_rate = rate  # Godot resamples to the output rate natively
 		_generator.buffer_length = buffer_s
-	_set_stream.call(_generator)
-	_play.call(0.0)
-	_playback = _get_playback.call() as AudioStreamGeneratorPlayback
-	if _playback == null:  # the node is not in the tree, or the stream was replaced
+	_node.call(&"set_stream", _generator)
+	_node.call(&"play", 0.0)
+	if _node.call(&"has_stream_playback"):
+		_playback = _node.call(&"get_stream_playback") as AudioStreamGeneratorPlayback
+	if _playback == null:  # the node is not in the tree
 		push_warning("NpcVoice: the player could not start its AudioStreamGenerator")
 		_finish()
 		return
@@ -232,17 +282,29 @@ func _fill() -> void:
 		else:
 			_playback.push_buffer(_pending.slice(_pending_pos, _pending_pos + count))
 		_pending_pos += count
+		_pushed_frames += count
 		wanted -= count
 		free -= count
+
+
+## Emits [signal chunk_started] for every chunk whose first sample was consumed ([param all]:
+## for every chunk left, when the turn was played to its end).
+func _emit_chunk_starts(all: bool) -> void:
+	var played: int = _played_frames()
+	while not _chunk_marks.is_empty() and (all or _chunk_marks[0].x < played):
+		var mark: Vector2i = _chunk_marks.pop_front()
+		chunk_started.emit(_turn_id, mark.y)
 
 
 func _finish() -> void:
 	var turn_id: int = _turn_id
 	var underruns: int = _underruns
-	if _playing and _stop.is_valid():
-		_stop.call()
+	_emit_chunk_starts(true)
+	var played: float = played_ms()
+	if _playing and _owns_node():
+		_node.call(&"stop")
 	_reset()
-	playback_finished.emit(turn_id, underruns)
+	playback_finished.emit(turn_id, underruns, played)
 
 
 func _reset() -> void:
@@ -251,6 +313,10 @@ func _reset() -> void:
 	_sample_rate_hz = 0
 	_queue.clear()
 	_queued_samples = 0
+	_received_samples = 0
+	_pushed_frames = 0
+	_chunk_marks.clear()
+	_last_chunk = -1
 	_pending = PackedVector2Array()
 	_pending_pos = 0
 	_ending = false
