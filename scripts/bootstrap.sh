@@ -5,7 +5,8 @@
 #   bash scripts/bootstrap.sh bench   the TTFA benchmark
 #   bash scripts/bootstrap.sh setup   only set up .venv
 #   bash scripts/bootstrap.sh xtts    only set up .venv-xtts, the XTTS-v2 worker's environment
-#   bash scripts/bootstrap.sh godot   only install Godot 4 for the tests (scripts/install_godot.sh)
+#   bash scripts/bootstrap.sh godot   only install Godot 4 and llama-server for the tests
+#                                     (scripts/sid_tools.sh)
 # Every package comes from requirements/*.lock, pinned with hashes (`pip --require-hashes`);
 # `bash scripts/lock.sh` refreshes them from pyproject.toml. The first run builds llama.cpp
 # from source (about 6-9 minutes on 2 cores). `test` and `xtts` also create .venv-xtts
@@ -79,25 +80,32 @@ setup_venv() {
 # ([xtts] python = ".venv-xtts/bin/python").
 setup_xtts() { setup_venv .venv-xtts requirements/xtts.lock; }
 
-# Godot 4 for the addon's tests, where it can be installed (Linux x86-64 as root);
-# elsewhere the Godot tests skip with one line saying why (CI fails instead).
-setup_godot() {
-  if [ -n "${NPC_VOICE_GODOT:-}" ]; then
+# Godot 4 (the addon's tests) and llama-server (the LLM server backend's tests), from
+# Debian sid, where they can be installed (Linux x86-64 as root); elsewhere those tests
+# skip with one line saying why (CI fails instead).
+setup_tool() {  # setup_tool NAME ENV_VAR
+  if [ -n "${!2:-}" ]; then
     return 0
   fi
-  local godot
-  if godot="$(bash scripts/install_godot.sh)"; then
-    export NPC_VOICE_GODOT="$godot"
+  local path
+  if path="$(bash scripts/sid_tools.sh "$1")"; then
+    export "$2=$path"
   elif [ -n "${CI:-}" ]; then
-    echo "CI needs Godot 4 for the addon's tests and it could not be installed" >&2
+    echo "CI needs $1 for the tests and it could not be installed" >&2
     exit 1
   fi
+}
+setup_godot() {
+  setup_tool godot NPC_VOICE_GODOT
+  setup_tool llama-server NPC_VOICE_LLAMA_SERVER
 }
 
 case "$job" in
   setup) setup_venv .venv requirements/daemon.lock ;;
   xtts) setup_xtts; echo "XTTS worker interpreter: $(pwd)/.venv-xtts/bin/python" ;;
-  godot) setup_godot; echo "Godot: ${NPC_VOICE_GODOT:-not installed}" ;;
+  godot) setup_godot
+         echo "Godot: ${NPC_VOICE_GODOT:-not installed}"
+         echo "llama-server: ${NPC_VOICE_LLAMA_SERVER:-not installed}" ;;
   demo) setup_venv .venv requirements/daemon.lock; exec .venv/bin/npc-voice demo "$@" ;;
   test)
     setup_venv .venv requirements/daemon.lock

@@ -10,6 +10,7 @@ from bridge_protocol.messages import Cancelled
 from daemon.launcher import DaemonProcess
 from tests.support.aio import run
 from tests.support.assertions import assert_complete_turn, check_cancel_after_first_block
+from tests.support.scenarios import LINES, turns_at_once
 
 
 def test_a_typed_line_comes_back_as_streamed_speech(daemon: DaemonProcess) -> None:
@@ -92,4 +93,9 @@ def test_two_clients_talking_to_two_npcs_at_once(daemon: DaemonProcess) -> None:
                                     one("innkeeper", "Any gossip tonight?"))
 
     for result in run(scenario()):
+        assert_complete_turn(result)
+
+
+def test_three_npcs_answer_three_clients_at_once(daemon: DaemonProcess) -> None:
+    for result in run(turns_at_once(daemon.address, LINES), timeout_s=240).values():
         assert_complete_turn(result)

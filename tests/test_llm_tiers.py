@@ -13,8 +13,9 @@ from daemon.config import LlmConfig
 from daemon.llm.base import ReplyDelta, ReplyStarted, ReplyStats, TierHandoff
 from daemon.llm.pool import LlmPool
 from daemon.llm.tiers import OpenerCutter, TieredLlm
+from daemon.priorities import AMBIENT, HIGH
 from daemon.testing.random_gguf import TINY, write_qwen2_gguf
-from tests.support.aio import run
+from tests.support.aio import run, wait_until
 
 pytest.importorskip("gguf")
 
@@ -276,3 +277,85 @@ def test_a_stop_during_the_opener_ends_both_tiers(tiny_models: tuple[Path, Path]
     items, after = run(scenario())
     assert not any(isinstance(item, TierHandoff) for item in items)
     split_at_handoff(after)
+
+
+# --------------------------------------------------------------------------- priorities
+
+
+class HeldOpen(threading.Event):
+    """A stop event that is never set, but holds the engine at its `at`-th look until
+    `release` is set: the test then knows exactly where the engine stands."""
+
+    def __init__(self, at: int) -> None:
+        super().__init__()
+        self._at = at
+        self.looks = 0
+        self.reached = threading.Event()
+        self.release = threading.Event()
+
+    def is_set(self) -> bool:
+        self.looks += 1
+        if self.looks == self._at:
+            self.reached.set()
+            self.release.wait(30)
+        return False
+
+
+def test_an_ambient_reply_gives_its_context_to_a_waiting_urgent_turn_and_resumes(
+        tiny_models: tuple[Path, Path]) -> None:
+    async def scenario() -> list[tuple[str, str]]:
+        pool = await LlmPool.load(tiny_models[0], config(max_reply_tokens=30, instances=1))
+        order: list[tuple[str, str]] = []
+
+        async def consume(who: str, stream: object) -> None:
+            async for item in stream:  # type: ignore[attr-defined]
+                order.append((who, type(item).__name__))
+
+        held = HeldOpen(at=5)
+        try:
+            ambient = asyncio.create_task(consume("ambient", pool.reply(
+                "npc/a", MESSAGES, held, priority=AMBIENT)))
+            await asyncio.to_thread(held.reached.wait, 30)  # 4 tokens out, 5th look now
+            urgent = asyncio.create_task(consume("high", pool.reply(
+                "npc/b", MESSAGES, threading.Event(), priority=HIGH)))
+            await wait_until(lambda: pool.waiting_priority == HIGH)
+            held.release.set()
+            await asyncio.gather(ambient, urgent)
+            return order
+        finally:
+            pool.close()
+
+    order = run(scenario())
+    ambient_done = order.index(("ambient", "ReplyStats"))
+    assert order.index(("high", "ReplyStarted")) < ambient_done, "the urgent turn went first"
+    assert order.index(("high", "ReplyStats")) < ambient_done
+    ambient_deltas = [i for i, (who, kind) in enumerate(order)
+                      if who == "ambient" and kind == "ReplyDelta"]
+    assert ambient_deltas[-1] > order.index(("high", "ReplyStats")), "and the ambient resumed"
+    assert [kind for who, kind in order if who == "ambient"].count("ReplyStarted") == 1
+
+
+def test_an_urgent_turn_never_yields_to_an_ambient_one(tiny_models: tuple[Path, Path]) -> None:
+    async def scenario() -> list[str]:
+        pool = await LlmPool.load(tiny_models[0], config(max_reply_tokens=20, instances=1))
+        order: list[str] = []
+        held = HeldOpen(at=3)
+        try:
+            async def consume(who: str, stream: object) -> None:
+                async for item in stream:  # type: ignore[attr-defined]
+                    if isinstance(item, ReplyStats):
+                        order.append(who)
+
+            urgent = asyncio.create_task(consume("high", pool.reply(
+                "npc/b", MESSAGES, held, priority=HIGH)))
+            await asyncio.to_thread(held.reached.wait, 30)
+            ambient = asyncio.create_task(consume("ambient", pool.reply(
+                "npc/a", MESSAGES, threading.Event(), priority=AMBIENT)))
+            await wait_until(lambda: pool.waiting_priority == AMBIENT)
+            held.release.set()
+            await asyncio.gather(urgent, ambient)
+            return order
+        finally:
+            pool.close()
+
+    assert run(scenario()) == ["high", "ambient"]

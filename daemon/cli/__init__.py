@@ -48,6 +48,10 @@ def _add_serve_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--llm-threads", type=int, metavar="N", help="LLM generation threads")
     parser.add_argument("--llm-gpu-layers", type=int, metavar="N",
                         help="layers offloaded to the GPU (-1 = all; needs a CUDA build)")
+    parser.add_argument("--llm-url", metavar="URL",
+                        help="stream replies from an OpenAI-compatible server instead "
+                             "(llama-server, vLLM, Ollama...), e.g. http://gpu-box:8080/v1; "
+                             "the API key, if any, from $NPC_VOICE_LLM_API_KEY")
     parser.add_argument("--seed", type=int, help="fixed sampling seed (-1 = random)")
     parser.add_argument("--metrics-port", type=int, metavar="PORT",
                         help="serve Prometheus metrics on http://127.0.0.1:PORT/metrics "
@@ -147,7 +151,9 @@ def _serve(args: argparse.Namespace) -> int:
             server_allow_remote=args.allow_remote, llm_model=args.llm_model,
             llm_instances=args.llm_instances, llm_n_threads=args.llm_threads,
             llm_n_gpu_layers=args.llm_gpu_layers, llm_seed=args.seed,
-            server_metrics_port=args.metrics_port)
+            server_metrics_port=args.metrics_port,
+            **({"llm_backend": "openai", "llm_url": args.llm_url,
+                "llm_api_key_env": "NPC_VOICE_LLM_API_KEY"} if args.llm_url else {}))
     except ConfigError as exc:
         print(f"config error: {exc}", file=sys.stderr)
         return 2

@@ -79,6 +79,11 @@ class LlmPool:
             raise
         return cls(slots, states, config.max_reply_tokens)
 
+    @property
+    def waiting_priority(self) -> int | None:
+        """Priority of the most urgent turn waiting for a context, or None."""
+        return self._gate.top_waiting
+
     async def prefill(self, personas: dict[str, list[ChatMessage]]) -> None:
         """Evaluate each NPC's persona once (warm-up) and keep its KV state."""
         slot = self._slots[0]

@@ -78,14 +78,16 @@ class LlamaServerProcess:
         self._process: subprocess.Popen[bytes] | None = None
         self._output: list[str] = []
 
-    async def start(self, model_path: Path, config: LlmConfig) -> str:
+    async def start(self, model_path: Path, config: LlmConfig, port: int = 0) -> str:
         """Start llama-server on `model_path` and wait until it serves; returns its API URL.
+
+        `port`: the loopback port to serve on (0 = a free one).
 
         Raises:
           LlamaServerError: the binary is missing, or the server exited or did not
             become ready within `load_timeout_s` (with its last output lines).
         """
-        port = _free_port()
+        port = port or _free_port()
         started = time.perf_counter()
         self._process = self._launch(model_path, config, port)
         base = f"http://127.0.0.1:{port}"
@@ -136,6 +138,11 @@ class LlamaServerProcess:
             line = raw.decode("utf-8", "replace").rstrip()
             self._output = [*self._output[-199:], line]
             _LOGGER.debug("%s server: %s", self.name, line)
+
+    @property
+    def pid(self) -> int | None:
+        """The server's process id, while it runs."""
+        return self._process.pid if self._process is not None else None
 
     @property
     def running(self) -> bool:

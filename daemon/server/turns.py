@@ -137,7 +137,8 @@ class TurnManager:
         handle = client.turns.get(turn_id)
         if handle is None or handle.speculative:
             self._sender.reject(client, ErrorCode.UNKNOWN_TURN,
-                                f"no unfinished turn {turn_id} to cancel")
+                                f"no unfinished turn {turn_id} to cancel",
+                                rejected_turn_id=turn_id)
             return
         self.stop(client, handle, "cancel")
 
