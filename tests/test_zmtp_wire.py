@@ -37,7 +37,7 @@ def test_the_daemon_greets_as_protocol_md_shows(fast_heartbeat_daemon: DaemonPro
         client = RawZmtpClient("127.0.0.1", fast_heartbeat_daemon.port)
         await client.open_tcp()
         client.write_raw(GREETING + ready_command())
-        reader = client._reader  # noqa: SLF001 - the raw bytes are the point here
+        reader = client._reader
         assert reader is not None
         greeting = await asyncio.wait_for(reader.readexactly(64), 10)
         flags, size = await asyncio.wait_for(reader.readexactly(2), 10)

@@ -13,7 +13,7 @@ from typing import Any
 
 from bridge_protocol.client import BridgeClient
 from bridge_protocol.messages import Done
-from daemon.bench.stats import DEFAULT_PREBUFFER_MS, TurnRecord, summarise
+from daemon.bench.stats import DEFAULT_PREBUFFER_MS, ProcessTreeMeter, TurnRecord, summarise
 from daemon.metrics import turn_outcome
 
 Corpus = list[tuple[str, str]]
@@ -97,19 +97,23 @@ async def run_level(address: str, corpus: Corpus, clients: int, turns_per_client
 
 
 async def run_load(address: str, corpus: Corpus, levels: list[int], turns_per_client: int,
-                   first_line: int, bar: Any) -> dict:
+                   first_line: int, bar: Any, daemon_pid: int | None = None) -> dict:
     """Every load level in turn; returns the `load` section of the report.
 
     `max_clients_without_underruns` is the largest K tested such that no level up to
     and including K had an underrun or an unfinished turn (None if K = 1 already had).
+    With `daemon_pid`, each level also records the CPU (% of one core) and resident
+    memory of the daemon and its children (a llama-server it started).
     """
     results = []
     sustained: int | None = None
     clean_so_far = True
+    meter = ProcessTreeMeter(daemon_pid)
     for clients in levels:
+        meter.start()
         records = await run_level(address, corpus, clients, turns_per_client, first_line, bar)
         summary = summarise(records)
-        results.append({"clients": clients, "summary": summary,
+        results.append({"clients": clients, "summary": summary, "daemon": meter.stop(),
                         "turns": [r.to_json() for r in records]})
         clean = summary["underruns_total"] == 0 and summary["turns_done"] == summary["turns"]
         clean_so_far = clean_so_far and clean
@@ -123,7 +127,7 @@ def format_load(load: dict) -> str:
     """The terminal table of the load levels."""
     lines = [f"load: K simultaneous clients, {load['turns_per_client']} turns each",
              f"  {'K':>3} {'turns':>7} {'TTFA p50':>9} {'p95':>8} {'p99':>8} "
-             f"{'underruns':>10} {'turns w/ underruns':>19}"]
+             f"{'underruns':>10} {'turns w/ underruns':>19} {'CPU %':>6} {'RSS MB':>7}"]
     for level in load["levels"]:
         s = level["summary"]
         ttfa = s["ttfa_ms"]
@@ -133,7 +137,9 @@ def format_load(load: dict) -> str:
 
         lines.append(f"  {level['clients']:>3} {s['turns_done']:>3}/{s['turns']:<3} "
                      f"{cell(ttfa['p50'], 9)} {cell(ttfa['p95'], 8)} {cell(ttfa['p99'], 8)} "
-                     f"{s['underruns_total']:>10} {s['turns_with_underruns']:>19}")
+                     f"{s['underruns_total']:>10} {s['turns_with_underruns']:>19} "
+                     f"{cell(level['daemon']['cpu_percent'], 6)} "
+                     f"{cell(level['daemon']['rss_mb'], 7)}")
     best = load["max_clients_without_underruns"]
     if best is not None:
         verdict = str(best)

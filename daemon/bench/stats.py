@@ -61,6 +61,52 @@ def peak_rss_mb(pid: int) -> float | None:
         return None
 
 
+class ProcessTreeMeter:
+    """CPU and memory of a process and its children (the daemon and its llama-server).
+
+    Args:
+      pid: The root process; None = measure nothing (`stop` returns None values).
+    """
+
+    def __init__(self, pid: int | None) -> None:
+        self._root = psutil.Process(pid) if pid is not None else None
+        self._cpu_s = 0.0
+        self._wall = 0.0
+
+    def _tree(self) -> list[psutil.Process]:
+        assert self._root is not None
+        return [self._root, *self._root.children(recursive=True)]
+
+    def _cpu(self) -> float:
+        total = 0.0
+        for process in self._tree():
+            try:
+                times = process.cpu_times()
+                total += times.user + times.system
+            except psutil.Error:
+                pass
+        return total
+
+    def start(self) -> None:
+        """Begin a measurement."""
+        if self._root is not None:
+            self._cpu_s, self._wall = self._cpu(), time.perf_counter()
+
+    def stop(self) -> dict[str, float | None]:
+        """CPU since `start` in % of one core, and the tree's resident memory now (MB)."""
+        if self._root is None:
+            return {"cpu_percent": None, "rss_mb": None}
+        elapsed = max(time.perf_counter() - self._wall, 1e-6)
+        rss = 0
+        for process in self._tree():
+            try:
+                rss += process.memory_info().rss
+            except psutil.Error:
+                pass
+        return {"cpu_percent": round((self._cpu() - self._cpu_s) / elapsed * 100.0, 1),
+                "rss_mb": round(rss / 2**20, 1)}
+
+
 def machine_description() -> str:
     """One line naming the machine the figures come from."""
     cpu = platform.processor() or platform.machine()

@@ -174,8 +174,9 @@ def _run_daemon_modes(args: argparse.Namespace, corpus: list[tuple[str, str]],
                 records, peak_rss_mb=rss(), rss_of="daemon process (VmHWM)")
         if levels:
             bar = _bar(args, sum(levels) * args.load_turns, "load")
+            pid = daemon.process.pid if daemon and daemon.process else None
             load = asyncio.run(run_load(address, corpus, levels, args.load_turns,
-                                        args.warmup + args.turns, bar))
+                                        args.warmup + args.turns, bar, daemon_pid=pid))
             bar.close()
             load["daemon_peak_rss_mb"] = rss()
             report["load"] = load

@@ -33,9 +33,10 @@ signal speech_finished(
 	turn_id: int, npc_id: String, outcome: String, timings: Dictionary, underruns: int
 )
 ## A problem: a daemon [code]error[/code] (its [code]code[/code]: unknown_npc, text_too_long...)
-## or one of the addon's: not_connected, invalid_npc_id, text_too_long and message_too_large
-## (a [method say] refused before it was sent), protocol_error, bad_message, launch_failed,
-## daemon_exited, mic_unavailable, invalid_mode. [param turn_id] is -1 when no turn is concerned.
+## or one of the addon's: not_connected, invalid_npc_id, invalid_priority, text_too_long and
+## message_too_large (a [method say] refused before it was sent), protocol_error, bad_message,
+## launch_failed, daemon_exited, mic_unavailable, invalid_mode. [param turn_id] is -1 when no
+## turn is concerned.
 signal error_received(code: String, message: String, turn_id: int)
 ## Voice input: the player started speaking to [param npc_id]. With
 ## [code]npc_voice/voice/barge_in[/code] on, that NPC's voice has just been stopped.
@@ -184,19 +185,25 @@ func get_npcs() -> Array[Dictionary]:
 
 ## Says the player's [param text] to [param npc_id]; returns the turn id. Options:
 ## [code]player[/code] (a voice player node to play through), [code]profile[/code] ("fast",
-## "cinematic"...), [code]prebuffer_ms[/code] (override). A new turn for an NPC that is still
-## talking interrupts it (barge-in): its audio stops at once. Always ends with exactly one
+## "cinematic"...), [code]prebuffer_ms[/code] (override), [code]priority[/code] ("ambient" for
+## barks and background chatter, which never delay the others; "normal", the default; "high"
+## for a line the player waits for). A new turn for an NPC that is still talking interrupts it
+## (barge-in): its audio stops at once. Always ends with exactly one
 ## [signal speech_finished], also when it cannot be sent: outcome "error" after
 ## [signal error_received] (not_connected; invalid_npc_id: not 1-64 characters;
-## text_too_long: over the daemon's [code]limits.max_text_chars[/code]; message_too_large: over
-## its [code]limits.max_message_bytes[/code]). A line refused that way interrupts nobody.
+## invalid_priority; text_too_long: over the daemon's [code]limits.max_text_chars[/code];
+## message_too_large: over its [code]limits.max_message_bytes[/code]). A line refused that way
+## interrupts nobody.
 func say(npc_id: String, text: String, options: Dictionary = {}) -> int:
 	var turn_id: int = _turns.next_turn_id + (VOICE_TURN_ID_GAP if _voice_input.used else 0)
 	var message: Dictionary = {"type": "say", "turn_id": turn_id, "npc_id": npc_id, "text": text}
 	if options.has("profile"):
 		message["profile"] = str(options["profile"])
+	var priority: String = TurnState.wire_priority(options)
+	if priority != "":
+		message["priority"] = priority  # "normal" is not sent: older daemons know no priority
 	var frame: PackedByteArray = JSON.stringify(message).to_utf8_buffer()
-	var problem: PackedStringArray = _say_problem(npc_id, text, frame.size())
+	var problem: PackedStringArray = _say_problem(npc_id, text, frame.size(), options)
 	if not problem.is_empty():
 		_turns.reject_turn(turn_id, npc_id, problem[0], problem[1])
 		return turn_id
@@ -216,11 +223,11 @@ func cancel(turn_id: int) -> void:
 ## [param npc_id] until [method stop_listening]. [param mode]: "push_to_talk" (the utterance
 ## is everything until [method stop_listening]: call it when the key is released) or
 ## "open_mic" (the daemon finds where each utterance starts and ends). [param options] as for
-## [method say] ([code]player[/code], [code]profile[/code], [code]prebuffer_ms[/code]), for the
-## voice turns.
+## [method say] ([code]player[/code], [code]profile[/code], [code]prebuffer_ms[/code],
+## [code]priority[/code]), for the voice turns.
 ## Needs the project setting [code]audio/driver/enable_input[/code] and stereo output. Returns
 ## false, after [signal error_received] (not_connected, mic_unavailable, invalid_mode,
-## invalid_npc_id), when it cannot. A stream the daemon refuses stops by itself, with one
+## invalid_npc_id, invalid_priority), when it cannot. A stream the daemon refuses stops by itself, with one
 ## [signal error_received] (voice_input_unavailable, unknown_npc, unknown_profile).
 func start_listening(
 	npc_id: String, mode: String = "push_to_talk", options: Dictionary = {}
@@ -275,7 +282,9 @@ func _send(message: Dictionary) -> void:
 
 ## [code, message] when a [code]say[/code] of [param frame_bytes] bytes cannot be sent, else
 ## empty. Only what the wire format limits is checked here; the daemon judges the rest.
-func _say_problem(npc_id: String, text: String, frame_bytes: int) -> PackedStringArray:
+func _say_problem(
+	npc_id: String, text: String, frame_bytes: int, options: Dictionary
+) -> PackedStringArray:
 	if not is_connected_to_daemon():
 		return PackedStringArray(["not_connected", "not connected"])
 	if npc_id.length() < 1 or npc_id.length() > MAX_NPC_ID_CHARS:
@@ -285,6 +294,9 @@ func _say_problem(npc_id: String, text: String, frame_bytes: int) -> PackedStrin
 				"npc_id must have 1 to %d characters, not %d" % [MAX_NPC_ID_CHARS, npc_id.length()]
 			]
 		)
+	var priority_problem: String = TurnState.priority_problem(options)
+	if priority_problem != "":
+		return PackedStringArray(["invalid_priority", priority_problem])
 	var limits: Variant = _welcome.get("limits")
 	if not limits is Dictionary:
 		return PackedStringArray()  # a daemon that states no limits enforces its own

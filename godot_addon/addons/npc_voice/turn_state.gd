@@ -5,6 +5,10 @@ extends RefCounted
 
 #region Constants
 const VoiceOutput := preload("voice_output.gd")
+## The values of the [code]priority[/code] option of [code]say[/code] and
+## [code]start_listening[/code] (PROTOCOL.md 3.7): "ambient" (barks, background chatter: never
+## delays the others), "normal" (the default), "high" (a line the player waits for).
+const PRIORITIES: Array = ["ambient", "normal", "high"]
 #endregion
 
 #region Public Variables
@@ -50,6 +54,20 @@ var started_chunk: int = -1
 
 
 #region Public Functions
+## Why [code]options.priority[/code] is not one of [constant PRIORITIES], or "" (also when absent).
+static func priority_problem(options: Dictionary) -> String:
+	if not options.has("priority") or str(options["priority"]) in PRIORITIES:
+		return ""
+	return "priority must be ambient, normal or high, not %s" % [options["priority"]]
+
+
+## The [code]priority[/code] field to send for [param options] (valid ones), or "" to send none:
+## "normal" is the daemon's default, so it is left out and daemons older than priorities work.
+static func wire_priority(options: Dictionary) -> String:
+	var priority: String = str(options.get("priority", "normal"))
+	return "" if priority == "normal" else priority
+
+
 ## How the turn ended, for [signal speech_finished]: "done" (heard to the end), "cancelled",
 ## "error" or "disconnected".
 func outcome() -> String:

@@ -18,13 +18,15 @@ signal speech_ended(npc_id: String, turn_id: int)
 ## The daemon's [code]transcript[/code]: a voice turn begins. [param speech_end_usec] is
 ## [method Time.get_ticks_usec] when the block holding the end of speech was sent.
 signal transcript_received(turn_id: int, npc_id: String, text: String, speech_end_usec: int)
-## Listening could not start: [param code] is mic_unavailable, invalid_mode or invalid_npc_id.
+## Listening could not start: [param code] is mic_unavailable, invalid_mode, invalid_npc_id or
+## invalid_priority.
 signal failed(code: String, message: String)
 #endregion
 
 #region Constants
 const Settings := preload("npc_voice_settings.gd")
 const MicCapture := preload("mic_capture.gd")
+const TurnState := preload("turn_state.gd")
 ## The two microphone modes of [code]listen_start[/code].
 const MODES: Array = ["push_to_talk", "open_mic"]
 ## Block send times kept for [method usec_at_input_ms] (5 minutes of 100 ms blocks).
@@ -78,15 +80,19 @@ func _ready() -> void:
 
 #region Public Functions
 ## Opens the stream for [param npc_id] ([param mode] "push_to_talk" or "open_mic") and starts
-## the microphone; a stream already open is replaced. [param options]: [code]profile[/code] for
-## the daemon, the rest ([code]player[/code], [code]prebuffer_ms[/code]) for the voice turns.
-## Returns false after emitting [signal failed].
+## the microphone; a stream already open is replaced. [param options]: [code]profile[/code] and
+## [code]priority[/code] for the daemon, the rest ([code]player[/code],
+## [code]prebuffer_ms[/code]) for the voice turns. Returns false after emitting [signal failed].
 func start(npc_id: String, mode: String, options: Dictionary) -> bool:
 	if mode not in MODES:
 		failed.emit("invalid_mode", "mode must be push_to_talk or open_mic, not " + mode)
 		return false
 	if npc_id.length() < 1 or npc_id.length() > MAX_NPC_ID_CHARS:
 		failed.emit("invalid_npc_id", "npc_id must have 1 to %d characters" % MAX_NPC_ID_CHARS)
+		return false
+	var priority_problem: String = TurnState.priority_problem(options)
+	if priority_problem != "":
+		failed.emit("invalid_priority", priority_problem)
 		return false
 	var block_ms: int = Settings.get_value(Settings.VOICE_BLOCK_MS)
 	_mic.block_samples = maxi(int(MicCapture.OUTPUT_RATE_HZ * block_ms / 1000.0), 1)
@@ -103,6 +109,9 @@ func start(npc_id: String, mode: String, options: Dictionary) -> bool:
 	}
 	if options.has("profile"):
 		message["profile"] = str(options["profile"])
+	var priority: String = TurnState.wire_priority(options)
+	if priority != "":
+		message["priority"] = priority  # "normal" is not sent: older daemons know no priority
 	_npc_id = npc_id
 	_options = options
 	_seq = 0
