@@ -34,6 +34,10 @@ from bridge_protocol.messages import (
     ListenStop,
     MicAudio,
     Say,
+    SceneEnd,
+    SceneEnded,
+    SceneLine,
+    SceneStart,
     SpeechEnded,
     SpeechStarted,
     Subtitle,
@@ -157,6 +161,9 @@ class BridgeClient:
         self._control: asyncio.Queue[DaemonMessage] = asyncio.Queue()
         self.speech_events: asyncio.Queue[SpeechStarted | SpeechEnded | Transcript] = (
             asyncio.Queue())
+        self.scene_events: asyncio.Queue[SceneLine | SceneEnded] = asyncio.Queue()
+        """Scenes: each line's announcement (its turn's events then come through
+        `events(line.turn_id)`), and the end of each scene."""
         """Voice input: speech started/ended, and each transcript (its turn's events
         then come through `events(transcript.turn_id)`)."""
         self._turn_ids = itertools.count(int(time.time() * 1000) % 1_000_000)
@@ -218,7 +225,8 @@ class BridgeClient:
         if self._own_context:
             self._context.term()
 
-    async def _send(self, message: Hello | Say | Cancel | ListenStart | ListenStop) -> None:
+    async def _send(self, message: Hello | Say | Cancel | ListenStart | ListenStop
+                    | SceneStart | SceneEnd) -> None:
         assert self._socket is not None, "connect() first"
         await self._socket.send_multipart(to_frames(message))
 
@@ -260,6 +268,13 @@ class BridgeClient:
             if isinstance(decoded, Transcript):  # a voice turn the daemon started
                 self._turn_queues.setdefault(decoded.turn_id, asyncio.Queue())
                 self.speech_events.put_nowait(decoded)
+            elif isinstance(decoded, SceneLine):  # a scene line: a turn the daemon started
+                self._turn_queues.setdefault(decoded.turn_id, asyncio.Queue())
+                self.scene_events.put_nowait(decoded)
+                continue
+            elif isinstance(decoded, SceneEnded):
+                self.scene_events.put_nowait(decoded)
+                continue
             elif isinstance(decoded, (SpeechStarted, SpeechEnded)):
                 self.speech_events.put_nowait(decoded)
                 continue
@@ -284,6 +299,27 @@ class BridgeClient:
         turn_id = self.next_turn_id() if turn_id is None else turn_id
         self._turn_queues[turn_id] = asyncio.Queue()
         await self._send(Say(turn_id=turn_id, npc_id=npc_id, text=text, profile=profile))
+        return turn_id
+
+    async def scene_start(self, scene_id: int, npc_ids: list[str], situation: str = "",
+                          max_exchanges: int | None = None) -> None:
+        """Start a scene (see `SceneStart`); its lines arrive on `scene_events`."""
+        await self._send(SceneStart(scene_id=scene_id, npc_ids=npc_ids, situation=situation,
+                                    max_exchanges=max_exchanges))
+
+    async def scene_end(self, scene_id: int) -> None:
+        """End a scene (see `SceneEnd`)."""
+        await self._send(SceneEnd(scene_id=scene_id))
+
+    async def say_in_scene(self, scene_id: int, npc_id: str, text: str) -> int:
+        """The player speaks into a scene, addressing `npc_id`.
+
+        Returns the turn id of the answer (announced by a `scene_line`; its events come
+        through `events`).
+        """
+        turn_id = self.next_turn_id()
+        self._turn_queues[turn_id] = asyncio.Queue()
+        await self._send(Say(turn_id=turn_id, npc_id=npc_id, text=text, scene_id=scene_id))
         return turn_id
 
     async def cancel(self, turn_id: int) -> None:

@@ -88,6 +88,9 @@ class Say(Message, kw_only=True):
       profile: Speech profile override for this turn ("fast", "cinematic", ...);
         None = the NPC's configured profile.
       priority: "high", "normal" (default) or "ambient" (see `Priority`).
+      scene_id: The player speaks into this scene (see `SceneStart`): the NPC speaking
+        stops at its next clause boundary and `npc_id` (one of the scene's NPCs, the one
+        the player addresses) answers next; the answer is this turn.
     """
 
     turn_id: TurnId
@@ -95,6 +98,7 @@ class Say(Message, kw_only=True):
     text: str
     profile: str | None = None
     priority: Priority = "normal"
+    scene_id: Annotated[int, Meta(ge=0)] | None = None
 
 
 class Cancel(Message, kw_only=True):
@@ -143,7 +147,36 @@ class ListenStop(Message, kw_only=True):
     """
 
 
-ClientMessage = Hello | Say | Cancel | ListenStart | MicAudio | ListenStop
+class SceneStart(Message, kw_only=True):
+    """Start a scene: 2-6 NPCs talk with each other, one at a time, until `scene_end`.
+
+    The daemon picks who speaks next (the NPC named in the last line, else the next in
+    turn, never the same twice in a row). Each line is an ordinary turn on the wire,
+    announced by `scene_line`; the next line is prepared while the current one plays.
+
+    Attributes:
+      scene_id: Client-chosen id, unique among this connection's open scenes.
+      npc_ids: The NPCs of the scene, 2 to 6, all different; the first speaks first.
+      situation: What the scene is about ("The blacksmith and the innkeeper argue
+        about the price of ale."); "" = none.
+      max_exchanges: Lines before the scene ends by itself; None = the daemon's
+        `[scenes] max_exchanges`.
+    """
+
+    scene_id: Annotated[int, Meta(ge=0)]
+    npc_ids: Annotated[list[NpcId], Meta(min_length=2, max_length=6)]
+    situation: Annotated[str, Meta(max_length=2000)] = ""
+    max_exchanges: Annotated[int, Meta(ge=1, le=200)] | None = None
+
+
+class SceneEnd(Message, kw_only=True):
+    """End a scene: its line in progress is cancelled, nothing more is said."""
+
+    scene_id: Annotated[int, Meta(ge=0)]
+
+
+ClientMessage = (Hello | Say | Cancel | ListenStart | MicAudio | ListenStop | SceneStart
+                 | SceneEnd)
 """Union of everything a client may send."""
 
 
@@ -313,7 +346,7 @@ class Done(Message, kw_only=True):
     timings: TurnTimings = msgspec.field(default_factory=TurnTimings)
 
 
-CancelReason = Literal["cancel", "barge_in", "shutdown"]
+CancelReason = Literal["cancel", "barge_in", "shutdown", "scene_end"]
 
 
 class Cancelled(Message, kw_only=True):
@@ -323,7 +356,7 @@ class Cancelled(Message, kw_only=True):
       turn_id: The stopped turn.
       reason: "cancel" (client `Cancel`, or the client disconnected), "barge_in" (a
         new `Say` to the same NPC on this connection, or the player started speaking
-        to it) or "shutdown" (daemon stopping).
+        to it), "shutdown" (daemon stopping) or "scene_end" (its scene ended).
       block_count: Blocks sent before the stop.
       timings: Per-stage timings up to the stop.
     """
@@ -398,9 +431,47 @@ class Transcript(Message, kw_only=True):
     speech_end_ms: float = 0.0
 
 
+class SceneLine(Message, kw_only=True):
+    """The next line of a scene: turn `turn_id`, spoken by `npc_id`.
+
+    Its subtitles, blocks and terminal event follow, as for any turn. Sent when the line
+    may start playing (the previous line's audio has ended, plus the scene's pause).
+
+    Attributes:
+      scene_id: The scene.
+      turn_id: The line's turn: chosen by the daemon (greater than every earlier id of
+        the connection), or the player's `say` when the line answers it.
+      npc_id: Who speaks.
+      answers_player: The line answers the player's `say` (`turn_id` is that say's).
+    """
+
+    scene_id: int
+    turn_id: int
+    npc_id: str
+    answers_player: bool = False
+
+
+SceneEndReason = Literal["scene_end", "max_exchanges", "cancel", "error"]
+
+
+class SceneEnded(Message, kw_only=True):
+    """A scene is over; no line of it follows.
+
+    Attributes:
+      scene_id: The scene.
+      reason: "scene_end" (the client asked), "max_exchanges" (it said its lines),
+        "cancel" (the client cancelled a line of it) or "error" (a line failed).
+      lines: Lines spoken.
+    """
+
+    scene_id: int
+    reason: SceneEndReason
+    lines: int = 0
+
+
 DaemonMessage = (
     Welcome | Subtitle | AudioBlock | Done | Cancelled | Error | SpeechStarted | SpeechEnded
-    | Transcript
+    | Transcript | SceneLine | SceneEnded
 )
 """Union of everything the daemon sends."""
 
@@ -440,6 +511,10 @@ class ErrorCode:
     """Voice input is off in the daemon's config, or its extra is not installed."""
     NOT_LISTENING = "not_listening"
     """`mic_audio` or `listen_stop` without a `listen_start`."""
+    BAD_SCENE = "bad_scene"
+    """`scene_start` with an NPC twice, an unknown NPC, or a scene id already open."""
+    UNKNOWN_SCENE = "unknown_scene"
+    """`scene_end`, or a `say` with `scene_id`, naming no open scene (or an NPC not in it)."""
     MIC_AUDIO_TOO_FAST = "mic_audio_too_fast"
     """`mic_audio` arrives so much faster than real time that blocks were dropped."""
 

@@ -291,6 +291,23 @@ class AsrConfig(_Section):
         )
 
 
+class ScenesConfig(_Section):
+    """Group scenes: several NPCs talking, one at a time (protocol `scene_start`).
+
+    Attributes:
+      max_exchanges: Lines a scene says before it ends by itself (a `scene_start` may
+        ask for another number).
+      gap_ms: Pause between two speakers, at the client: the next line starts this
+        long after the previous line's audio has played.
+      interjection: When the player speaks into a scene, the NPC speaking stops
+        "clause": after the chunk (clause) it is speaking, or "at_once".
+    """
+
+    max_exchanges: Annotated[int, Meta(ge=1, le=200)] = 12
+    gap_ms: Annotated[int, Meta(ge=0, le=5000)] = 300
+    interjection: Literal["clause", "at_once"] = "clause"
+
+
 class NpcConfig(_Section):
     """One NPC: who it is and how it sounds.
 
@@ -328,6 +345,7 @@ class Config(_Section):
     tts: TtsConfig = msgspec.field(default_factory=TtsConfig)
     xtts: XttsConfig = msgspec.field(default_factory=XttsConfig)
     asr: AsrConfig = msgspec.field(default_factory=AsrConfig)
+    scenes: ScenesConfig = msgspec.field(default_factory=ScenesConfig)
     voices: dict[str, VoiceConfig] = msgspec.field(default_factory=lambda: {"joe": VoiceConfig()})
     profiles: dict[str, Profile] = msgspec.field(default_factory=dict)
     npcs: dict[str, NpcConfig] = msgspec.field(default_factory=dict)

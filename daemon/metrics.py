@@ -81,7 +81,7 @@ class Telemetry:
         t = progress.timings
         fields = {
             "client": client,
-            "turn": spec.turn_id,
+            "turn": getattr(terminal, "turn_id", spec.turn_id),
             "npc": spec.npc_id,
             "profile": spec.profile_name,
             "outcome": outcome,

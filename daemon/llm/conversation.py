@@ -12,8 +12,29 @@ shortened prefix in the background, off the next turn's critical path.
 from __future__ import annotations
 
 from collections import deque
+from typing import Protocol
 
 from daemon.llm.base import ChatMessage
+
+
+class Dialogue(Protocol):
+    """What a turn needs of the conversation it belongs to.
+
+    A `Conversation` (one NPC with one client), or one NPC's side of a scene
+    (`scene_prompt.SceneDialogue`).
+    """
+
+    def messages_for(self, utterance: str) -> list[ChatMessage]:
+        """The chat prompt of the turn answering `utterance`."""
+        ...
+
+    def record(self, utterance: str, reply: str) -> bool:
+        """Remember the finished turn; True if older history was dropped."""
+        ...
+
+    def __len__(self) -> int:
+        """Earlier turns (or lines) remembered."""
+        ...
 
 
 class Conversation:

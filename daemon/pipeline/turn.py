@@ -30,7 +30,7 @@ import numpy as np
 from bridge_protocol.messages import AudioBlock, Subtitle, TurnTimings
 from daemon.config import Tiers
 from daemon.llm.base import LlmStage, ReplyDelta, ReplyStarted, ReplyStats, TierHandoff
-from daemon.llm.conversation import Conversation
+from daemon.llm.conversation import Dialogue
 from daemon.pipeline.blocks import BlockCutter, samples_per_block
 from daemon.pipeline.chunker import Chunk, PhraseChunker
 from daemon.pipeline.text import speakable
@@ -90,7 +90,7 @@ class TurnSpec:
     profile_name: str
     profile: Profile
     voice: Voice
-    conversation: Conversation
+    conversation: Dialogue
     conversation_key: str
     out_rate_hz: int
     received_at: float
@@ -130,8 +130,25 @@ class Turn:
         when it is released (`daemon.server.turn_handle.TurnHandle.assign_id`)."""
         self.progress = TurnProgress()
         self.stop = threading.Event()
+        self.reply_text = ""
+        """The reply as the LLM wrote it so far (speakable characters only)."""
+        self.llm_done = asyncio.Event()
+        """Set once the LLM stage is over (the whole reply is in `reply_text`)."""
+        self._winding_down = False
+        self._chunks: asyncio.Queue[object] | None = None
         self._llm = llm
         self._send = send
+
+    def wind_down(self) -> None:
+        """End the turn after the chunk being spoken.
+
+        No later chunk is spoken; the turn then ends normally (`done`), its last block
+        marked `final`. A scene uses it when the player speaks up: the NPC stops at a
+        clause boundary, not mid-word.
+        """
+        self._winding_down = True
+        if self._chunks is not None and not self._chunks.full():
+            self._chunks.put_nowait(_END)  # wakes the speaking stage if it waits for text
 
     def released(self) -> None:
         """Note that a speculative turn's held-back messages are being sent now.
@@ -162,6 +179,7 @@ class Turn:
           Exception: an engine failed (the server turns it into an `error` event).
         """
         chunks: asyncio.Queue[object] = asyncio.Queue(maxsize=_CHUNK_QUEUE_SIZE)
+        self._chunks = chunks
         writer = asyncio.create_task(
             self._write_chunks(chunks), name=f"turn-{self.turn_id}-llm"
         )
@@ -200,7 +218,9 @@ class Turn:
                             timings.llm_first_token_ms = self._ms()
                         if continuation and timings.narrative_first_token_ms is None:
                             timings.narrative_first_token_ms = self._ms()
-                        for chunk in chunker.feed(speakable(item.text)):
+                        text = speakable(item.text)
+                        self.reply_text += text
+                        for chunk in chunker.feed(text):
                             await chunks.put(_Queued(_renumbered(chunk, first_index),
                                                      profile, continuation))
                     elif isinstance(item, TierHandoff):
@@ -227,12 +247,14 @@ class Turn:
             raise
         except Exception as exc:  # noqa: BLE001 - handed to the speaking stage, which raises it
             outcome = _Failure(exc)
+        finally:
+            self.llm_done.set()
         await chunks.put(outcome)
 
     async def _speak_chunks(self, chunks: asyncio.Queue[object]) -> None:
         """TTS stage: chunk queue -> voice -> subtitles and blocks."""
         final_block_sent = False
-        while True:
+        while not self._winding_down:
             item = await chunks.get()
             if item is _END:
                 break

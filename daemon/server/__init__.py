@@ -35,6 +35,8 @@ from bridge_protocol.messages import (
     ListenStop,
     NpcInfo,
     Say,
+    SceneEnd,
+    SceneStart,
     Welcome,
 )
 from daemon.asr.engines import AsrEngines
@@ -45,6 +47,7 @@ from daemon.server.clients import Client
 from daemon.server.connections import ZAP_DOMAIN, ConnectionTracker, ZapGate
 from daemon.server.memory import MemoryTrimmer
 from daemon.server.mic import MicInput
+from daemon.server.scenes import SceneManager
 from daemon.server.sender import Sender
 from daemon.server.socket_io import SocketWriter, resolved
 from daemon.server.tasks import BackgroundTasks
@@ -104,6 +107,7 @@ class BridgeServer:
         self._sender = Sender(self._telemetry)
         self._turns = TurnManager(config, llm, voices, self._sender, self._tasks,
                                   self._telemetry, self._trimmer)
+        self._scenes = SceneManager(config, self._turns, self._sender, self._tasks)
         self._mic = (MicInput(self._turns, self._sender, self._tasks, asr, config.asr,
                               config.server.max_text_chars) if asr is not None else None)
         self.address: str | None = None
@@ -289,8 +293,14 @@ class BridgeServer:
             case _ if not client.welcomed:
                 self._sender.reject(client, ErrorCode.HANDSHAKE_REQUIRED,
                              "send a `hello` message before anything else")
-            case Say():
+            case Say(scene_id=None):
                 self._turns.say(client, message)
+            case Say():
+                self._scenes.player_says(client, message)
+            case SceneStart():
+                self._scenes.start(client, message)
+            case SceneEnd(scene_id=scene_id):
+                self._scenes.end(client, scene_id)
             case Cancel(turn_id=turn_id):
                 self._turns.cancel(client, turn_id)
             case ListenStart() | DecodedMic() | ListenStop() if mic is None:
@@ -351,6 +361,7 @@ class BridgeServer:
         _LOGGER.info("client %s disconnected; cancelling %d turn(s)",
                      client.label, len(client.turns))
         client.gone = True
+        self._scenes.client_gone(client)
         self._turns.client_gone(client)
         client.clear_outbox()
         self._clients.pop(client.identity, None)

@@ -45,6 +45,8 @@ class TurnHandle:
     turn: Turn
     state: TurnState = TurnState.LIVE
     task: asyncio.Task[None] | None = None
+    on_end: list[Callable[[DaemonMessage], None]] = field(default_factory=list)
+    """Called with the terminal event once it is sent (a scene waits for its lines)."""
     _held_back: list[tuple[DaemonMessage, bytes | None]] = field(default_factory=list)
     _pending_terminal: DaemonMessage | None = None
 

@@ -22,7 +22,7 @@ from bridge_protocol.messages import (
 )
 from daemon.config import Config
 from daemon.llm.base import LlmStage
-from daemon.llm.conversation import Conversation
+from daemon.llm.conversation import Conversation, Dialogue
 from daemon.metrics import Telemetry
 from daemon.pipeline.turn import Turn, TurnSpec
 from daemon.priorities import rank
@@ -114,17 +114,27 @@ class TurnManager:
 
     # ------------------------------------------------------------------ client requests
 
+    def accept_turn_id(self, client: Client, turn_id: int) -> bool:
+        """Take `turn_id` as the client's newest, or refuse it (`turn_id_reused`)."""
+        if turn_id <= client.last_turn_id:
+            # Not a terminal event for turn_id: that id may be a live turn.
+            self._sender.reject(client, ErrorCode.TURN_ID_REUSED,
+                                f"turn id {turn_id} is not greater than the last one "
+                                f"({client.last_turn_id}); turn ids must increase",
+                                rejected_turn_id=turn_id)
+            return False
+        client.last_turn_id = turn_id
+        return True
+
+    def say_problem(self, client: Client, say: Say) -> Problem | None:
+        """Why `say` cannot start a turn now (text, NPC, profile, limits), or None."""
+        return self._say_problem(client, say)
+
     def say(self, client: Client, say: Say) -> None:
         """A typed line: check it and start its turn, or end it with an error."""
         received_at = time.perf_counter()
-        if say.turn_id <= client.last_turn_id:
-            # Not a terminal event for say.turn_id: that id may be a live turn.
-            self._sender.reject(client, ErrorCode.TURN_ID_REUSED,
-                                f"turn id {say.turn_id} is not greater than the last one "
-                                f"({client.last_turn_id}); turn ids must increase",
-                                rejected_turn_id=say.turn_id)
+        if not self.accept_turn_id(client, say.turn_id):
             return
-        client.last_turn_id = say.turn_id
         problem = self._say_problem(client, say)
         if problem is not None:
             code, text = problem
@@ -151,14 +161,18 @@ class TurnManager:
     # ------------------------------------------------------------------ lifecycle
 
     def start(self, client: Client, say: Say, received_at: float,
-              speculative: bool = False) -> TurnHandle:
-        """Start a validated turn (a typed `say`, or a recognised utterance).
+              speculative: bool = False, dialogue: Dialogue | None = None,
+              key: str | None = None) -> TurnHandle:
+        """Start a validated turn (a typed `say`, a recognised utterance, a scene line).
 
         Args:
           client: Whose turn.
           say: The request; its turn id must already be accepted for this client.
           received_at: `time.perf_counter()` of the complete utterance (TTFA zero).
           speculative: Hold everything back until `release` (or `drop`).
+          dialogue: What the turn belongs to; None = the NPC's conversation with the
+            client. A scene passes its speaker's side of the scene.
+          key: KV-state key of `dialogue` (required with it).
 
         Returns:
           The running turn's handle.
@@ -166,7 +180,7 @@ class TurnManager:
         previous = client.active_turn_for(say.npc_id)
         if previous is not None:
             self.stop(client, previous, "barge_in")
-        spec = self._spec(client, say, received_at)
+        spec = self._spec(client, say, received_at, dialogue, key)
         handle: TurnHandle
 
         def deliver(message: DaemonMessage, pcm: bytes | None) -> None:
@@ -180,39 +194,44 @@ class TurnManager:
             self._drive(client, handle), name=f"turn-{client.identity.hex()}-{say.turn_id}")
         return handle
 
-    def _spec(self, client: Client, say: Say, received_at: float) -> TurnSpec:
+    def _spec(self, client: Client, say: Say, received_at: float,
+              dialogue: Dialogue | None, key: str | None) -> TurnSpec:
         config = self._config
         npc = config.npcs[say.npc_id]
         profile_name, continuation_name = config.npc_profiles(say.npc_id, say.profile)
         voice = self._voices[npc.voice]
-        conversation = client.conversations.get(say.npc_id)
+        conversation: Dialogue | None = dialogue
         if conversation is None:
-            conversation = Conversation(npc.persona, config.llm.history_turns)
-            client.conversations[say.npc_id] = conversation
+            conversation = client.conversations.get(say.npc_id)
+            if conversation is None:
+                conversation = Conversation(npc.persona, config.llm.history_turns)
+                client.conversations[say.npc_id] = conversation
         return TurnSpec(
             turn_id=say.turn_id, npc_id=say.npc_id, utterance=say.text.strip(),
             profile_name=profile_name,
             profile=voice.shape_profile(config.profile(profile_name)),
             voice=voice, conversation=conversation,
-            conversation_key=conversation_key(say.npc_id, client.identity),
+            conversation_key=key or conversation_key(say.npc_id, client.identity),
             out_rate_hz=client.sample_rate_hz or voice.sample_rate_hz,
             received_at=received_at, tiers=config.npc_tiers(say.npc_id),
             continuation_profile=(config.profile(continuation_name)
                                   if continuation_name else None),
             priority=rank(say.priority))
 
-    def release(self, client: Client, handle: TurnHandle) -> int | None:
-        """Confirm a speculative turn: give it the client's next id, send what it held.
+    def release(self, client: Client, handle: TurnHandle, turn_id: int | None = None
+                ) -> int | None:
+        """Confirm a speculative turn: give it the client's next id (or `turn_id`).
 
         Speculative turns run under a negative id, so one that is dropped never uses
-        up an id the client could be about to send.
+        up an id the client could be about to send. What it held is sent by `go_live`.
 
         Returns:
           The turn's id, or None if it had already ended (dropped meanwhile).
         """
         if not handle.speculative:
             return None
-        turn_id = client.last_turn_id = client.last_turn_id + 1
+        if turn_id is None:
+            turn_id = client.last_turn_id = client.last_turn_id + 1
         client.turns.pop(handle.turn_id, None)
         client.turns[turn_id] = handle
         handle.assign_id(turn_id)
@@ -287,6 +306,11 @@ class TurnManager:
                                      spec.tiers, history_cut),
                 name=f"prefill-{spec.conversation_key}")
         self._telemetry.turn_finished(client.label, spec, progress, terminal)
+        for callback in handle.on_end:
+            try:
+                callback(terminal)
+            except Exception:  # a listener's bug must not break the turn or its peers
+                _LOGGER.exception("a listener of turn %s failed", handle.turn_id)
         if not self._running:
             self._trimmer.request()  # idle: give the turns' buffers back to the OS
 
