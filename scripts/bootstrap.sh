@@ -27,7 +27,7 @@ if [ "$(uname -m)" = "x86_64" ]; then
 fi
 
 stamp_of() {  # a name that changes whenever what the environment is built from changes
-  echo "$1/.bootstrap-$(cat requirements/build.lock "$2" pyproject.toml scripts/bootstrap.sh \
+  echo "$1/.bootstrap-$(cat requirements/build.lock requirements/nodeps.lock "$2" pyproject.toml scripts/bootstrap.sh \
     | sha256sum | cut -c1-16)"
 }
 
@@ -59,11 +59,19 @@ setup_venv() {
     rm -f "$entry"
   fi
   pip_in "$venv" --no-build-isolation --require-hashes -r "$lock"
+  if [ "$lock" = requirements/daemon.lock ]; then
+    # Data-only packages (Smart Turn's model inside pipecat-ai): never imported, so
+    # none of their own dependencies are wanted.
+    pip_in "$venv" --no-deps --require-hashes -r requirements/nodeps.lock
+  fi
   pip_in "$venv" --no-build-isolation --no-deps -e .
   # Every requirement met (the XTTS environment has this project without its own
-  # dependencies, on purpose: the worker needs none of them).
-  local problems
-  problems="$("$venv/bin/python" -m pip check 2>&1 | grep -v -e '^npc-voice-bridge ' \
+  # dependencies, on purpose: the worker needs none of them; the no-deps packages
+  # likewise).
+  local problems nodeps_names
+  nodeps_names="$(sed -n 's/^\([A-Za-z0-9_.-]*\)==.*/^\1 /p' requirements/nodeps.lock | paste -sd'|')"
+  problems="$("$venv/bin/python" -m pip check 2>&1 | grep -v -E "${nodeps_names:-^\$^}" \
+    | grep -v -e '^npc-voice-bridge ' \
     -e '^No broken requirements' -e '^WARNING: Location' || true)"
   if [ -n "$problems" ]; then
     echo "$problems" >&2

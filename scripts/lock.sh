@@ -6,6 +6,8 @@
 #                             bootstrap builds llama.cpp and this project with
 #   requirements/daemon.lock  .venv: the daemon plus the test, voice, metrics, bench,
 #                             models and lint extras
+#   requirements/nodeps.lock  .venv, installed with --no-deps: the `nodeps` group
+#                             (packages the daemon only takes a data file from)
 #   requirements/xtts.lock    .venv-xtts: the `xtts` extra only (the XTTS worker's own
 #                             environment; this project is added there without deps)
 #
@@ -30,6 +32,7 @@ compile() {
 
 mkdir -p requirements
 compile --group pyproject.toml:build -o requirements/build.lock
+compile --group pyproject.toml:nodeps --no-deps -o requirements/nodeps.lock
 compile pyproject.toml --extra test --extra voice --extra metrics --extra bench \
   --extra models --extra lint -o requirements/daemon.lock
 # The XTTS environment gets the `xtts` extra alone, not the daemon's own dependencies.
@@ -46,4 +49,4 @@ with open("pyproject.toml", "rb") as handle:
 PY
 compile "$xtts_in" -o requirements/xtts.lock
 sed -i "s#$xtts_in#pyproject.toml (the xtts extra)#" requirements/xtts.lock
-echo "locked: $(grep -c '==' requirements/build.lock) build, $(grep -c '==' requirements/daemon.lock) daemon, $(grep -c '==' requirements/xtts.lock) xtts packages"
+echo "locked: $(grep -c '==' requirements/build.lock) build, $(grep -c '==' requirements/nodeps.lock) no-deps, $(grep -c '==' requirements/daemon.lock) daemon, $(grep -c '==' requirements/xtts.lock) xtts packages"
