@@ -15,6 +15,11 @@ Rules, in order:
   * after about 5 s of speech (`sentence_boundaries_after_chars`), later chunks end
     only at sentence boundaries (. ! ?) unless the size limit forces a cut;
   * a chunk exceeds its limit only when a single word is longer than the limit.
+
+Marks and abbreviations follow the reply's language (`daemon.pipeline.text.rules_for`):
+Portuguese "Sr." and "Dra." end nothing, Spanish ¿ ¡ and opening quotes stick to the
+next word, and in Chinese and Japanese a chunk may end right after 。、！？ with no
+space (a run of CJK text without marks is one "word": it is never cut inside).
 """
 
 from __future__ import annotations
@@ -22,7 +27,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from daemon.pipeline.text import CLAUSE_MARKS, SENTENCE_MARKS, ends_phrase
+from daemon.pipeline.text import OPENING_MARKS, ends_phrase, rules_for
 from daemon.profiles import Profile
 
 
@@ -41,7 +46,7 @@ class Chunk:
     is_last: bool
 
 
-_WORD_END = re.compile(r"\S(?=\s)")
+_WORD = re.compile(r"\S+(?=\s)")
 _WHITESPACE_RUN = re.compile(r"\s+")
 
 
@@ -49,13 +54,19 @@ class PhraseChunker:
     """Incremental chunker for one turn: feed token text, get chunks as they are ready.
 
     Not thread-safe; one instance per turn. Example:
-        chunker = PhraseChunker(BUILTIN_PROFILES["fast"])
+        chunker = PhraseChunker(BUILTIN_PROFILES["fast"], language="pt-BR")
         for delta in token_texts: send(chunker.feed(delta))
         send(chunker.flush())
+
+    Args:
+      profile: Chunk sizes.
+      language: BCP 47 tag of the reply ("en", "pt-BR"): picks the punctuation and
+        abbreviation rules.
     """
 
-    def __init__(self, profile: Profile) -> None:
+    def __init__(self, profile: Profile, language: str = "en") -> None:
         self._profile = profile
+        self._rules = rules_for(language)
         self._buffer = ""
         self._next_index = 0
         self._chunked_chars = 0
@@ -100,27 +111,53 @@ class PhraseChunker:
         profile = self._profile
         limit = profile.first_chunk_max_chars if first else profile.next_chunk_max_chars
         minimum = profile.first_chunk_min_chars if first else profile.next_chunk_min_chars
+        rules = self._rules
+        sentence_marks = rules.sentence_marks
         if first or self._chunked_chars < profile.sentence_boundaries_after_chars:
-            eager_marks = CLAUSE_MARKS | SENTENCE_MARKS
+            eager_marks = rules.clause_marks | sentence_marks
         else:
-            eager_marks = SENTENCE_MARKS
+            eager_marks = sentence_marks
 
         # Confirmed cut positions: whitespace right after a word, with text after it.
         last_text = len(text.rstrip())
-        word_ends = [m.end() for m in _WORD_END.finditer(text, 0, last_text)]
+        word_ends = self._word_ends(text, last_text)
         for end in word_ends:
             if end > limit:
                 break
-            if end >= minimum and ends_phrase(text, end, eager_marks):
+            if end >= minimum and ends_phrase(text, end, eager_marks, rules):
                 return end
         if last_text <= limit:
             return None  # everything fits: wait for a boundary or the end of the stream
         # Over the limit: cut at the best position that fits, never inside a word.
         fitting = [end for end in word_ends if end <= limit]
-        for marks in (SENTENCE_MARKS, CLAUSE_MARKS):
+        for marks in (sentence_marks, rules.clause_marks):
             for end in reversed(fitting):
-                if ends_phrase(text, end, marks):
+                if ends_phrase(text, end, marks, rules):
                     return end
         if fitting:
             return fitting[-1]
         return word_ends[0] if word_ends else None  # one word longer than the limit
+
+    def _word_ends(self, text: str, last_text: int) -> list[int]:
+        """Positions where a chunk may end, in order, each with more text after it.
+
+        After a word followed by whitespace (not a word made only of opening marks, as
+        a lone "¿" or "«", which belongs to the next word), and, in languages written
+        without spaces, right after an unspaced mark (and its closing quotes).
+        """
+        ends = [m.end() for m in _WORD.finditer(text, 0, last_text)
+                if m.group().strip(OPENING_MARKS)]
+        unspaced = self._rules.unspaced_marks
+        if unspaced:
+            closing = self._rules.closing_quotes
+            for index in range(last_text - 1):
+                if text[index] not in unspaced:
+                    continue
+                end = index + 1
+                while end < last_text and text[end] in closing:
+                    end += 1
+                if end < last_text and not text[end].isspace():
+                    ends.append(end)
+            ends = sorted(set(ends))
+        return ends
+

@@ -82,6 +82,7 @@ class TurnSpec:
         two-tier turn; None = `profile`.
       priority: `AMBIENT`, `NORMAL` or `HIGH` (daemon.llm.base): orders turns competing
         for the LLM and the voices.
+      language: BCP 47 tag of the reply (the NPC's language): the chunker's rules.
     """
 
     turn_id: int
@@ -97,6 +98,7 @@ class TurnSpec:
     tiers: Tiers = "fast"
     continuation_profile: Profile | None = None
     priority: int = NORMAL
+    language: str = "en"
 
 
 @dataclass
@@ -198,7 +200,7 @@ class Turn:
         """LLM stage: reply text -> chunker -> chunk queue; always ends with _END."""
         spec, timings = self.spec, self.progress.timings
         profile = spec.profile
-        chunker = PhraseChunker(profile)
+        chunker = PhraseChunker(profile, spec.language)
         first_index = 0  # chunk index of the current chunker's first chunk
         continuation = False
         outcome: object = _END
@@ -231,7 +233,7 @@ class Turn:
                                 _renumbered(chunk, first_index, is_last=False), profile, False))
                         first_index += chunker.chunk_count
                         profile = spec.continuation_profile or spec.profile
-                        chunker = PhraseChunker(profile)
+                        chunker = PhraseChunker(profile, spec.language)
                         continuation = True
                     elif isinstance(item, ReplyStarted):
                         if timings.queued_ms is None:
