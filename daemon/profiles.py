@@ -61,21 +61,32 @@ class AsrProfile(msgspec.Struct, frozen=True, kw_only=True):
 
     Attributes:
       beam_size, best_of: Whisper decoding (the original system: beam 5, best_of 1).
-      pause_ms: Silence that starts ASR and the LLM speculatively (0 = never).
-      end_silence_ms: Silence that ends the utterance.
+      pause_ms: Silence that starts ASR and the LLM speculatively and, with the
+        end-of-turn model, the moment it judges whether the player has finished.
+      end_silence_ms: Silence that ends the utterance when there is no end-of-turn
+        model.
+      unfinished_silence_ms: With the end-of-turn model: silence that ends an utterance
+        it judged unfinished (the player may be thinking mid-sentence).
     """
 
     beam_size: int
     best_of: int
     pause_ms: int
     end_silence_ms: int
+    unfinished_silence_ms: int
 
 
 ASR_PROFILES: dict[str, AsrProfile] = {
     # The original system waited for a 2.0 s batch window (beam 5): ~2.3 s before a reply
     # could start; its 1.0 s setting lost quality (70-80%). Here the endpoint is decided
     # by VAD silence instead of a fixed window, and a speculative start hides most of it.
-    "quality": AsrProfile(beam_size=5, best_of=1, pause_ms=300, end_silence_ms=700),
-    "balanced": AsrProfile(beam_size=1, best_of=1, pause_ms=200, end_silence_ms=450),
-    "responsive": AsrProfile(beam_size=1, best_of=1, pause_ms=120, end_silence_ms=300),
+    # With Smart Turn the utterance ends at the pause when the model judges it complete,
+    # and only an unfinished one waits longer (pipecat waits 3 s by default; a game's
+    # player expects an answer sooner, and says so by speaking again).
+    "quality": AsrProfile(beam_size=5, best_of=1, pause_ms=300, end_silence_ms=700,
+                          unfinished_silence_ms=1500),
+    "balanced": AsrProfile(beam_size=1, best_of=1, pause_ms=200, end_silence_ms=450,
+                           unfinished_silence_ms=1000),
+    "responsive": AsrProfile(beam_size=1, best_of=1, pause_ms=120, end_silence_ms=300,
+                             unfinished_silence_ms=700),
 }

@@ -51,6 +51,6 @@ def test_probabilities_between_the_thresholds_neither_extend_speech_nor_count_as
 def test_push_to_talk_release_ends_the_open_utterance_at_once() -> None:
     endpointer = Endpointer(SETTINGS)
     feed(endpointer, [0.9] * 10)
-    event = endpointer.force_end()
+    event = endpointer.force_end("listen_stop")
     assert event is not None and event.kind == "end" and event.speech_end_frame == 10
-    assert endpointer.force_end() is None
+    assert endpointer.force_end("listen_stop") is None

@@ -60,9 +60,12 @@ def spoken() -> dict[str, np.ndarray]:
 
 @pytest.fixture(scope="module")
 def voice_daemon(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DaemonProcess]:
-    """A daemon whose endpoint waits 1 s of silence, so a 0.7 s pause is only a pause."""
+    """A daemon whose endpoint waits 1 s of silence, so a 0.7 s pause is only a pause.
+
+    Silence alone decides here (no end-of-turn model): tests/test_end_of_turn.py has it.
+    """
     path = tmp_path_factory.mktemp("voice") / "voice.toml"
-    write_config(path, asr={"end_silence_ms": 1000, "pause_ms": 200})
+    write_config(path, asr={"end_silence_ms": 1000, "pause_ms": 200, "smart_turn": False})
     with DaemonProcess(path, log_path=path.with_suffix(".log")) as process:
         yield process
 

@@ -20,6 +20,9 @@ SAMPLE_RATE_HZ = 16000
 FRAME_MS = FRAME_SAMPLES * 1000 / SAMPLE_RATE_HZ
 
 EventKind = Literal["start", "pause", "resume", "end"]
+EndCause = Literal["silence", "smart_turn", "listen_stop", "max_length"]
+"""What ended an utterance: the full silence wait, the end-of-turn model after a pause,
+push-to-talk released, or the longest utterance reached."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,12 +55,14 @@ class EndpointEvent:
       frame: Frame at which it was decided.
       speech_start_frame: First speech frame of the utterance.
       speech_end_frame: One past the last speech frame so far (end of speech).
+      cause: For "end": what ended the utterance; None for the other kinds.
     """
 
     kind: EventKind
     frame: int
     speech_start_frame: int
     speech_end_frame: int
+    cause: EndCause | None = None
 
 
 class Endpointer:
@@ -77,6 +82,11 @@ class Endpointer:
     def in_utterance(self) -> bool:
         """True between `start` and `end`."""
         return self._in_utterance
+
+    @property
+    def paused_at(self) -> int | None:
+        """`speech_end_frame` of the pause the utterance is in, or None (speaking, idle)."""
+        return self._end_frame if self._in_utterance and self._paused else None
 
     def push(self, probability: float) -> EndpointEvent | None:
         """Consume one frame's speech probability; return the event it causes, if any."""
@@ -110,20 +120,21 @@ class Endpointer:
             self._in_utterance = False
             self._paused = False
             self._speech_run = 0
-            return self._event("end", frame)
+            return self._event("end", frame, "silence")
         if s.pause_ms and not self._paused and silence_ms >= s.pause_ms:
             self._paused = True
             return self._event("pause", frame)
         return None
 
-    def force_end(self) -> EndpointEvent | None:
-        """End the utterance now (push-to-talk released); None if none is open."""
+    def force_end(self, cause: EndCause) -> EndpointEvent | None:
+        """End the utterance now (`cause`: why); None if none is open."""
         if not self._in_utterance:
             return None
         self._in_utterance = False
         self._paused = False
         self._speech_run = 0
-        return self._event("end", self._frame)
+        return self._event("end", self._frame, cause)
 
-    def _event(self, kind: EventKind, frame: int) -> EndpointEvent:
-        return EndpointEvent(kind, frame, self._start_frame, self._end_frame)
+    def _event(self, kind: EventKind, frame: int, cause: EndCause | None = None
+               ) -> EndpointEvent:
+        return EndpointEvent(kind, frame, self._start_frame, self._end_frame, cause)

@@ -16,6 +16,7 @@ from daemon.asr.endpointing import (
     FRAME_MS,
     FRAME_SAMPLES,
     SAMPLE_RATE_HZ,
+    EndCause,
     Endpointer,
     EndpointEvent,
     EndpointSettings,
@@ -30,10 +31,13 @@ class MicEvent:
       event: What happened.
       audio: float32 16 kHz audio from the pre-roll before the speech start to the end
         of speech (trailing silence excluded); None for start and resume.
+      silence: For a pause: the float32 16 kHz audio after the end of speech up to the
+        pause (the end-of-turn model was trained with it); None otherwise.
     """
 
     event: EndpointEvent
     audio: np.ndarray | None
+    silence: np.ndarray | None = None
 
 
 class MicStream:
@@ -95,13 +99,22 @@ class MicStream:
                 del self._frames[:excess]
                 self._first_frame += excess
         elif self._endpointer.in_utterance and len(self._frames) > self._max_frames:
-            event = self._endpointer.force_end()
+            event = self._endpointer.force_end("max_length")
         return event
 
-    def force_end(self) -> MicEvent | None:
-        """End the open utterance now (push-to-talk released)."""
-        event = self._endpointer.force_end()
+    def force_end(self, cause: EndCause = "listen_stop") -> MicEvent | None:
+        """End the open utterance now (push-to-talk released, by default)."""
+        event = self._endpointer.force_end(cause)
         return self._with_audio(event) if event is not None else None
+
+    def end_if_paused(self, speech_end_frame: int, cause: EndCause) -> MicEvent | None:
+        """End the utterance now if it is still in the pause after `speech_end_frame`.
+
+        Returns None, changing nothing, if the player spoke again since.
+        """
+        if self._endpointer.paused_at != speech_end_frame:
+            return None
+        return self.force_end(cause)
 
     def _with_audio(self, event: EndpointEvent) -> MicEvent:
         # Snapshot now: frames after an `end` are trimmed while the stream is idle.
@@ -109,9 +122,15 @@ class MicStream:
             return MicEvent(event, None)
         first = max(self._first_frame, event.speech_start_frame - self._preroll_frames)
         last = max(first, event.speech_end_frame)
-        frames = self._frames[first - self._first_frame : last - self._first_frame]
-        audio = np.concatenate(frames) if frames else np.zeros(0, dtype=np.float32)
+        audio = self._concatenated(first, last)
+        if event.kind == "pause":
+            return MicEvent(event, audio, self._concatenated(last, event.frame + 1))
         return MicEvent(event, audio)
+
+    def _concatenated(self, first: int, last: int) -> np.ndarray:
+        """Frames [first, last) (input frame indices) as one float32 array."""
+        frames = self._frames[first - self._first_frame : last - self._first_frame]
+        return np.concatenate(frames) if frames else np.zeros(0, dtype=np.float32)
 
 
 def frame_to_ms(frame: int) -> float:

@@ -7,8 +7,13 @@ Whisper runs on its own engine thread.
 Speculative start: on a short pause (`pause_ms`) the utterance so far is transcribed
 and a *speculative turn* is started: the LLM and TTS work, but nothing reaches the
 client. If the player speaks again, the speculative turn is dropped without a sound; if
-the pause becomes the endpoint (`end_silence_ms`), it is released with everything it has
-already produced, so the reply is under way before the endpoint is even certain.
+the pause becomes the endpoint, it is released with everything it has already produced,
+so the reply is under way before the endpoint is even certain.
+
+End of turn: at the same pause the end-of-turn model (Smart Turn, `daemon.asr.smart_turn`)
+judges whether the player has finished. If so, the utterance ends there; if not, it
+ends after `unfinished_silence_ms` of silence, so a player thinking mid-sentence is not
+cut off. Without the model, the utterance ends after `end_silence_ms` of silence.
 TTFA of a voice turn counts from the end of speech (when the daemon received the last
 voiced audio), so the endpoint's silence wait is inside it.
 """
@@ -70,6 +75,19 @@ _LISTEN_STOP = object()
 """Queued after the audio when `listen_stop` arrives: the utterance ends after it."""
 
 
+@dataclass(frozen=True, slots=True)
+class _TurnJudged:
+    """The end-of-turn model's judgement of a pause.
+
+    Queued in order with the audio, so speech that arrived meanwhile resumes the
+    utterance before the judgement is looked at.
+    """
+
+    speech_end_frame: int
+    probability: float
+    complete: bool
+
+
 @dataclass(eq=False)
 class MicSession:
     """One client's open microphone.
@@ -88,6 +106,8 @@ class MicSession:
     pending_samples: int = 0
     worker: asyncio.Task[None] | None = None
     overflowing: bool = False
+    judged: _TurnJudged | None = None
+    """The end-of-turn model's judgement of the latest pause."""
 
     def wall_time_of(self, frame: int) -> float:
         """perf_counter() at which input frame `frame` had been received."""
@@ -119,9 +139,12 @@ class MicInput:
         self._engines = engines
         self._config = config
         profile = config.resolved_profile()
+        # With the end-of-turn model, silence alone ends only what it judged unfinished.
+        end_silence_ms = (profile.unfinished_silence_ms if engines.smart_turn is not None
+                          else profile.end_silence_ms)
         self._settings = EndpointSettings(
             threshold=config.vad_threshold, pause_ms=profile.pause_ms,
-            end_silence_ms=profile.end_silence_ms, preroll_ms=config.preroll_ms)
+            end_silence_ms=end_silence_ms, preroll_ms=config.preroll_ms)
         self._decode = DecodeOptions(beam_size=profile.beam_size, best_of=profile.best_of,
                                      language=config.language)
         self._sessions: dict[bytes, MicSession] = {}
@@ -192,6 +215,14 @@ class MicInput:
                 if mic_event is not None:
                     self._on_event(client, session, mic_event)
                 return
+            if isinstance(item, _TurnJudged):
+                session.judged = item
+                if item.complete:
+                    mic_event = session.stream.end_if_paused(item.speech_end_frame,
+                                                             "smart_turn")
+                    if mic_event is not None:
+                        self._on_event(client, session, mic_event)
+                continue
             assert isinstance(item, tuple)
             pcm, arrived_at = item
             session.pending_samples -= len(pcm) // 2
@@ -222,10 +253,16 @@ class MicInput:
                 self._turns.barge_in(client, npc_id)
         elif event.kind == "pause" and audio is not None:
             self._drop_speculation(client, session)
-            started = _Speculation(event)
-            started.task = self._tasks.start(
-                self._speculate(client, session, started, audio), name="voice-speculation")
-            session.speculation = started
+            if self._config.speculative:
+                started = _Speculation(event)
+                started.task = self._tasks.start(
+                    self._speculate(client, session, started, audio), name="voice-speculation")
+                session.speculation = started
+            if self._engines.smart_turn is not None:
+                heard = audio if mic_event.silence is None else np.concatenate(
+                    (audio, mic_event.silence))
+                self._tasks.start(self._judge_turn(client, session, event, heard),
+                                  name="end-of-turn")
         elif event.kind == "resume":
             self._drop_speculation(client, session)
         elif event.kind == "end" and audio is not None:
@@ -237,6 +274,24 @@ class MicInput:
             self._tasks.start(
                 self._finish_utterance(client, session, event, audio, speculation),
                 name="voice-endpoint")
+
+    async def _judge_turn(self, client: Client, session: MicSession, event: EndpointEvent,
+                          audio: np.ndarray) -> None:
+        """Ask the end-of-turn model about the pause; queue its judgement with the audio.
+
+        `audio` is the utterance with the pause's silence after it, as the model was
+        trained (pipecat's analyzer is given the audio up to the VAD's stop).
+        """
+        smart_turn, thread = self._engines.smart_turn, self._engines.smart_turn_thread
+        assert smart_turn is not None and thread is not None
+        probability = await thread.call(smart_turn.probability_complete, audio)
+        complete = probability >= self._config.smart_turn_threshold
+        _LOGGER.debug("client %s: end of turn %s (p=%.2f)", client.label,
+                      "complete" if complete else "unfinished", probability)
+        if self._sessions.get(client.identity) is not session:
+            return  # the microphone was closed or reopened meanwhile
+        session.pending.append(_TurnJudged(event.speech_end_frame, probability, complete))
+        self._run_session(client, session)
 
     async def _transcribe(self, audio: np.ndarray) -> tuple[str, float]:
         started = time.perf_counter()
@@ -276,8 +331,13 @@ class MicInput:
         if handle.finished:  # e.g. cancelled by a new say to the NPC meanwhile
             self._sender.send(client, SpeechEnded(npc_id=npc_id, at_ms=end_ms))
             return
+        judged = session.judged
         handle.turn.note_voice_input(
-            asr_ms, speculative, (endpoint_wall - handle.turn.spec.received_at) * 1000.0)
+            asr_ms, speculative, (endpoint_wall - handle.turn.spec.received_at) * 1000.0,
+            endpoint_by=event.cause,
+            turn_complete=judged.probability
+            if judged is not None and judged.speech_end_frame == event.speech_end_frame
+            else None)
         turn_id = self._turns.release(client, handle)
         self._sender.send(client, SpeechEnded(npc_id=npc_id, at_ms=end_ms, turn_id=turn_id))
         if turn_id is None:
