@@ -101,6 +101,15 @@ class TierEngine(Protocol):
         """Evaluate `messages` under `key` in the background (after a history cut)."""
         ...
 
+    async def prefill_typing(self, key: str, messages: list[ChatMessage],
+                             persona_key: str | None = None) -> None:
+        """Evaluate `key`'s prompt up to the line being typed, at the lowest priority.
+
+        The line being typed is the last message; its text stays open (no end-of-turn
+        markup after it).
+        """
+        ...
+
     def forget(self, keys: list[str]) -> None:
         """Drop the cached state of conversations that ended."""
         ...
@@ -136,6 +145,14 @@ class LlmStage(Protocol):
     async def after_turn(self, key: str, messages: list[ChatMessage], tiers: Tiers,
                          history_cut: bool) -> None:
         """Bring conversation `key`'s cached state up to date, off the next turn's path."""
+        ...
+
+    async def prefill_typing(self, key: str, messages: list[ChatMessage],
+                             persona_key: str | None, tiers: Tiers) -> None:
+        """Evaluate `key`'s prompt up to the line being typed (the last message).
+
+        On the tier that writes a reply's first words.
+        """
         ...
 
     def forget(self, keys: list[str]) -> None:

@@ -166,6 +166,20 @@ class LlamaContext:
         # ChatMessage dicts are what llama-cpp-python's typed message dicts are at run time.
         return self._formatter(messages=cast(Any, messages)).prompt + opener
 
+    def format_prompt_prefix(self, messages: list[ChatMessage]) -> str:
+        """The prompt text of `messages` cut right after the last message's content.
+
+        The last message is a line still being typed: the final prompt will continue
+        it (or differ from it only at its end), so this prefix is what can be evaluated
+        ahead. Rendered through the chat template with a marker after the content,
+        then cut at the marker (templates copy the content verbatim).
+        """
+        marker = "\x00npc-voice-cut\x00"
+        last = messages[-1]
+        marked: ChatMessage = {"role": last["role"], "content": last["content"] + marker}
+        prompt = self.format_prompt([*messages[:-1], marked])
+        return prompt[: prompt.index(marker)]
+
     def _tokens(self, prompt: str) -> list[int]:
         # As llama-cpp-python's chat handler: the template writes BOS itself, and the
         # chat markup (<|im_start|>...) must parse as special tokens.
@@ -293,14 +307,25 @@ class LlamaContext:
 
     def prefill(self, key: str, messages: list[ChatMessage],
                 should_yield: Callable[[], bool] | None = None,
-                step_tokens: int = 64) -> int:
+                step_tokens: int = 64, partial: bool = False,
+                fallback_key: str | None = None) -> int:
         """Evaluate the prompt of `messages` and save the KV state under `key`.
 
-        Used for each persona at start-up and, in the background, for a conversation
-        whose history was shortened. The prompt is evaluated `step_tokens` at a time;
-        when `should_yield()` turns true (a turn is waiting for this context) it stops
-        early and saves what it has: a partial prefix still shortens the next prefill,
-        and a player never waits seconds behind housekeeping.
+        Used for each persona at start-up, in the background for a conversation whose
+        history was shortened, and while the player types (`partial`). The prompt is
+        evaluated `step_tokens` at a time; when `should_yield()` turns true (a turn is
+        waiting for this context) it stops early and saves what it has: a partial
+        prefix still shortens the next prefill, and a player never waits seconds
+        behind housekeeping.
+
+        Args:
+          key: The conversation whose KV state is extended and saved.
+          messages: Its chat messages, system persona first.
+          should_yield: See above.
+          step_tokens: Tokens evaluated between two `should_yield` checks.
+          partial: The last message is a line being typed: evaluate only up to the
+            end of its text (`format_prompt_prefix`).
+          fallback_key: State to start from when `key` has none yet (the persona's).
 
         Returns:
           Prompt tokens now in the cache (all of them unless it yielded).
@@ -308,10 +333,13 @@ class LlamaContext:
         llama = self._llama
         if self._holding != key:
             state = self._states.get(key)
+            if state is None and fallback_key is not None:
+                state = self._states.get(fallback_key)
             if state is not None:
                 llama.load_state(state)
             self._holding = key
-        tokens = self._tokens(self.format_prompt(messages))
+        prompt = self.format_prompt_prefix(messages) if partial else self.format_prompt(messages)
+        tokens = self._tokens(prompt)
         done = _common_prefix_length(llama.input_ids[: llama.n_tokens].tolist(), tokens)
         try:
             while done < len(tokens):

@@ -182,6 +182,16 @@ class OpenAiTier:
             except httpx.HTTPError as exc:
                 _LOGGER.warning("prefill of %s on %s failed: %s", key, self.url, exc)
 
+    async def prefill_typing(self, key: str, messages: list[ChatMessage],
+                             persona_key: str | None = None) -> None:
+        """Have the server cache the prompt up to the line being typed (last message).
+
+        The server's template closes the partial line, so its cached prompt diverges
+        from the final one only there: the final request re-evaluates the line's last
+        words and what follows them, not the history before it.
+        """
+        await self.prefill_one(key, messages)
+
     def forget(self, keys: list[str]) -> None:
         """Nothing to do: the server's prompt cache ages out by itself."""
 

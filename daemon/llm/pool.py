@@ -105,6 +105,18 @@ class LlmPool:
             await slot.thread.call(slot.context.prefill, key, messages,
                                    lambda: self._gate.top_waiting is not None)
 
+    async def prefill_typing(self, key: str, messages: list[ChatMessage],
+                             persona_key: str | None = None) -> None:
+        """Evaluate conversation `key`'s prompt up to the line being typed (last message).
+
+        At `AMBIENT` priority, yielding to any waiting turn (see `prefill_one`); starts
+        from the persona's state when the conversation has none yet.
+        """
+        async with self._acquire(key, AMBIENT) as slot:
+            await slot.thread.call(slot.context.prefill, key, messages,
+                                   lambda: self._gate.top_waiting is not None, 64, True,
+                                   persona_key)
+
     @asynccontextmanager
     async def _acquire(self, key: str, priority: int) -> AsyncIterator[_Slot]:
         await self._gate.acquire(priority)

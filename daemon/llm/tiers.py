@@ -216,6 +216,15 @@ class TieredLlm:
         for pool in self._pools(tiers):
             await pool.prefill_one(key, messages)
 
+    async def prefill_typing(self, key: str, messages: list[ChatMessage],
+                             persona_key: str | None, tiers: Tiers) -> None:
+        """Evaluate `key`'s prompt up to the line being typed, on the first tier of `tiers`.
+
+        Only the first tier: it writes the reply's first words, which are what the
+        player waits for; a two-tier reply's narrative tier starts later anyway.
+        """
+        await self._pools(tiers)[0].prefill_typing(key, messages, persona_key)
+
     async def after_turn(self, key: str, messages: list[ChatMessage], tiers: Tiers,
                          history_cut: bool) -> None:
         """Bring conversation `key`'s KV caches up to date, off the next turn's path.
