@@ -123,6 +123,38 @@ def test_refused_says_leave_no_stray_error(rejected_run: GodotResult) -> None:
     assert rejected_run.one("speech_finished", turn_id=last)["outcome"] == "cancelled"
 
 
+# ------------------------------------------------------------------------------ priorities
+
+
+@pytest.fixture(scope="module")
+def priorities_run(godot: str, godot_daemon: DaemonProcess) -> GodotResult:  # noqa: F811
+    return run_scenario(godot, "priorities", godot_daemon.port)
+
+
+@pytest.mark.parametrize("case", ["ambient", "high"])
+def test_a_line_with_a_priority_is_heard_to_the_end(priorities_run: GodotResult,
+                                                    case: str) -> None:
+    priorities_run.assert_clean()
+    turn_id = priorities_run.one("case", name=case)["turn_id"]
+    assert_heard_to_the_end(priorities_run.one("speech_finished", turn_id=turn_id))
+
+
+def test_an_unknown_priority_is_refused_here(priorities_run: GodotResult) -> None:
+    priorities_run.assert_clean()
+    assert priorities_run.one("listen_refused") | {"frame": 0} == {
+        "event": "listen_refused", "returned": False, "listening": False, "frame": 0}
+    turn_id = priorities_run.one("case", name="invalid")["turn_id"]
+    errors = priorities_run.of("error_received")
+    assert [(e["code"], e["turn_id"]) for e in errors] == [
+        ("invalid_priority", -1), ("invalid_priority", turn_id)], errors
+    assert all("urgent" in e["message"] or "loud" in e["message"] for e in errors), errors
+    finished = priorities_run.one("speech_finished", turn_id=turn_id)
+    assert finished["outcome"] == "error", finished
+    high = priorities_run.one("case", name="high")["turn_id"]  # same NPC: not interrupted
+    assert priorities_run.index(finished) < priorities_run.index(
+        priorities_run.one("speech_finished", turn_id=high))
+
+
 # ------------------------------------------------------------------------------ player nodes
 
 

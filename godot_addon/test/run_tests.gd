@@ -1,31 +1,23 @@
 extends SceneTree
-## Headless unit tests of the addon's codec, PCM conversions, playback queue and turn table;
-## needs a Godot 4.3+ binary: [code]godot --headless --path godot_addon -s
-## res://test/run_tests.gd[/code] (tests/test_godot_unit.py runs it). Exit code = failures.
+## Headless unit tests of the addon's codec and reconnect back-off
+## ([code]unit/zmtp_checks.gd[/code]), microphone resampler ([code]unit/mic_checks.gd[/code]),
+## PCM conversions, playback queue, turn priorities, turn table and the autoload's voice logic
+## ([code]unit/client_checks.gd[/code]); needs a Godot 4.3+ binary:
+## [code]godot --headless --path godot_addon -s res://test/run_tests.gd[/code]
+## (tests/test_godot_unit.py runs it). Exit code = failures.
 ## The playback checks run once the tree is up (a player plays only inside it), against the
 ## real mixer (headless, Godot's Dummy audio driver mixes in real time).
 
 #region Constants
-const Codec := preload("res://addons/npc_voice/zmtp_codec.gd")
+const ZmtpChecks := preload("res://test/unit/zmtp_checks.gd")
+const MicChecks := preload("res://test/unit/mic_checks.gd")
+const ClientChecks := preload("res://test/unit/client_checks.gd")
 const VoiceOutput := preload("res://addons/npc_voice/voice_output.gd")
 const TurnState := preload("res://addons/npc_voice/turn_state.gd")
-const MicResampler := preload("res://addons/npc_voice/mic_resampler.gd")
-const MicCapture := preload("res://addons/npc_voice/mic_capture.gd")
 const TurnTable := preload("res://addons/npc_voice/turn_table.gd")
 const VoicePlayer := preload("res://addons/npc_voice/npc_voice_player.gd")
 ## Frames to wait at most for the mixer (real time: about 10 s at 60 fps).
 const MAX_WAIT_FRAMES: int = 600
-const DEALER_READY_HEX: String = (
-	"041c055245414459" + "0b536f636b65742d54797065" + "00000006" + "4445414c4552"
-)
-const ROUTER_READY_HEX: String = (
-	"0429055245414459"
-	+ "0b536f636b65742d54797065"
-	+ "00000006"
-	+ "524f55544552"
-	+ "084964656e74697479"
-	+ "00000000"
-)
 #endregion
 
 #region Private Variables
@@ -44,20 +36,18 @@ func _initialize() -> void:
 
 #region Private Functions
 func _run() -> void:
-	_test_greeting()
-	_test_ready()
-	_test_frames()
-	_test_ping_pong()
+	ZmtpChecks.new(_check).run()
+	MicChecks.new(_check).run()
 	_test_s16le_conversion()
 	_test_turn_outcome()
-	_test_mic_resampler()
-	_test_surround_refused()
+	_test_priorities()
 	await process_frame  # the root is inside the tree from here on
 	await _test_voice_output()
 	await _test_generator_kept_alive()
 	await _test_player_taken_over()
 	await _test_chunk_starts_follow_playback()
 	_test_cancel_crossing_a_barge_in()
+	await ClientChecks.new(_check).run(self)
 	await process_frame  # the players freed above leave before quitting
 	print("%d checks, %d failures" % [_checks, _failures])
 	quit(_failures)
@@ -68,66 +58,6 @@ func _check(condition: bool, what: String) -> void:
 	if not condition:
 		_failures += 1
 		printerr("FAIL: ", what)
-
-
-static func _hex(text: String) -> PackedByteArray:
-	var data := PackedByteArray()
-	for i: int in range(0, text.length(), 2):
-		data.append(text.substr(i, 2).hex_to_int())
-	return data
-
-
-func _test_greeting() -> void:
-	var greeting: PackedByteArray = Codec.greeting()
-	_check(greeting.size() == 64, "greeting is 64 bytes")
-	_check(
-		greeting.slice(0, 16).hex_encode() == "ff00000000000000007f03014e554c4c",
-		"greeting starts with signature, version 3.1 and NULL"
-	)
-	_check(Codec.check_greeting(greeting) == "", "our own greeting is valid")
-	_check(Codec.check_greeting("HTTP/1.1 400".to_ascii_buffer()) != "", "HTTP is rejected")
-	var plain: PackedByteArray = greeting.duplicate()
-	plain[12] = "P".unicode_at(0)
-	_check(Codec.check_greeting(plain) != "", "mechanism PLAIN is rejected")
-
-
-func _test_ready() -> void:
-	_check(Codec.ready_command("DEALER").hex_encode() == DEALER_READY_HEX, "DEALER READY bytes")
-	var frame: Codec.Frame = Codec.decode_frame(_hex(ROUTER_READY_HEX), 0, 1 << 20)
-	_check(frame != null and frame.is_command(), "ROUTER READY decodes as a command")
-	var command: Codec.Command = Codec.parse_command(frame.body)
-	_check(command.name == "READY", "command name READY")
-	var properties: Dictionary = Codec.parse_properties(command.data)
-	var socket_type: PackedByteArray = properties.get("Socket-Type", PackedByteArray())
-	_check(socket_type.get_string_from_ascii() == "ROUTER", "Socket-Type ROUTER")
-	_check(properties.has("Identity"), "empty Identity present")
-
-
-func _test_frames() -> void:
-	var short_body: PackedByteArray = "x".repeat(255).to_ascii_buffer()
-	var long_body: PackedByteArray = "y".repeat(256).to_ascii_buffer()
-	var short_frame: PackedByteArray = Codec.encode_frame(short_body, true)
-	var long_frame: PackedByteArray = Codec.encode_frame(long_body)
-	_check(short_frame[0] == 0x01 and short_frame[1] == 255, "255 bytes: short form, MORE")
-	_check(long_frame.slice(0, 9).hex_encode() == "020000000000000100", "256 bytes: long form")
-	var stream: PackedByteArray = short_frame + long_frame
-	_check(Codec.decode_frame(stream, 0, 1 << 20).wire_size == 257, "short frame size")
-	_check(Codec.decode_frame(stream.slice(0, 100), 0, 1 << 20) == null, "incomplete frame")
-	var second: Codec.Frame = Codec.decode_frame(stream, 257, 1 << 20)
-	_check(second.body == long_body and not second.has_more(), "long frame body")
-	_check(Codec.decode_frame(stream, 257, 100).error != "", "frame above the cap is an error")
-	_check(Codec.decode_frame(PackedByteArray([0x08, 0]), 0, 10).error != "", "reserved flag")
-	var huge: PackedByteArray = PackedByteArray([0x02, 0x80, 0, 0, 0, 0, 0, 0, 1])
-	_check(Codec.decode_frame(huge, 0, 1 << 20).error != "", "size with the top bit set")
-
-
-func _test_ping_pong() -> void:
-	var ping: PackedByteArray = Codec.ping_command(100, PackedByteArray([1, 2]))
-	var command: Codec.Command = Codec.parse_command(Codec.decode_frame(ping, 0, 64).body)
-	_check(command.name == "PING", "PING round trip")
-	var pong: PackedByteArray = Codec.pong_for_ping(command.data)
-	_check(pong.hex_encode() == "0407" + "04504f4e47" + "0102", "PONG echoes the context")
-	_check(Codec.pong_for_ping(PackedByteArray([0, 10])).hex_encode() == "040504504f4e47", "PONG")
 
 
 func _test_s16le_conversion() -> void:
@@ -158,6 +88,18 @@ func _test_turn_outcome() -> void:
 	turn.stopped = true
 	_check(turn.outcome() == "cancelled", "done but stopped here")
 	_check(turn.client_timings()["client_ttfa_ms"] == -1.0, "no block: TTFA -1")
+
+
+## The [code]priority[/code] option: checked locally, sent only when it is not "normal".
+func _test_priorities() -> void:
+	for priority: String in ["ambient", "normal", "high"]:
+		_check(TurnState.priority_problem({"priority": priority}) == "", priority + " is valid")
+	_check(TurnState.priority_problem({}) == "", "no priority is valid")
+	_check("urgent" in TurnState.priority_problem({"priority": "urgent"}), "urgent is not")
+	_check(TurnState.priority_problem({"priority": 2}) != "", "a number is not")
+	_check(TurnState.wire_priority({}) == "", "no priority: none sent")
+	_check(TurnState.wire_priority({"priority": "normal"}) == "", "normal: none sent")
+	_check(TurnState.wire_priority({"priority": &"high"}) == "high", "high is sent")
 
 
 func _new_player() -> AudioStreamPlayer:
@@ -312,34 +254,4 @@ func _test_cancel_crossing_a_barge_in() -> void:
 	_check(errors == ["unknown_turn"], "a second unknown_turn is reported")
 	player.queue_free()
 
-
-func _test_surround_refused() -> void:
-	_check(MicCapture.channel_problem(1) == "", "stereo output: voice input allowed")
-	_check("91133" in MicCapture.channel_problem(3), "5.1 output: voice input refused")
-
-
-func _test_mic_resampler() -> void:
-	var frames := PackedVector2Array()
-	for i: int in 4800:  # 100 ms of a 1 kHz sine at 48 kHz, 0.5 on the left, silent on the right
-		frames.append(Vector2(sin(TAU * 1000.0 * i / 48000.0) * 0.5, 0.0))
-	var whole: PackedByteArray = MicResampler.new(48000, 16000).process(frames)
-	_check(whole.size() == 2 * 1600, "48 kHz -> 16 kHz: 1600 samples per 100 ms")
-	var mean: float = (frames[3].x + frames[4].x + frames[5].x) / 6.0
-	_check(whole.decode_s16(2) == roundi(mean * 32767.0), "one sample = mean of 3 frames, mono")
-	var pieces := MicResampler.new(48000, 16000)
-	var cut := PackedByteArray()
-	for start: int in range(0, 4800, 700):  # uneven pieces, as _process delivers them
-		cut.append_array(pieces.process(frames.slice(start, start + 700)))
-	_check(cut == whole, "cutting the input anywhere gives the same output")
-	_check(MicResampler.new(44100, 16000).process(frames).size() == 2 * 1741, "44.1 kHz count")
-	var loud := PackedVector2Array([Vector2(2, 2), Vector2(2, 2), Vector2(2, 2)])
-	_check(MicResampler.new(48000, 16000).process(loud).decode_s16(0) == 32767, "clipped")
-	var started: int = Time.get_ticks_usec()
-	MicResampler.new(48000, 16000).process(frames)
-	print(
-		(
-			"mic 48 kHz -> 16 kHz: %.2f ms per 100 ms of audio"
-			% ((Time.get_ticks_usec() - started) / 1000.0)
-		)
-	)
 #endregion

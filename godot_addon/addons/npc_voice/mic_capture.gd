@@ -12,8 +12,6 @@ extends Node
 ## lost while the driver starts). [method close] releases it.
 ##
 ## Microphone input must be enabled in the project: [code]audio/driver/enable_input[/code].
-## [code]tests/raw_zmtp_client.py[/code] ([code]MicCapture[/code]) mirrors the block cutting
-## (not the open microphone between captures).
 
 #region Signals
 ## A block of s16le mono PCM at [constant OUTPUT_RATE_HZ]: [member block_samples] samples, or

@@ -9,8 +9,8 @@ extends RefCounted
 ## frames; at 44.1 kHz of 2.75625 frames. The box is a weak low-pass that tames what would
 ## otherwise alias into the 0-8 kHz band, which is enough for speech recognition, and costs one
 ## short loop iteration per input frame. Samples are scaled by 32767, rounded half away from
-## zero and clipped to the s16 range. [code]tests/raw_zmtp_client.py[/code] ([code]MicResampler
-## [/code]) mirrors this file line by line.
+## zero and clipped to the s16 range. [code]test/unit/mic_checks.gd[/code] checks it against
+## a reference computed another way.
 
 #region Public Variables
 ## Rate of the input frames, in Hz ([method AudioServer.get_mix_rate]).

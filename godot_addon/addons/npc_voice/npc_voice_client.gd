@@ -227,8 +227,9 @@ func cancel(turn_id: int) -> void:
 ## [code]priority[/code]), for the voice turns.
 ## Needs the project setting [code]audio/driver/enable_input[/code] and stereo output. Returns
 ## false, after [signal error_received] (not_connected, mic_unavailable, invalid_mode,
-## invalid_npc_id, invalid_priority), when it cannot. A stream the daemon refuses stops by itself, with one
-## [signal error_received] (voice_input_unavailable, unknown_npc, unknown_profile).
+## invalid_npc_id, invalid_priority), when it cannot. A stream the daemon refuses stops by
+## itself, with one [signal error_received] (voice_input_unavailable, unknown_npc,
+## unknown_profile).
 func start_listening(
 	npc_id: String, mode: String = "push_to_talk", options: Dictionary = {}
 ) -> bool:
@@ -297,6 +298,12 @@ func _say_problem(
 	var priority_problem: String = TurnState.priority_problem(options)
 	if priority_problem != "":
 		return PackedStringArray(["invalid_priority", priority_problem])
+	return _limit_problem(text, frame_bytes)
+
+
+## [code, message] when [param text] or a frame of [param frame_bytes] bytes is over the
+## daemon's [code]limits[/code], else empty.
+func _limit_problem(text: String, frame_bytes: int) -> PackedStringArray:
 	var limits: Variant = _welcome.get("limits")
 	if not limits is Dictionary:
 		return PackedStringArray()  # a daemon that states no limits enforces its own

@@ -3,9 +3,7 @@ extends RefCounted
 ## [code]transcript[/code] until [signal speech_finished]: picks each turn's voice player, hands
 ## it the turn's blocks, stops it (cancel, barge-in), emits each chunk's subtitle when the
 ## chunk starts playing, and ends it exactly once, after its terminal event and its playback
-## (or at once when it is refused, here or by the daemon). The autoload re-emits the signals;
-## [code]tests/raw_zmtp_client.py[/code] ([code]NpcVoiceClient[/code]) mirrors an earlier
-## version of this file.
+## (or at once when it is refused, here or by the daemon). The autoload re-emits the signals.
 
 #region Signals
 ## See the autoload's signal of the same name.

@@ -6,9 +6,7 @@ extends Node
 ## [code]speech_started[/code], [code]speech_ended[/code] and [code]transcript[/code] into
 ## signals. When the daemon refuses the stream (voice input off, unknown NPC or profile), the
 ## microphone stops at once and only the first error is reported: the refusals of the blocks
-## already on their way are expected and dropped. The autoload owns the turns;
-## [code]tests/raw_zmtp_client.py[/code] ([code]VoiceInput[/code]) mirrors this file (before
-## the refusal handling).
+## already on their way are expected and dropped. The autoload owns the turns.
 
 #region Signals
 ## The daemon heard the player start speaking to [param npc_id].

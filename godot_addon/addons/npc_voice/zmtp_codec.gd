@@ -5,9 +5,8 @@ extends RefCounted
 ## Pure functions over [PackedByteArray], no socket: [code]zmtp_connection.gd[/code] drives
 ## them. The wire format is section 2 of [code]bridge_protocol/PROTOCOL.md[/code] (RFC 23 and
 ## RFC 37). Every ZMTP integer is big-endian, so sizes are assembled byte by byte
-## ([code]decode_u16[/code] and friends are host-endian). The Python file
-## [code]tests/raw_zmtp_client.py[/code] mirrors these functions one by one, under the same names,
-## and runs them against the real daemon.
+## ([code]decode_u16[/code] and friends are host-endian). [code]test/unit/zmtp_checks.gd[/code]
+## tests them; tests/test_godot_unit.py compares their bytes with PROTOCOL.md's.
 
 #region Constants
 ## Length of a ZMTP 3 greeting, each way.

@@ -6,8 +6,8 @@ extends RefCounted
 ## and READY at once when TCP connects, answers PING with PONG, pings a silent daemon itself,
 ## gives up a connect or handshake after [member connect_timeout_ms], and reconnects with
 ## exponential backoff (100 ms doubling to 2 s, with jitter) after the daemon goes away.
-## Byte layouts live in [code]zmtp_codec.gd[/code]; [code]tests/raw_zmtp_client.py[/code]
-## mirrors this file function by function.
+## Byte layouts live in [code]zmtp_codec.gd[/code]. [code]test/e2e/fake_peers.gd[/code] runs it
+## against peers that are not the daemon (tests/test_godot_connection.py).
 
 #region Signals
 ## The handshake completed: messages can flow.

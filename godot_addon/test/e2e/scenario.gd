@@ -1,7 +1,7 @@
 extends Node
 ## Base of the end-to-end scenarios (run by [code]e2e_main.gd[/code]): connects the real
 ## [code]NpcVoice[/code] autoload (the code under test; scenarios call it directly) to the
-## daemon on [code]--port[/code], records every signal it emits, runs [method run]
+## daemon on [code]--port[/code] (unless it is 0), records every signal it emits, runs [method run]
 ## (overridden), then quits with 0. Each event is printed as one line,
 ## [constant MARK] + JSON (its [code]event[/code] name, its fields, the process frame); pytest
 ## parses them. A wait that times out prints a [code]timeout[/code] event and quits with 2.
@@ -133,8 +133,9 @@ func control_file(file_name: String) -> String:
 #region Private Functions
 func _main() -> void:
 	NpcVoice.port = int(args.get("port", "5557"))
-	NpcVoice.connect_to_daemon()
-	await wait_until(func() -> bool: return NpcVoice.is_connected_to_daemon(), "connected")
+	if NpcVoice.port > 0:  # 0: no daemon, the scenario connects by itself (fake_peers.gd)
+		NpcVoice.connect_to_daemon()
+		await wait_until(func() -> bool: return NpcVoice.is_connected_to_daemon(), "connected")
 	await run()
 	report("scenario_finished")
 	get_tree().quit(0)
