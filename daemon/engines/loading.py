@@ -12,7 +12,10 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import msgspec
+
 from daemon.asr.engines import AsrEngines
+from daemon.asr.routing import asr_routes
 from daemon.asr.transcriber import Transcriber, resolve_whisper
 from daemon.asr.vad import SileroVad
 from daemon.config import AsrConfig, Config, LlmConfig
@@ -26,6 +29,7 @@ from daemon.llm.tiers import TieredLlm
 from daemon.models import resolve_llm, resolve_piper_voice
 from daemon.pipeline.timings import ms_since
 from daemon.tts.base import TtsEngine, Voice
+from daemon.tts.hibari import HibariEngine
 from daemon.tts.piper import PiperEngine
 from daemon.tts.xtts.engine import XttsEngine, XttsStartup, XttsVoice, XttsWorker, start_xtts
 
@@ -99,8 +103,13 @@ async def load_engines(config: Config) -> Engines:
                          | {config.voices[name].fallback or "" for name in xtts_names})
     engines_by_model: dict[Path, tuple[TtsEngine, EngineThread]] = {}
     voices: dict[str, Voice] = {}
+    hibari: tuple[TtsEngine, EngineThread] | None = None
     for voice_name in piper_names:
         settings = config.voices[voice_name]
+        if settings.engine == "hibari":  # one engine serves every hibari voice
+            hibari = hibari or await _load_hibari(config.tts.onnx_threads)
+            voices[voice_name] = Voice(hibari[0], hibari[1], settings)
+            continue
         onnx_path, json_path = resolve_piper_voice(settings.model)
         if onnx_path not in engines_by_model:
             thread: EngineThread = EngineThread(f"piper-{onnx_path.stem}")
@@ -112,6 +121,8 @@ async def load_engines(config: Config) -> Engines:
         engine, thread = engines_by_model[onnx_path]
         voices[voice_name] = Voice(engine, thread, settings)
     tts_threads = [thread for _, thread in engines_by_model.values()]
+    if hibari is not None:
+        tts_threads.append(hibari[1])
     xtts_worker = None
     if xtts_thread is not None and xtts_startup is not None:
         tts_threads.append(xtts_thread)
@@ -119,10 +130,28 @@ async def load_engines(config: Config) -> Engines:
                                        voices)
 
     await llm.prefill(
-        {npc_id: persona_messages(npc.persona) for npc_id, npc in config.npcs.items()},
+        {npc_id: persona_messages(config.npc_system_prompt(npc_id)) for npc_id in config.npcs},
         {npc_id: config.npc_tiers(npc_id) for npc_id in config.npcs})
     _LOGGER.info("engines ready in %.2f s", time.perf_counter() - started)
     return Engines(llm, voices, tts_threads, xtts_worker, servers)
+
+
+async def _load_hibari(onnx_threads: int) -> tuple[TtsEngine, EngineThread]:
+    """Load and warm the hibari "heart" voice on a thread of its own (like a Piper model).
+
+    Raises:
+      ModelNotFoundError: hibari-tts is not installed.
+    """
+    thread: EngineThread = EngineThread("hibari")
+    try:
+        engine = await thread.call(HibariEngine, onnx_threads)
+        warm_started = time.perf_counter()
+        await thread.call(engine.warm_up)
+    except BaseException:
+        thread.shutdown()
+        raise
+    _LOGGER.info("warmed %s in %.0f ms", engine.name, ms_since(warm_started))
+    return engine, thread
 
 
 async def load_tier(config: LlmConfig, name: str, servers: list[LlamaServerProcess]
@@ -160,6 +189,10 @@ def _use_xtts_voices(config: Config, names: list[str], thread: EngineThread,
     worker = startup.worker
     for name in names:
         settings = config.voices[name]
+        if settings.language is None:  # XTTS speaks the language of the NPCs using it
+            settings = msgspec.structs.replace(settings, language=next(
+                config.npc_language(npc_id) for npc_id, npc in config.npcs.items()
+                if npc.voice == name))
         fallback = voices[settings.fallback or ""]
         if name in startup.voices and worker is not None:
             voices[name] = XttsVoice(XttsEngine(worker, name, config.xtts), thread, settings,
@@ -181,11 +214,17 @@ def _use_xtts_voices(config: Config, names: list[str], thread: EngineThread,
     return worker
 
 
-async def load_asr_engines(config: AsrConfig) -> AsrEngines | None:
+async def load_asr_engines(config: AsrConfig, npc_languages: dict[str, str] | None = None
+                           ) -> AsrEngines | None:
     """Load and warm Whisper and the VAD model; None (with one warning) if unavailable.
 
     A missing `voice` extra or model is not fatal: typed lines still work, and
     `listen_start` is answered with `voice_input_unavailable`.
+
+    Args:
+      config: The `[asr]` section.
+      npc_languages: Each NPC's BCP 47 tag; the multilingual Whisper is loaded only if
+        an NPC needs it (`daemon.asr.routing`). None = every NPC speaks English.
     """
     if not config.enabled:
         return None
@@ -202,4 +241,33 @@ async def load_asr_engines(config: AsrConfig) -> AsrEngines | None:
     started = time.perf_counter()
     await thread.call(transcriber.warm_up)
     _LOGGER.info("warmed Whisper in %.0f ms", (time.perf_counter() - started) * 1000)
-    return AsrEngines(transcriber, thread, vad)
+    engines = AsrEngines(transcriber, thread, vad,
+                         routes=asr_routes(config.language, npc_languages or {}))
+    if any(route.multilingual for route in engines.routes.values()):
+        engines.multilingual = await _load_multilingual(config, model_path, engines)
+    return engines
+
+
+async def _load_multilingual(config: AsrConfig, english_path: Path, engines: AsrEngines
+                             ) -> Transcriber | None:
+    """The multilingual Whisper on the ASR thread; None (one warning) if it is missing.
+
+    The bundled base is joined into the model cache on first use (a few hundred ms, off
+    the event loop). When it is the same model as `asr.model`, that one is reused.
+    """
+    npcs = sorted(npc_id for npc_id, route in engines.routes.items() if route.multilingual)
+    try:
+        path = await asyncio.to_thread(resolve_whisper, config.multilingual_model)
+    except FileNotFoundError as exc:  # ModelNotFoundError included
+        _LOGGER.warning("voice input disabled for NPC(s) %s, which need a multilingual "
+                        "Whisper: %s", ", ".join(npcs), exc)
+        return None
+    if path == english_path:  # both from resolve_whisper: equal paths, same model
+        return engines.transcriber
+    transcriber = await engines.thread.call(Transcriber, path, config.cpu_threads,
+                                            config.compute_type, config.device)
+    started = time.perf_counter()
+    await engines.thread.call(transcriber.warm_up)
+    _LOGGER.info("warmed the multilingual Whisper (%s) for NPC(s) %s in %.0f ms",
+                 config.multilingual_model, ", ".join(npcs), ms_since(started))
+    return transcriber

@@ -340,7 +340,7 @@ class BridgeServer:
             npcs.append(NpcInfo(
                 npc_id=npc_id, display_name=npc.display_name, profile=profile_name,
                 sample_rate_hz=hello.sample_rate_hz or voice.sample_rate_hz,
-                prebuffer_ms=profile.prebuffer_ms))
+                prebuffer_ms=profile.prebuffer_ms, language=self._config.npc_language(npc_id)))
         _LOGGER.info("client %s completed the handshake", client.label)
         self._sender.send(client, Welcome(
             protocol=PROTOCOL_VERSION, daemon=daemon_version(),

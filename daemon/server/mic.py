@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import bisect
+import dataclasses
 import logging
 import time
 from collections import deque
@@ -41,7 +42,7 @@ from bridge_protocol.messages import (
 from daemon.asr.endpointing import EndpointEvent, EndpointSettings
 from daemon.asr.engines import AsrEngines
 from daemon.asr.mic_stream import MicEvent, MicStream, frame_to_ms
-from daemon.asr.transcriber import DecodeOptions
+from daemon.asr.transcriber import DecodeOptions, Transcriber
 from daemon.asr.vad import SpeechProbability
 from daemon.config import AsrConfig
 from daemon.pipeline.timings import ms_since
@@ -108,6 +109,10 @@ class MicSession:
     overflowing: bool = False
     judged: _TurnJudged | None = None
     """The end-of-turn model's judgement of the latest pause."""
+    transcriber: Transcriber | None = None
+    """The Whisper model that hears the addressed NPC (None: the English one)."""
+    decode: DecodeOptions | None = None
+    """Decoding settings, with the addressed NPC's language (None: the defaults)."""
 
     def wall_time_of(self, frame: int) -> float:
         """perf_counter() at which input frame `frame` had been received."""
@@ -145,8 +150,7 @@ class MicInput:
         self._settings = EndpointSettings(
             threshold=config.vad_threshold, pause_ms=profile.pause_ms,
             end_silence_ms=end_silence_ms, preroll_ms=config.preroll_ms)
-        self._decode = DecodeOptions(beam_size=profile.beam_size, best_of=profile.best_of,
-                                     language=config.language)
+        self._decode = DecodeOptions(beam_size=profile.beam_size, best_of=profile.best_of)
         self._sessions: dict[bytes, MicSession] = {}
 
     # ------------------------------------------------------------ client messages
@@ -157,11 +161,20 @@ class MicInput:
         if problem is not None:
             self._sender.reject(client, *problem)
             return
+        heard_by = self._engines.for_npc(request.npc_id)
+        if heard_by is None:
+            self._sender.reject(client, ErrorCode.VOICE_INPUT_UNAVAILABLE,
+                                f"no multilingual Whisper model is loaded for "
+                                f"{request.npc_id!r}'s language (see the daemon's log)")
+            return
         self.client_gone(client)
         stream = MicStream(SpeechProbability(self._engines.vad), self._settings,
                            request.sample_rate_hz,
                            self._config.max_utterance_s)
-        self._sessions[client.identity] = MicSession(request, stream, time.perf_counter())
+        transcriber, language = heard_by
+        self._sessions[client.identity] = MicSession(
+            request, stream, time.perf_counter(), transcriber=transcriber,
+            decode=dataclasses.replace(self._decode, language=language))
         _LOGGER.info("client %s opened the microphone (%s, %d Hz) for %s", client.label,
                      request.mode, request.sample_rate_hz, request.npc_id)
 
@@ -293,15 +306,16 @@ class MicInput:
         session.pending.append(_TurnJudged(event.speech_end_frame, probability, complete))
         self._run_session(client, session)
 
-    async def _transcribe(self, audio: np.ndarray) -> tuple[str, float]:
+    async def _transcribe(self, session: MicSession, audio: np.ndarray) -> tuple[str, float]:
         started = time.perf_counter()
-        text = await self._engines.thread.call(self._engines.transcriber.transcribe, audio,
-                                               self._decode)
+        transcriber = session.transcriber or self._engines.transcriber
+        text = await self._engines.thread.call(transcriber.transcribe, audio,
+                                               session.decode or self._decode)
         return text, round(ms_since(started), 1)
 
     async def _speculate(self, client: Client, session: MicSession, speculation: _Speculation,
                          audio: np.ndarray) -> None:
-        speculation.text, speculation.asr_ms = await self._transcribe(audio)
+        speculation.text, speculation.asr_ms = await self._transcribe(session, audio)
         if speculation.dropped or not speculation.text:
             return  # the player went on speaking meanwhile, or nothing was said
         speculation.handle = self._start(client, session, speculation.event, speculation.text)
@@ -317,7 +331,7 @@ class MicInput:
             text, asr_ms = speculation.text or "", speculation.asr_ms
             speculative = speculation.handle is not None and not speculation.handle.finished
         else:
-            text, asr_ms = await self._transcribe(audio)
+            text, asr_ms = await self._transcribe(session, audio)
         if not text:
             self._sender.send(client, SpeechEnded(npc_id=npc_id, at_ms=end_ms))
             return

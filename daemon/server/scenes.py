@@ -103,7 +103,7 @@ class SceneManager:
             self._sender.reject(client, ErrorCode.BAD_SCENE, problem)
             return
         members = [SceneMember(npc_id, self._config.npcs[npc_id].display_name,
-                               self._config.npcs[npc_id].persona)
+                               self._config.npc_system_prompt(npc_id))
                    for npc_id in request.npc_ids]
         scene = Scene(request.scene_id, client,
                       SceneTranscript(members, request.situation.strip()),

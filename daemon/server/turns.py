@@ -204,7 +204,8 @@ class TurnManager:
         if conversation is None:
             conversation = client.conversations.get(say.npc_id)
             if conversation is None:
-                conversation = Conversation(npc.persona, config.llm.history_turns)
+                conversation = Conversation(config.npc_system_prompt(say.npc_id),
+                                            config.llm.history_turns)
                 client.conversations[say.npc_id] = conversation
         return TurnSpec(
             turn_id=say.turn_id, npc_id=say.npc_id, utterance=say.text.strip(),
@@ -214,6 +215,7 @@ class TurnManager:
             conversation_key=key or conversation_key(say.npc_id, client.identity),
             out_rate_hz=client.sample_rate_hz or voice.sample_rate_hz,
             received_at=received_at, tiers=config.npc_tiers(say.npc_id),
+            language=config.npc_language(say.npc_id),
             continuation_profile=(config.profile(continuation_name)
                                   if continuation_name else None),
             priority=rank(say.priority))

@@ -29,6 +29,7 @@ import numpy as np
 
 from daemon.config import Config, VoiceConfig, XttsConfig
 from daemon.engines.thread import EngineThread
+from daemon.languages import xtts_code
 from daemon.models import ModelNotFoundError, resolve_xtts_model, user_cache_dir
 from daemon.priorities import NORMAL
 from daemon.tts.base import Int16Emit, Voice, resample_int16
@@ -203,7 +204,8 @@ class XttsEngine:
         """Speak `text` (see `TtsEngine.synthesize`).
 
         A turn's first chunk streams in `first_stream_chunk_size` pieces, later ones in
-        `stream_chunk_size` pieces.
+        `stream_chunk_size` pieces. The voice's BCP 47 language (resolved at loading from
+        its NPCs) goes to XTTS as XTTS's own code: "pt-BR" -> "pt", "zh-CN" -> "zh-cn".
         """
         xtts = self.settings
         gain = voice.volume
@@ -214,7 +216,8 @@ class XttsEngine:
             emit(samples)
 
         self.last_end = self.worker.synthesize(wire.Synthesize(
-            request_id=0, voice=self.voice_name, text=text, language=voice.language,
+            request_id=0, voice=self.voice_name, text=text,
+            language=xtts_code(voice.language or "en") or "en",
             stream_chunk_size=xtts.first_stream_chunk_size if turn_start
             else xtts.stream_chunk_size,
             overlap_samples=xtts.overlap_samples, temperature=xtts.temperature,
