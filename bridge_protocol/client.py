@@ -41,14 +41,15 @@ from bridge_protocol.messages import (
     SpeechEnded,
     SpeechStarted,
     Subtitle,
+    Timing,
     Transcript,
     Welcome,
     is_terminal,
 )
 
-TurnEvent = Transcript | Subtitle | DecodedAudio | Done | Cancelled | Error
+TurnEvent = Transcript | Subtitle | Timing | DecodedAudio | Done | Cancelled | Error
 """What a turn's stream yields: (for voice turns, the transcript first,) subtitles,
-audio, then exactly one terminal event."""
+timing (only if asked for), audio, then exactly one terminal event."""
 
 
 class BridgeError(RuntimeError):
@@ -75,6 +76,8 @@ class TurnResult:
       final_flags: `final` of each block in arrival order.
       first_subtitle_at: Arrival of the first subtitle.
       terminal_at: Arrival of the terminal event.
+      timing: The `timing` messages in arrival order (a client created with
+        `timing=True`; each arrived before the blocks it describes).
     """
 
     turn_id: int
@@ -89,6 +92,7 @@ class TurnResult:
     first_subtitle_at: float | None = None
     terminal_at: float | None = None
     transcript: str | None = None
+    timing: list[Timing] = field(default_factory=list)
 
     @property
     def ttfa_ms(self) -> float | None:
@@ -136,6 +140,7 @@ class BridgeClient:
       token: Shared secret, if the daemon has one.
       sample_rate_hz: Ask for this PCM rate (None = native voice rates).
       context: ZeroMQ context to use (default: a private one, terminated on close).
+      timing: Ask for `timing` messages (word and viseme timing, or mouth values).
     """
 
     def __init__(
@@ -145,11 +150,12 @@ class BridgeClient:
         token: str = "",
         sample_rate_hz: int | None = None,
         context: zmq.asyncio.Context | None = None,
+        timing: bool = False,
     ) -> None:
         self.address = address
         self._hello = Hello(
             protocol=PROTOCOL_VERSION, client=client_name, token=token,
-            sample_rate_hz=sample_rate_hz,
+            sample_rate_hz=sample_rate_hz, timing=timing,
         )
         self._own_context = context is None
         self._context = context or zmq.asyncio.Context()
@@ -409,6 +415,8 @@ class BridgeClient:
                     result.first_subtitle_at = now
             elif isinstance(event, Transcript):
                 result.transcript = event.text
+            elif isinstance(event, Timing):
+                result.timing.append(event)
             else:
                 result.terminal = event
                 result.terminal_at = now

@@ -70,12 +70,15 @@ class Hello(Message, kw_only=True):
       token: Shared secret; required when the daemon is configured with one.
       sample_rate_hz: Rate the client wants PCM in; None = each voice's native rate
         (Piper voices 22050 Hz, XTTS 24000 Hz). The daemon resamples with soxr.
+      timing: Send `timing` messages ahead of the audio they describe (word timing and
+        visemes, or a mouth-open value per block; see `NpcInfo.lip_sync`).
     """
 
     protocol: int
     client: str = ""
     token: str = ""
     sample_rate_hz: SampleRateHz | None = None
+    timing: bool = False
 
 
 class Say(Message, kw_only=True):
@@ -208,6 +211,10 @@ class NpcInfo(Record, kw_only=True):
       prebuffer_ms: Client pre-buffer the profile recommends before starting playback.
       language: BCP 47 tag of the language the NPC speaks and understands ("en",
         "pt-BR"): its replies, and what voice input addressed to it is recognised as.
+      lip_sync: What this NPC's `timing` messages carry: "visemes" (words and visemes
+        from the synthesis' own phoneme durations: Piper voices) or "energy" (a
+        mouth-open value per block from the audio's loudness: voices without an
+        alignment, such as XTTS).
     """
 
     npc_id: str
@@ -216,6 +223,7 @@ class NpcInfo(Record, kw_only=True):
     sample_rate_hz: int
     prebuffer_ms: int
     language: str = "en"
+    lip_sync: Literal["visemes", "energy"] = "energy"
 
 
 class Welcome(Message, kw_only=True):
@@ -253,6 +261,86 @@ class Subtitle(Message, kw_only=True):
     turn_id: int
     chunk_index: int
     text: str
+
+
+class WordTiming(Record, kw_only=True):
+    """A word of a chunk and where it is spoken.
+
+    Attributes:
+      text: The word as written in the chunk, punctuation included (the chunk's words
+        joined by spaces give its text back).
+      start_sample: Its first sample in the turn's audio (see `Timing`).
+      end_sample: One past its last sample; a pause after it is not included.
+    """
+
+    text: str
+    start_sample: int
+    end_sample: int
+
+
+class VisemeTiming(Record, kw_only=True):
+    """A viseme and where it starts; it holds until the next one.
+
+    Attributes:
+      viseme: One of the 15 visemes of OVRLipSync: "sil", "PP", "FF", "TH", "DD", "kk",
+        "CH", "SS", "nn", "RR", "aa", "E", "ih", "oh", "ou".
+      start_sample: Its first sample in the turn's audio (see `Timing`).
+      weight: How far the mouth goes to the shape, 0..1 (stressed vowels 1.0, unstressed
+        0.6, consonants and "sil" 1.0).
+    """
+
+    viseme: str
+    start_sample: int
+    weight: float = 1.0
+
+
+class MouthTiming(Record, kw_only=True):
+    """How open the mouth is during one block (voices with `lip_sync` "energy").
+
+    Attributes:
+      start_sample: The block's first sample in the turn's audio (see `Timing`).
+      open: 0 (closed: silence) .. 1 (wide: loud speech), from the block's RMS level:
+        -50 dBFS and below -> 0, -10 dBFS and above -> 1, linear in dB between.
+    """
+
+    start_sample: int
+    open: float
+
+
+class Timing(Message, kw_only=True):
+    """When words and mouth shapes happen in the audio that follows (clients that asked).
+
+    Sent only to a client whose `hello` had `timing: true`, always before the first
+    block holding a sample it describes: for a Piper voice ("visemes") once per
+    sentence of a chunk, after the chunk's `subtitle`; for an "energy" voice once per
+    group of blocks. Offsets count samples of the turn's audio at `sample_rate_hz` (the
+    blocks' rate) from 0 at the turn's first sample: offset n is reached when a client
+    has played n samples of the turn. With resampling, native offset m becomes
+    floor(m * sample_rate_hz / native rate), and the blocks carry exactly that many
+    samples before it.
+
+    Attributes:
+      turn_id: The turn.
+      chunk_index: The chunk (see `Subtitle`) whose audio this describes.
+      sample_rate_hz: Rate of the offsets (that of the blocks).
+      start_sample: First sample described.
+      end_sample: One past the last sample described.
+      source: "visemes" (words and visemes) or "energy" (mouth values).
+      words: "visemes": the words spoken in [start_sample, end_sample), in order.
+      visemes: "visemes": the viseme track there, in order; the first ("sil") starts at
+        `start_sample`, the last ("sil") lasts until `end_sample`.
+      mouth: "energy": one value per block in [start_sample, end_sample).
+    """
+
+    turn_id: int
+    chunk_index: int
+    sample_rate_hz: int
+    start_sample: int
+    end_sample: int
+    source: Literal["visemes", "energy"]
+    words: list[WordTiming] = []
+    visemes: list[VisemeTiming] = []
+    mouth: list[MouthTiming] = []
 
 
 class AudioBlock(Message, kw_only=True):
@@ -473,8 +561,8 @@ class SceneEnded(Message, kw_only=True):
 
 
 DaemonMessage = (
-    Welcome | Subtitle | AudioBlock | Done | Cancelled | Error | SpeechStarted | SpeechEnded
-    | Transcript | SceneLine | SceneEnded
+    Welcome | Subtitle | Timing | AudioBlock | Done | Cancelled | Error | SpeechStarted
+    | SpeechEnded | Transcript | SceneLine | SceneEnded
 )
 """Union of everything the daemon sends."""
 

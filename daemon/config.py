@@ -157,9 +157,13 @@ class TtsConfig(_Section):
 
     Attributes:
       onnx_threads: Intra-op threads of each Piper ONNX Runtime session.
+      piper_streaming: Piper voices decode each sentence in overlapping frame windows,
+        so a chunk's first audio comes after a small first window instead of the whole
+        sentence (the audio is the same); false = one ONNX run per sentence.
     """
 
     onnx_threads: Annotated[int, Meta(ge=1)] = 1
+    piper_streaming: bool = True
 
 
 TtsEngineName = Literal["piper", "hibari", "xtts"]

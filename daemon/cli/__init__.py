@@ -99,6 +99,9 @@ def _add_say_parsers(commands: argparse._SubParsersAction) -> None:
     say.add_argument("text", help="the player's line")
     say.add_argument("--npc", required=True, help="NPC id (see the daemon's config)")
     say.add_argument("--out", type=Path, metavar="WAV", help="write the reply here")
+    say.add_argument("--timing", type=Path, metavar="JSON",
+                     help="ask for word and viseme timing and write it here (JSON: words and "
+                          "visemes with sample offsets into the reply's audio)")
     say.add_argument("--prebuffer-ms", type=int,
                      help="client pre-buffer for the underrun count (default: the NPC profile's)")
     say.add_argument("--profile", help="speech profile for this turn (fast, cinematic, ...)")

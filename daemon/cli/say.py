@@ -1,9 +1,14 @@
-"""`npc-voice say` and `npc-voice demo`: one player line, subtitles, timings, a WAV."""
+"""`npc-voice say` and `npc-voice demo`: one player line, subtitles, timings, a WAV.
+
+`say --timing reply.json` also asks for word and viseme timing and writes it beside the
+WAV (`timing_report`), for cutscenes baked offline and for checking.
+"""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import sys
 import wave
 from dataclasses import dataclass
@@ -27,6 +32,7 @@ class SayOptions:
     token: str = ""
     sample_rate_hz: int | None = None
     timeout_s: float = 60.0
+    timing_path: Path | None = None
 
 
 def write_wav(path: Path, pcm: bytes, sample_rate_hz: int) -> None:
@@ -37,6 +43,31 @@ def write_wav(path: Path, pcm: bytes, sample_rate_hz: int) -> None:
         wav.setsampwidth(2)
         wav.setframerate(sample_rate_hz or 22050)
         wav.writeframes(pcm)
+
+
+def timing_report(result: TurnResult) -> dict[str, object]:
+    """The turn's word and viseme timing as JSON-ready data (what `--timing` writes).
+
+    Returns:
+      {"sample_rate_hz", "sample_count", "chunks": [{"chunk_index", "text"}],
+      "words": [{"text", "start_sample", "end_sample", "chunk_index"}],
+      "visemes": [{"viseme", "start_sample", "weight"}], "mouth": [{"start_sample",
+      "open"}]}: offsets count samples of the reply's audio (the WAV) from its start;
+      "mouth" is filled instead of words and visemes for voices without alignment.
+    """
+    words: list[dict[str, object]] = []
+    visemes: list[dict[str, object]] = []
+    mouth: list[dict[str, object]] = []
+    for message in result.timing:
+        words.extend({"text": w.text, "start_sample": w.start_sample,
+                      "end_sample": w.end_sample, "chunk_index": message.chunk_index}
+                     for w in message.words)
+        visemes.extend({"viseme": v.viseme, "start_sample": v.start_sample, "weight": v.weight}
+                       for v in message.visemes)
+        mouth.extend({"start_sample": m.start_sample, "open": m.open} for m in message.mouth)
+    return {"sample_rate_hz": result.sample_rate_hz, "sample_count": len(result.pcm) // 2,
+            "chunks": [{"chunk_index": i, "text": t} for i, t in enumerate(result.subtitles)],
+            "words": words, "visemes": visemes, "mouth": mouth}
 
 
 def _print_subtitle(event: TurnEvent, _result: TurnResult) -> None:
@@ -75,7 +106,8 @@ def format_report(result: TurnResult, prebuffer_ms: int) -> str:
 async def say(options: SayOptions) -> int:
     """Run one turn; return the process exit code (0 = done, 1 = error/timeout)."""
     client = BridgeClient(options.address, client_name="npc-voice say", token=options.token,
-                          sample_rate_hz=options.sample_rate_hz)
+                          sample_rate_hz=options.sample_rate_hz,
+                          timing=options.timing_path is not None)
     try:
         welcome = await client.connect(timeout_s=options.timeout_s)
     except (TimeoutError, RuntimeError) as exc:
@@ -99,6 +131,11 @@ async def say(options: SayOptions) -> int:
     if options.out_path is not None and result.pcm:
         write_wav(options.out_path, bytes(result.pcm), result.sample_rate_hz)
         print(f"  wrote {options.out_path}")
+    if options.timing_path is not None:
+        options.timing_path.parent.mkdir(parents=True, exist_ok=True)
+        options.timing_path.write_text(json.dumps(timing_report(result), indent=1) + "\n",
+                                       encoding="utf-8")
+        print(f"  wrote {options.timing_path} ({len(result.timing)} timing messages)")
     print(format_report(result, prebuffer_ms))
     terminal = result.terminal
     if isinstance(terminal, Error):
@@ -115,7 +152,8 @@ def say_command(args: argparse.Namespace) -> int:
     options = SayOptions(
         address=f"tcp://{args.host}:{args.port}", npc_id=args.npc, text=args.text,
         out_path=args.out, prebuffer_ms=args.prebuffer_ms, profile=args.profile,
-        token=args.token, sample_rate_hz=args.sample_rate_hz, timeout_s=args.timeout_s)
+        token=args.token, sample_rate_hz=args.sample_rate_hz, timeout_s=args.timeout_s,
+        timing_path=args.timing)
     return asyncio.run(say(options))
 
 

@@ -113,7 +113,8 @@ async def load_engines(config: Config) -> Engines:
         onnx_path, json_path = resolve_piper_voice(settings.model)
         if onnx_path not in engines_by_model:
             thread: EngineThread = EngineThread(f"piper-{onnx_path.stem}")
-            piper = await thread.call(PiperEngine, onnx_path, json_path, config.tts.onnx_threads)
+            piper = await thread.call(PiperEngine, onnx_path, json_path, config.tts.onnx_threads,
+                                      config.tts.piper_streaming)
             warm_started = time.perf_counter()
             await thread.call(piper.warm_up)
             _LOGGER.info("warmed %s in %.0f ms", piper.name, ms_since(warm_started))

@@ -27,20 +27,21 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from bridge_protocol.messages import AudioBlock, Subtitle, TurnTimings
+from bridge_protocol.messages import AudioBlock, Subtitle, Timing, TurnTimings
 from daemon.config import Tiers
 from daemon.llm.base import LlmStage, ReplyDelta, ReplyStarted, ReplyStats, TierHandoff
 from daemon.llm.conversation import Dialogue
 from daemon.pipeline.blocks import BlockCutter, samples_per_block
 from daemon.pipeline.chunker import Chunk, PhraseChunker
 from daemon.pipeline.text import speakable
+from daemon.pipeline.timing_wire import energy_message, visemes_message
 from daemon.priorities import NORMAL
 from daemon.profiles import Profile
-from daemon.tts.base import Voice, resample_int16
+from daemon.tts.base import ChunkResampler, SpeechTiming, Voice
 
 _LOGGER = logging.getLogger(__name__)
 
-SendFn = Callable[[AudioBlock | Subtitle, bytes | None], None]
+SendFn = Callable[[AudioBlock | Subtitle | Timing, bytes | None], None]
 """Queues a message (and its PCM) for the client; raises `ClientTooSlow` when full."""
 
 _CHUNK_QUEUE_SIZE = 32
@@ -83,6 +84,8 @@ class TurnSpec:
       priority: `AMBIENT`, `NORMAL` or `HIGH` (daemon.llm.base): orders turns competing
         for the LLM and the voices.
       language: BCP 47 tag of the reply (the NPC's language): the chunker's rules.
+      timing: Send `timing` messages (word and viseme timing, or mouth values) ahead of
+        the blocks they describe (the client asked for them in `hello`).
     """
 
     turn_id: int
@@ -99,6 +102,7 @@ class TurnSpec:
     continuation_profile: Profile | None = None
     priority: int = NORMAL
     language: str = "en"
+    timing: bool = False
 
 
 @dataclass
@@ -140,6 +144,8 @@ class Turn:
         self._chunks: asyncio.Queue[object] | None = None
         self._llm = llm
         self._send = send
+        self._native_samples = 0  # voice-rate samples synthesised so far (timing offsets)
+        self._cut_samples = 0  # block-rate samples cut into blocks so far
 
     def wind_down(self) -> None:
         """End the turn after the chunk being spoken.
@@ -279,37 +285,72 @@ class Turn:
 
         Blocks of a chunk go out as soon as they are full (`profile.block_ms` each); the
         chunk's short tail goes out at its end. In the last chunk one block is held
-        back so that the turn's last block can carry `final=True`.
+        back so that the turn's last block can carry `final=True`. With `spec.timing`,
+        the chunk's `timing` messages go out after its subtitle and before the blocks
+        they describe.
         """
         spec, timings = self.spec, self.progress.timings
         voice = spec.voice
         cutter = BlockCutter(samples_per_block(spec.out_rate_hz, profile.block_ms))
+        # One resampler per chunk: pieces (decoder windows) join without filter seams.
+        resampler = ChunkResampler(voice.sample_rate_hz, spec.out_rate_hz, self._native_samples)
+        chunk_native_start = self._native_samples
+        energy = spec.timing and voice.lip_sync == "energy"
+        pending: list[Timing] = []  # timing that arrived before the chunk's subtitle
         held: np.ndarray | None = None
         subtitled = False
+
+        def send_blocks(blocks: list[np.ndarray]) -> None:
+            nonlocal held
+            if energy and blocks:
+                self._send(energy_message(self.turn_id, chunk.index, blocks,
+                                          self._cut_samples, spec.out_rate_hz), None)
+            for block in blocks:
+                self._cut_samples += int(block.size)
+                if chunk.is_last:
+                    if held is not None:
+                        self._send_block(held, chunk.index, final=False)
+                    held = block
+                else:
+                    self._send_block(block, chunk.index, final=False)
+
         started = time.perf_counter()
-        async with aclosing(voice.stream(chunk.text, self.stop, turn_start=chunk.index == 0,
-                                         priority=spec.priority)) as audio_stream:
-            async for audio in audio_stream:
+        stream = (voice.stream_timed if spec.timing else voice.stream)(
+            chunk.text, self.stop, turn_start=chunk.index == 0, priority=spec.priority)
+        async with aclosing(stream) as audio_stream:
+            async for item in audio_stream:
+                if isinstance(item, SpeechTiming):
+                    message = visemes_message(self.turn_id, chunk.index, item,
+                                              chunk_native_start, voice.sample_rate_hz,
+                                              spec.out_rate_hz)
+                    if subtitled:
+                        self._send(message, None)
+                    else:
+                        pending.append(message)
+                    continue
                 if timings.tts_first_audio_ms is None:
                     timings.tts_first_audio_ms = self._ms()
                 timings.tts_busy_ms = round(
                     timings.tts_busy_ms + (time.perf_counter() - started) * 1000.0, 2
                 )
-                audio = resample_int16(audio, voice.sample_rate_hz, spec.out_rate_hz)
+                self._native_samples += int(item.size)
+                audio = resampler.push(item)
                 if not subtitled:
                     self._send(Subtitle(turn_id=self.turn_id, chunk_index=chunk.index,
                                         text=chunk.text), None)
                     self.progress.spoken_chunks.append(chunk.text)
                     subtitled = True
-                for block in cutter.push(audio):
-                    if chunk.is_last:
-                        if held is not None:
-                            self._send_block(held, chunk.index, final=False)
-                        held = block
-                    else:
-                        self._send_block(block, chunk.index, final=False)
+                    for message in pending:
+                        self._send(message, None)
+                send_blocks(cutter.push(audio))
                 started = time.perf_counter()
+        send_blocks(cutter.push(resampler.flush()))
         tail = cutter.flush()
+        if tail is not None:
+            if energy:
+                self._send(energy_message(self.turn_id, chunk.index, [tail],
+                                          self._cut_samples, spec.out_rate_hz), None)
+            self._cut_samples += int(tail.size)
         if not chunk.is_last:
             if tail is not None:
                 self._send_block(tail, chunk.index, final=False)

@@ -332,6 +332,7 @@ class BridgeServer:
         client.welcomed = True
         client.client_name = hello.client[:64]
         client.sample_rate_hz = hello.sample_rate_hz
+        client.timing = hello.timing
         npcs = []
         for npc_id, npc in self._config.npcs.items():
             voice = self._voices[npc.voice]
@@ -340,7 +341,8 @@ class BridgeServer:
             npcs.append(NpcInfo(
                 npc_id=npc_id, display_name=npc.display_name, profile=profile_name,
                 sample_rate_hz=hello.sample_rate_hz or voice.sample_rate_hz,
-                prebuffer_ms=profile.prebuffer_ms, language=self._config.npc_language(npc_id)))
+                prebuffer_ms=profile.prebuffer_ms, language=self._config.npc_language(npc_id),
+                lip_sync=voice.lip_sync))
         _LOGGER.info("client %s completed the handshake", client.label)
         self._sender.send(client, Welcome(
             protocol=PROTOCOL_VERSION, daemon=daemon_version(),

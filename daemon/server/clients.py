@@ -42,6 +42,7 @@ class Client:
         Terminal events are always queued: there are at most as many as turns.
       welcomed: The handshake succeeded.
       sample_rate_hz: Rate requested in `hello` (None = native voice rates).
+      timing: The client asked for `timing` messages in `hello`.
       last_turn_id: Highest turn id seen (turn ids must increase).
       turns: Unfinished turns by id.
       conversations: Per-NPC conversation with this client.
@@ -54,6 +55,7 @@ class Client:
     welcomed: bool = False
     client_name: str = ""
     sample_rate_hz: int | None = None
+    timing: bool = False
     last_turn_id: int = -1
     turns: dict[int, TurnHandle] = field(default_factory=dict)
     conversations: dict[str, Conversation] = field(default_factory=dict)

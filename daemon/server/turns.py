@@ -213,7 +213,7 @@ class TurnManager:
             profile=voice.shape_profile(config.profile(profile_name)),
             voice=voice, conversation=conversation,
             conversation_key=key or conversation_key(say.npc_id, client.identity),
-            out_rate_hz=client.sample_rate_hz or voice.sample_rate_hz,
+            out_rate_hz=client.sample_rate_hz or voice.sample_rate_hz, timing=client.timing,
             received_at=received_at, tiers=config.npc_tiers(say.npc_id),
             language=config.npc_language(say.npc_id),
             continuation_profile=(config.profile(continuation_name)

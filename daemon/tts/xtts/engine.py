@@ -32,7 +32,7 @@ from daemon.engines.thread import EngineThread
 from daemon.languages import xtts_code
 from daemon.models import ModelNotFoundError, resolve_xtts_model, user_cache_dir
 from daemon.priorities import NORMAL
-from daemon.tts.base import Int16Emit, Voice, resample_int16
+from daemon.tts.base import ChunkResampler, Int16Emit, Voice
 from daemon.tts.xtts import wire
 
 _LOGGER = logging.getLogger(__name__)
@@ -267,9 +267,15 @@ class XttsVoice(Voice):
 
     async def _resampled(self, pieces: AsyncGenerator[np.ndarray, None],
                          from_hz: int) -> AsyncGenerator[np.ndarray, None]:
+        # One resampler per chunk: the fallback's pieces (Piper decoder windows) join
+        # without filter seams.
+        resampler = ChunkResampler(from_hz, self.sample_rate_hz)
         async with aclosing(pieces) as stream:
             async for piece in stream:
-                yield resample_int16(piece, from_hz, self.sample_rate_hz)
+                yield resampler.push(piece)
+        tail = resampler.flush()
+        if tail.size:
+            yield tail
 
 
 @dataclass
