@@ -12,6 +12,7 @@ import threading
 from pathlib import Path
 
 import numpy as np
+import onnxruntime
 import pytest
 from streaming_vits.graph import seeded_frontend_session
 
@@ -47,8 +48,7 @@ def split() -> SplitVoice:
 def seeded_prior(engine: PiperEngine, split: SplitVoice, text: str, seed: int = 1234
                  ) -> tuple[Prior, np.ndarray]:
     """The frontend's output for `text` with the noise fixed by `seed`."""
-    ids = [i for sentence in engine._voice.phonemize(text)
-           for i in engine._voice.phonemes_to_ids(sentence)]
+    ids = [i for sentence in engine.phoneme_ids(text) for i in sentence]
     session = seeded_frontend_session(split.frontend_path, seed, threads=1)
     z_p, mask, frames_per_id = session.run(None, {
         "input": np.array([ids], dtype=np.int64),
@@ -59,8 +59,17 @@ def seeded_prior(engine: PiperEngine, split: SplitVoice, text: str, seed: int = 
 
 def windowed(decoder: WindowDecoder, prior: Prior, plan: WindowPlan, turn_start: bool
              ) -> list[np.ndarray]:
+    """`prior` decoded window by window as `plan` cuts it."""
     return [decoder.decode(prior, a, b, plan.left_frames, plan.right_frames)
             for a, b in plan.windows(prior.frames, turn_start)]
+
+
+@pytest.fixture(scope="module")
+def decoder(split: SplitVoice) -> WindowDecoder:
+    options = onnxruntime.SessionOptions()
+    options.intra_op_num_threads = 1
+    return WindowDecoder(split, onnxruntime.InferenceSession(
+        str(split.decoder_path), options, providers=["CPUExecutionProvider"]))
 
 
 def test_the_split_exposes_durations_and_the_decoder_reach(split: SplitVoice) -> None:
@@ -75,11 +84,10 @@ def test_windows_equal_a_one_shot_decode_of_the_same_prior(engine: PiperEngine,
                                                             split: SplitVoice) -> None:
     prior, frames_per_id = seeded_prior(engine, split, PARAGRAPH)
     assert int(frames_per_id.sum()) == prior.frames  # durations cover every frame
-    assert engine._decoder is not None and engine.plan is not None
-    reference = engine._decoder.decode_all(prior)
+    reference = engine.decode_all(prior)
     assert reference.size == prior.frames * split.hop_samples
     for turn_start in (True, False):
-        pieces = windowed(engine._decoder, prior, engine.plan, turn_start)
+        pieces = list(engine.decode_windows(prior, turn_start))
         assert len(pieces) >= 3
         audio = np.concatenate(pieces)
         assert audio.size == reference.size
@@ -87,21 +95,20 @@ def test_windows_equal_a_one_shot_decode_of_the_same_prior(engine: PiperEngine,
         assert float(np.abs(audio - reference).max()) < 1e-5
 
 
-def test_the_structural_margins_are_exact_too(engine: PiperEngine, split: SplitVoice) -> None:
+def test_the_structural_margins_are_exact_too(engine: PiperEngine, split: SplitVoice,
+                                              decoder: WindowDecoder) -> None:
     prior, _ = seeded_prior(engine, split, PARAGRAPH, seed=7)
-    assert engine._decoder is not None
-    reference = engine._decoder.decode_all(prior)
+    reference = decoder.decode_all(prior)
     plan = WindowPlan(split.receptive_left_frames, split.receptive_right_frames,
                       first_frames=8, chunk_first_frames=8, growth=2, max_frames=40)
-    audio = np.concatenate(windowed(engine._decoder, prior, plan, turn_start=True))
+    audio = np.concatenate(windowed(decoder, prior, plan, turn_start=True))
     assert float(np.abs(audio - reference).max()) < 1e-6
 
 
 def test_window_joins_are_no_larger_jumps_than_inside_the_windows(
         engine: PiperEngine, split: SplitVoice) -> None:
     prior, _ = seeded_prior(engine, split, PARAGRAPH, seed=99)
-    assert engine._decoder is not None and engine.plan is not None
-    pieces = windowed(engine._decoder, prior, engine.plan, turn_start=True)
+    pieces = list(engine.decode_windows(prior, turn_start=True))
     audio = np.concatenate(pieces)
     jumps = np.abs(np.diff(audio))
     joins = np.cumsum([p.size for p in pieces])[:-1] - 1  # last sample before each join

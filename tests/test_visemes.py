@@ -28,7 +28,7 @@ def engine() -> PiperEngine:
 
 
 def phonemes(engine: PiperEngine, text: str) -> list[list[str]]:
-    return [s for s in engine._voice.phonemize(text) if s]
+    return engine.phonemize(text)
 
 
 def test_every_letter_the_voice_knows_has_a_viseme() -> None:
@@ -68,10 +68,10 @@ def test_stress_starts_the_vowel_and_length_extends_it() -> None:
 
 def test_spans_follow_piper_ids_with_their_pads() -> None:
     id_map = {"^": [1], "_": [0], "$": [2], "a": [14], "b": [15]}
-    # ids: ^ _ a _ b _ $  ->  samples per id
+    # ids: ^ _ a _ b _ $  ->  samples per id; each pad goes with the sound after it
     spans = phoneme_spans(["a", "b"], [256, 512, 768, 256, 1024, 0, 512], id_map)
     assert [(s.phoneme, s.start_sample, s.end_sample) for s in spans] == [
-        ("^", 0, 768), ("a", 768, 1792), ("b", 1792, 2816), ("$", 2816, 3328)]
+        ("^", 0, 256), ("a", 256, 1536), ("b", 1536, 2816), ("$", 2816, 3328)]
     with pytest.raises(ValueError):
         phoneme_spans(["a"], [256, 256], id_map)
 
@@ -88,12 +88,11 @@ def test_words_own_their_phonemes_even_when_espeak_merges_or_expands_them(
     text = "I have 42 swords and a pint of the best ale, Mr. Smith."
     sentences = phonemes(engine, text)
     assert len(sentences) == 2  # espeak ends a sentence at "Mr."
-    id_map = engine._config.phoneme_id_map
+    id_map = engine.phoneme_id_map
     aligner = ChunkAligner(text, sentences, engine.phonemize_words, id_map)
     offset = 0
     words = []
-    for index, sentence in enumerate(sentences):
-        ids = engine._voice.phonemes_to_ids(sentence)
+    for index, ids in enumerate(engine.phoneme_ids(text)):
         timing = aligner.sentence_timing(index, [256] * len(ids), offset)
         assert timing.start_sample == offset
         offset = timing.end_sample
@@ -114,4 +113,4 @@ def test_a_token_without_sounds_is_said_with_the_word_before() -> None:
                            lambda words: [["a"], [], ["b"]], id_map)
     timing = aligner.sentence_timing(0, [1] * 9, 0)
     assert [(w.text, w.start_sample, w.end_sample) for w in timing.words] == [
-        ("a", 2, 4), ("123", 4, 4), ("b", 6, 8)]
+        ("a", 1, 3), ("123", 3, 3), ("b", 5, 7)]

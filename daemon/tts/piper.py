@@ -30,7 +30,7 @@ import json
 import logging
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -158,7 +158,7 @@ class PiperEngine:
           on_timing: Receives each sentence's `SpeechTiming` (native samples from the
             chunk's start) before its first audio; None = no timing work at all.
         """
-        sentences = [s for s in self._voice.phonemize(text) if s]
+        sentences = self.phonemize(text)
         aligner = None
         if on_timing is not None and self.gives_timing and sentences:
             aligner = ChunkAligner(text, sentences, self.phonemize_words,
@@ -195,19 +195,54 @@ class PiperEngine:
                          stop: threading.Event, turn_start: bool,
                          aligner: ChunkAligner | None, index: int, offset: int,
                          on_timing: TimingEmit | None) -> int:
-        assert self._split is not None and self._decoder is not None and self.plan is not None
+        assert self._split is not None
         prior, frames_per_id = self.frontend(ids, voice)
         hop = self._split.hop_samples
         if aligner is not None and on_timing is not None:
             self._report(aligner, index, [int(f) * hop for f in frames_per_id], offset,
                          on_timing)
-        plan = self.plan
-        for start, end in plan.windows(prior.frames, turn_start):
+        for audio in self.decode_windows(prior, turn_start):
             if stop.is_set():
                 break
-            audio = self._decoder.decode(prior, start, end, plan.left_frames, plan.right_frames)
             emit(float_to_int16(np.clip(audio, -1.0, 1.0), voice.volume))
         return prior.frames * hop
+
+    def decode_windows(self, prior: Prior, turn_start: bool) -> Iterator[np.ndarray]:
+        """Decode a sentence window by window (streaming mode only).
+
+        Args:
+          prior: The sentence's frontend output (`frontend`).
+          turn_start: Use the smaller first window of a turn's first chunk.
+
+        Yields:
+          float32 audio of each window's kept frames, in order; concatenated, a one-shot
+          decode of `prior` (`decode_all`).
+        """
+        assert self._decoder is not None and self.plan is not None
+        plan = self.plan
+        for start, end in plan.windows(prior.frames, turn_start):
+            yield self._decoder.decode(prior, start, end, plan.left_frames, plan.right_frames)
+
+    def decode_all(self, prior: Prior) -> np.ndarray:
+        """One-shot decode of a sentence (streaming mode only): the windows' reference."""
+        assert self._decoder is not None
+        return self._decoder.decode_all(prior)
+
+    def phonemize(self, text: str) -> list[list[str]]:
+        """Piper's phonemes (espeak-ng IPA codepoints) of each sentence of `text`.
+
+        Empty sentences are dropped: these are the sentences `synthesize` speaks.
+        """
+        return [s for s in self._voice.phonemize(text) if s]
+
+    def phoneme_ids(self, text: str) -> list[list[int]]:
+        """Piper's phoneme ids of each sentence of `text` (as `phonemize` splits it)."""
+        return [self._voice.phonemes_to_ids(s) for s in self.phonemize(text)]
+
+    @property
+    def phoneme_id_map(self) -> dict[str, list[int]]:
+        """The voice's phoneme -> ids map (its .onnx.json)."""
+        return {k: list(v) for k, v in self._config.phoneme_id_map.items()}
 
     def frontend(self, ids: Sequence[int], voice: VoiceConfig) -> tuple[Prior, np.ndarray]:
         """Run the frontend graph on one sentence's phoneme ids (streaming mode only).

@@ -2,9 +2,13 @@
 
 Piper phonemizes with espeak-ng (IPA, one list of codepoints per sentence: stress marks
 and length marks are separate entries) and its duration predictor gives every phoneme
-id a whole number of frames (`hop` samples each). A phoneme's span is its own ids plus
-the pad id after it, as piper's `include_alignments` counts it; the sentence starts
-with `^` + pad (silence) and ends with `$`.
+id a whole number of frames (`hop` samples each); the ids are `^ _ p1 _ p2 ... _ pn _ $`
+(`_` the pad). A phoneme's span is the pad before it plus its own ids: the pad's frames
+are the transition into the next sound. (piper's `include_alignments` counts the pad
+with the phoneme before; measured against the audio's loudness over a 22 s reply,
+that puts the viseme track 20 ms late on average, up to 40 ms, and the pad-before
+grouping within +-20 ms, mean 0: `npc-voice bench timing`, BENCHMARKS.md.) A sentence
+starts with `^` (silence) and ends with `_ $`.
 
 Visemes: the 15-viseme set of game engines, the one Meta's OVRLipSync defines (sil, PP,
 FF, TH, DD, kk, CH, SS, nn, RR, aa, E, ih, oh, ou; reference with example words:
@@ -114,11 +118,13 @@ def phoneme_spans(phonemes: Sequence[str], id_samples: Sequence[int],
                   id_map: Mapping[str, Sequence[int]]) -> list[PhonemeSpan]:
     """Spans of `^`, each phoneme, and `$`, from the samples of each phoneme id.
 
+    Each span but `^`'s starts with the pad id before it (see the module docstring).
+
     Args:
       phonemes: One sentence as `PiperVoice.phonemize` gives it.
       id_samples: Samples per phoneme id, in the order of `phonemes_to_ids(phonemes)`.
       id_map: The voice's phoneme id map (phonemes it lacks have no ids: piper skips
-        them, so their spans are empty).
+        them and their pad, so their spans are empty).
 
     Returns:
       One span per phoneme, BOS first and EOS last, contiguous from sample 0.
@@ -131,7 +137,7 @@ def phoneme_spans(phonemes: Sequence[str], id_samples: Sequence[int],
     index = position = 0
     for phoneme in (BOS, *phonemes, EOS):
         ids = id_map.get(phoneme, ())
-        count = len(ids) + (pad_count if ids and phoneme != EOS else 0)
+        count = len(ids) + (pad_count if ids and phoneme != BOS else 0)
         samples = int(sum(id_samples[index:index + count]))
         spans.append(PhonemeSpan(phoneme, position, position + samples))
         index += count
