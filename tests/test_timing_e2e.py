@@ -8,7 +8,9 @@ against espeak's phonemes, the word offsets against the chunk's samples, and, at
 
 from __future__ import annotations
 
+import json
 import threading
+import wave
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -18,12 +20,13 @@ import pytest
 from bridge_protocol.client import BridgeClient, TurnEvent
 from bridge_protocol.framing import DecodedAudio
 from bridge_protocol.messages import Done, Subtitle, Timing
+from daemon.cli.say import SayOptions, say
 from daemon.config import VoiceConfig
 from daemon.launcher import DaemonProcess
 from daemon.models import bundled_piper_voice
 from daemon.tts.base import SpeechTiming
 from daemon.tts.piper import PiperEngine
-from daemon.tts.visemes import viseme_sequence, word_tokens
+from daemon.tts.visemes import VISEMES, viseme_sequence, word_tokens
 from tests.support.aio import run
 from tests.support.configs import write_config
 
@@ -204,3 +207,20 @@ def test_a_voice_without_alignment_sends_a_mouth_value_per_block(
             assert 0.0 <= mouth[position] <= 1.0  # one value for each block, at its start
             position += event.header.sample_count
     assert max(mouth.values()) > 0.3  # speech opens the mouth
+
+
+def test_say_writes_the_timing_beside_the_wav(timing_daemon: DaemonProcess,
+                                              tmp_path: Path) -> None:
+    wav_path, json_path = tmp_path / "reply.wav", tmp_path / "reply.json"
+    options = SayOptions(address=timing_daemon.address, npc_id="blacksmith", text=LINE,
+                         out_path=wav_path, timing_path=json_path)
+    assert run(say(options)) == 0
+    report = json.loads(json_path.read_text())
+    with wave.open(str(wav_path)) as wav:
+        assert report["sample_count"] == wav.getnframes()
+        assert report["sample_rate_hz"] == wav.getframerate() == 22050
+    words = [w["text"] for w in report["words"]]
+    assert words == [w for chunk in report["chunks"] for w in word_tokens(chunk["text"])]
+    starts = [v["start_sample"] for v in report["visemes"]]
+    assert starts == sorted(starts) and starts[-1] < report["sample_count"]
+    assert {v["viseme"] for v in report["visemes"]} <= set(VISEMES)
