@@ -34,11 +34,9 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import numpy as np
-import onnx
 import onnxruntime
 from piper import PiperVoice, SynthesisConfig
 from piper.config import PiperConfig
-from piper.patch_voice_with_alignment import add_alignment_output
 
 from daemon.config import VoiceConfig
 from daemon.tts.base import Int16Emit, TimingEmit, float_to_int16
@@ -128,6 +126,10 @@ class PiperEngine:
     def _whole_session(model_path: Path, onnx_threads: int
                        ) -> tuple[onnxruntime.InferenceSession, bool]:
         """The original graph with piper's alignment output added, if it has one."""
+        # onnx (18 MB of RSS) loads only here and for a split (daemon.tts.piper_split).
+        import onnx  # noqa: PLC0415
+        from piper.patch_voice_with_alignment import add_alignment_output  # noqa: PLC0415
+
         model = onnx.load(str(model_path))
         try:
             add_alignment_output(model)

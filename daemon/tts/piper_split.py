@@ -30,14 +30,12 @@ import tempfile
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
-
-import onnx
-import onnx.utils
-from onnx import shape_inference
-from piper.patch_voice_with_alignment import add_alignment_output
-from streaming_vits.graph import describe_decoder, find_seam
+from typing import TYPE_CHECKING
 
 from daemon.models import user_cache_dir
+
+if TYPE_CHECKING:
+    import onnx
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -173,6 +171,13 @@ def _load_meta(folder: Path) -> SplitVoice | None:
 
 
 def _split_into(model_path: Path, folder: Path) -> None:
+    # onnx (18 MB of RSS) and the graph tools load only for a split, once per voice.
+    import onnx  # noqa: PLC0415
+    import onnx.utils  # noqa: PLC0415
+    from onnx import shape_inference  # noqa: PLC0415
+    from piper.patch_voice_with_alignment import add_alignment_output  # noqa: PLC0415
+    from streaming_vits.graph import describe_decoder, find_seam  # noqa: PLC0415
+
     model = onnx.load(str(model_path))
     seam = find_seam(model)
     hop = int(describe_decoder(model)["hop"])
@@ -225,6 +230,8 @@ def receptive_field_frames(decoder: onnx.ModelProto) -> tuple[int, int]:
     Returns:
       (left, right) in frames, rounded up.
     """
+    import onnx  # noqa: PLC0415 - see _split_into
+
     reach: dict[str, tuple[float, float, int]] = {
         graph_input.name: (0.0, 0.0, 1) for graph_input in decoder.graph.input}
     for node in decoder.graph.node:
