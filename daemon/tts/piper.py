@@ -71,7 +71,8 @@ class PiperEngine:
       config_path: Its .onnx.json file.
       onnx_threads: ONNX Runtime intra-op threads of each session (inter-op is 1).
       streaming: Decode each sentence in frame windows (see the module docstring);
-        False = one ONNX run per sentence.
+        False = one ONNX run per sentence (also what a voice whose graph cannot be split
+        falls back to, with a warning).
       split_cache: Folder of cached split graphs (default:
         `daemon.tts.piper_split.split_cache_root()`).
 
@@ -85,7 +86,6 @@ class PiperEngine:
 
     Raises:
       FileNotFoundError, onnxruntime errors: the model cannot be loaded.
-      ValueError: streaming was asked for and the graph cannot be split.
     """
 
     def __init__(self, model_path: Path, config_path: Path, onnx_threads: int = 1,
@@ -101,8 +101,15 @@ class PiperEngine:
         self._split: SplitVoice | None = None
         self._frontend: onnxruntime.InferenceSession | None = None
         self._decoder: WindowDecoder | None = None
+        split = None
         if streaming:
-            split = ensure_split(model_path, split_cache)
+            try:
+                split = ensure_split(model_path, split_cache)
+            except (ValueError, OSError) as exc:  # not a VITS graph we can cut, or no cache
+                _LOGGER.warning("%s: speaking whole sentences, no streaming inside a chunk "
+                                "(%s)", model_path.name, exc)
+                self.streaming = False
+        if split is not None:
             self._split = split
             self._frontend = _session(str(split.frontend_path), onnx_threads)
             self._decoder = WindowDecoder(split, _session(str(split.decoder_path), onnx_threads))
