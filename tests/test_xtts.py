@@ -354,6 +354,45 @@ def test_latents_are_cached_and_recomputed_when_a_clip_changes(
     assert code == 1 and "bard_clone: FAILED" in out and "bard.wav" in out, out
 
 
+def test_an_xtts_npc_configured_pt_br_passes_pt_to_the_engine(
+        python_xtts: str, tiny_model: Path, clips: dict[str, Path], tmp_path: Path) -> None:
+    """The NPC's BCP 47 tag reaches XTTS as XTTS's own code (pt-BR -> "pt")."""
+    from daemon.engines.loading import xtts_voice_settings
+    from tests.support.voices import standin_piper_voice
+
+    portuguese = standin_piper_voice(tmp_path, "pt_BR", "pt-br")  # the fallback
+    config = parse_config(config_text(config_for_tests(
+        xtts={"model": str(tiny_model), "python": python_xtts, "device": "cpu",
+              "dtype": "float32", "latents_cache_dir": str(tmp_path / "latents"), "seed": 7},
+        voices={"faber": {"engine": "piper", "model": str(portuguese)},
+                "bard_clone": {"engine": "xtts", "reference_clips": [str(clips["bard.wav"])],
+                               "fallback": "faber"}},
+        npcs={"bardo": {"display_name": "Bardo", "voice": "bard_clone", "language": "pt-BR",
+                        "persona": "Você é um bardo alegre."}})))
+    settings = xtts_voice_settings(config, "bard_clone")
+    assert settings.language == "pt-BR"
+    worker = start_worker(python_xtts, tiny_model, tmp_path / "latents")
+    sent: list[wire.Synthesize] = []
+    synthesize_on_worker = worker.synthesize
+
+    def spy(request: wire.Synthesize, *args: object, **kwargs: object) -> object:
+        sent.append(request)
+        return synthesize_on_worker(request, *args, **kwargs)
+
+    try:
+        worker.prepare_voice("bard_clone", [str(clips["bard.wav"])])
+        worker.synthesize = spy  # type: ignore[method-assign]
+        engine = XttsEngine(worker, "bard_clone", config.xtts)
+        pieces: list[np.ndarray] = []
+        engine.synthesize("Bom dia, viajante.", settings, pieces.append, threading.Event(),
+                          turn_start=True)
+    finally:
+        worker.close()
+    assert [request.language for request in sent] == ["pt"]
+    assert engine.last_end is not None and not engine.last_end.cancelled
+    assert pieces and np.concatenate(pieces).size > 0
+
+
 # ---- configuration ----------------------------------------------------------------
 
 def test_xtts_voice_config_is_checked(tmp_path: Path) -> None:

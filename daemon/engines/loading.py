@@ -18,7 +18,7 @@ from daemon.asr.engines import AsrEngines
 from daemon.asr.routing import asr_routes
 from daemon.asr.transcriber import Transcriber, resolve_whisper
 from daemon.asr.vad import SileroVad
-from daemon.config import AsrConfig, Config, LlmConfig
+from daemon.config import AsrConfig, Config, LlmConfig, VoiceConfig
 from daemon.engines.thread import EngineThread
 from daemon.llm.base import TierEngine
 from daemon.llm.conversation import persona_messages
@@ -155,6 +155,21 @@ async def _load_hibari(onnx_threads: int) -> tuple[TtsEngine, EngineThread]:
     return engine, thread
 
 
+def xtts_voice_settings(config: Config, name: str) -> VoiceConfig:
+    """XTTS voice `name`'s settings with its language resolved.
+
+    XTTS speaks many languages: a voice without its own `language` speaks that of the
+    NPCs using it (the config checks they agree), as a BCP 47 tag that the engine turns
+    into XTTS's code ("pt-BR" -> "pt").
+    """
+    settings = config.voices[name]
+    if settings.language is not None:
+        return settings
+    users = [npc_id for npc_id, npc in config.npcs.items() if npc.voice == name]
+    return msgspec.structs.replace(
+        settings, language=config.npc_language(users[0]) if users else config.language)
+
+
 async def load_tier(config: LlmConfig, name: str, servers: list[LlamaServerProcess]
                     ) -> TierEngine:
     """One LLM tier as its config says: in process, a llama-server child, or a remote server.
@@ -189,11 +204,7 @@ def _use_xtts_voices(config: Config, names: list[str], thread: EngineThread,
     """
     worker = startup.worker
     for name in names:
-        settings = config.voices[name]
-        if settings.language is None:  # XTTS speaks the language of the NPCs using it
-            settings = msgspec.structs.replace(settings, language=next(
-                config.npc_language(npc_id) for npc_id, npc in config.npcs.items()
-                if npc.voice == name))
+        settings = xtts_voice_settings(config, name)
         fallback = voices[settings.fallback or ""]
         if name in startup.voices and worker is not None:
             voices[name] = XttsVoice(XttsEngine(worker, name, config.xtts), thread, settings,

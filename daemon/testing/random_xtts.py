@@ -31,6 +31,8 @@ from pathlib import Path
 
 SPECIAL_TOKENS = ("[STOP]", "[UNK]", "[SPACE]")
 CHARACTERS = tuple("abcdefghijklmnopqrstuvwxyz0123456789.,!?'-:;\"()")
+LANGUAGES = ("en", "pt", "es")
+"""Language tokens of the random vocabularies: English and the languages tests speak."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -99,7 +101,7 @@ def build_random_xtts(directory: Path, dims: XttsDims = TINY, seed: int = 0):
 
     directory.mkdir(parents=True, exist_ok=True)
     vocab_path = directory / "vocab.json"
-    write_vocab(vocab_path, dims.text_tokens)
+    write_vocab(vocab_path, dims.text_tokens, LANGUAGES)
     args = XttsArgs(
         gpt_layers=dims.gpt_layers, gpt_n_model_channels=dims.channels, gpt_n_heads=dims.heads,
         decoder_input_dim=dims.channels, d_vector_dim=512,
@@ -109,7 +111,7 @@ def build_random_xtts(directory: Path, dims: XttsDims = TINY, seed: int = 0):
         input_sample_rate=22050, output_sample_rate=24000, output_hop_length=256,
     )
     # The real config's inference settings (coqui/XTTS-v2 config.json).
-    config = XttsConfig(model_args=args, audio=XttsAudioConfig(), languages=["en"],
+    config = XttsConfig(model_args=args, audio=XttsAudioConfig(), languages=list(LANGUAGES),
                         temperature=0.75, repetition_penalty=5.0, top_k=50, top_p=0.85,
                         gpt_cond_len=30, gpt_cond_chunk_len=4, max_ref_len=30)
     torch.manual_seed(seed)
