@@ -16,6 +16,8 @@ SUITES: dict[str, str] = {
     "voice": "voice input: end of speech -> first audio, speculative vs endpoint-only",
     "xtts": "XTTS-v2 first audio and RTF, FP16 vs FP32 (run it in .venv-xtts; GPU)",
     "reliability": "hostile, vanishing and greedy clients against a live daemon (soak)",
+    "languages": "hibari vs Piper (first audio, RTF); Whisper base vs tiny.en (WER, ASR "
+                 "time); Portuguese and Spanish WER",
     "piper": "Piper streaming inside a chunk vs whole sentences: first audio, RTF, seams",
     "timing": "word and viseme timing: its cost on TTFA, and drift over a 20 s reply",
 }

@@ -175,11 +175,12 @@ func get_welcome() -> Dictionary:
 
 
 ## The NPCs the daemon voices: [code]npc_id[/code], [code]display_name[/code],
-## [code]profile[/code], [code]sample_rate_hz[/code], [code]prebuffer_ms[/code].
+## [code]profile[/code], [code]sample_rate_hz[/code], [code]prebuffer_ms[/code],
+## [code]language[/code] (BCP 47: "en", "pt-BR"...: replies and voice input; "en" if unsaid).
 func get_npcs() -> Array[Dictionary]:
 	var npcs: Array[Dictionary] = []
 	for npc: Dictionary in _turns.npcs().values():
-		npcs.append(npc)
+		npcs.append(npc.merged({"language": str(npc.get("language", "en"))}, true))
 	return npcs
 
 

@@ -1,0 +1,28 @@
+"""`npc-voice bench languages`: its structure on a few lines (figures: BENCHMARKS.md)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+from daemon.bench.languages import word_error_rate
+
+
+def test_word_error_rate_counts_substitutions_deletions_and_insertions() -> None:
+    assert word_error_rate(["Bom dia, senhor."], ["bom dia senhor"]) == 0.0
+    assert word_error_rate(["a b c d"], ["a x c"]) == 0.5  # one substitution, one deletion
+    assert word_error_rate(["a b", "c d"], ["a b e", "c d"]) == 0.25  # one insertion
+
+
+def test_the_voices_benchmark_reports_first_audio_and_rtf(tmp_path: Path) -> None:
+    out = tmp_path / "languages.json"
+    subprocess.run([sys.executable, "-m", "daemon.bench.languages", "--lines", "3",
+                    "--skip-asr", "--json", str(out)], check=True, timeout=300,
+                   stdout=subprocess.DEVNULL)
+    report = json.loads(out.read_text())
+    assert set(report["voices"]) == {"piper:joe", "hibari:heart"}
+    assert report["voices"]["hibari:heart"]["sample_rate_hz"] == 24000
+    for figures in report["voices"].values():
+        assert figures["first_audio_ms"]["p50"] > 0 and figures["rtf"]["p50"] > 0
