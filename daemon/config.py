@@ -289,6 +289,10 @@ class AsrConfig(_Section):
       speculative: Start ASR and the LLM on a pause, before the endpoint is certain.
       barge_in: Cancel the NPC's turn when the player starts speaking over it.
       max_utterance_s: Longest utterance; longer speech is cut there.
+      multilingual_beam_size: Beam size for the NPCs heard by `multilingual_model`
+        (None = the profile's). On espeak-ng Portuguese, Whisper base's WER was 28 % at
+        beam 5 against 62 % greedy, in about the same time (greedy decoding fell into
+        repetition loops): BENCHMARKS.md, "Languages".
     """
 
     enabled: bool = True
@@ -307,6 +311,7 @@ class AsrConfig(_Section):
     speculative: bool = True
     barge_in: bool = True
     max_utterance_s: Annotated[float, Meta(gt=1.0, le=120.0)] = 30.0
+    multilingual_beam_size: Annotated[int, Meta(ge=1, le=10)] | None = 5
 
     def resolved_profile(self) -> AsrProfile:
         """The profile with this section's overrides applied."""

@@ -37,17 +37,17 @@ class AsrEngines:
     multilingual: Transcriber | None = None
     routes: dict[str, AsrRoute] = field(default_factory=dict)
 
-    def for_npc(self, npc_id: str) -> tuple[Transcriber, str | None] | None:
-        """The Whisper model and language code (None = detect) that hear `npc_id`.
+    def for_npc(self, npc_id: str) -> tuple[Transcriber, AsrRoute] | None:
+        """The Whisper model that hears `npc_id`, and how (language, beam size).
 
         None when the NPC needs the multilingual model and it could not be loaded.
         """
         route = self.routes.get(npc_id, AsrRoute(multilingual=False, language="en"))
         if not route.multilingual:
-            return self.transcriber, route.language
+            return self.transcriber, route
         if self.multilingual is None:
             return None
-        return self.multilingual, route.language
+        return self.multilingual, route
 
     def close(self) -> None:
         """Stop the ASR threads."""

@@ -254,7 +254,8 @@ async def load_asr_engines(config: AsrConfig, npc_languages: dict[str, str] | No
     await thread.call(transcriber.warm_up)
     _LOGGER.info("warmed Whisper in %.0f ms", (time.perf_counter() - started) * 1000)
     engines = AsrEngines(transcriber, thread, vad,
-                         routes=asr_routes(config.language, npc_languages or {}))
+                         routes=asr_routes(config.language, npc_languages or {},
+                                           config.multilingual_beam_size))
     if any(route.multilingual for route in engines.routes.values()):
         engines.multilingual = await _load_multilingual(config, model_path, engines)
     return engines

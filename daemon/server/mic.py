@@ -171,10 +171,11 @@ class MicInput:
         stream = MicStream(SpeechProbability(self._engines.vad), self._settings,
                            request.sample_rate_hz,
                            self._config.max_utterance_s)
-        transcriber, language = heard_by
+        transcriber, route = heard_by
         self._sessions[client.identity] = MicSession(
             request, stream, time.perf_counter(), transcriber=transcriber,
-            decode=dataclasses.replace(self._decode, language=language))
+            decode=dataclasses.replace(self._decode, language=route.language,
+                                       beam_size=route.beam_size or self._decode.beam_size))
         _LOGGER.info("client %s opened the microphone (%s, %d Hz) for %s", client.label,
                      request.mode, request.sample_rate_hz, request.npc_id)
 
