@@ -30,7 +30,8 @@ def test_bench_command_end_to_end(tmp_path: Path) -> None:
     out = tmp_path / "results"
     command = [sys.executable, "-m", "daemon", "--log-level", "WARNING", "bench",
                "--config", str(config), "--turns", "2", "--warmup", "1",
-               "--modes", "streaming,naive", "--clients", "1,2", "--load-turns", "1",
+               "--modes", "streaming,typing,naive", "--typing-cps", "100",
+               "--clients", "1,2", "--load-turns", "1",
                "--out", str(out), "--no-progress"]
     completed = subprocess.run(command, capture_output=True, text=True, timeout=240)
     assert completed.returncode == 0, completed.stdout + completed.stderr
@@ -38,13 +39,14 @@ def test_bench_command_end_to_end(tmp_path: Path) -> None:
     stdout = completed.stdout
     assert "streaming: 2/2 turns done" in stdout
     assert "naive: 2/2 turns done" in stdout
+    assert "typing: 2/2 turns done" in stdout
     assert "TTFA ratio naive/streaming" in stdout
     assert "largest K with zero underruns" in stdout
 
     report = json.loads((out / "bench.json").read_text())
     assert report["machine"] and report["machine_load_at_start"]["loadavg_1m"] >= 0
-    assert report["settings"]["modes"] == ["streaming", "naive"]
-    assert list(report["modes"]) == ["streaming", "naive"]
+    assert report["settings"]["modes"] == ["streaming", "typing", "naive"]
+    assert list(report["modes"]) == ["streaming", "typing", "naive"]
     for name, mode in report["modes"].items():
         summary = mode["summary"]
         assert summary["turns"] == summary["turns_done"] == 2, name
@@ -62,6 +64,7 @@ def test_bench_command_end_to_end(tmp_path: Path) -> None:
     assert ([t["line"] for t in report["modes"]["streaming"]["turns"]]
             == [t["line"] for t in report["modes"]["naive"]["turns"]])
     assert set(report["ratios"]["naive/streaming"]) == {"p50", "p95"}
+    assert report["modes"]["typing"]["chars_per_s"] == 100
 
     load = report["load"]
     assert [level["clients"] for level in load["levels"]] == [1, 2]

@@ -6,7 +6,7 @@ import asyncio
 from dataclasses import dataclass, field
 
 from bridge_protocol.client import BridgeClient, TurnResult
-from bridge_protocol.messages import Cancelled, Done, Error, SceneEnded, SceneLine
+from bridge_protocol.messages import Cancelled, Done, Error, SceneCut, SceneEnded, SceneLine
 from daemon.launcher import DaemonProcess
 from daemon.llm.scene_prompt import PLAYER, SceneMember, SceneTranscript, next_speaker
 from tests.support.aio import run
@@ -22,6 +22,7 @@ class SceneRecord:
 
     lines: list[SceneLine] = field(default_factory=list)
     turns: dict[int, TurnResult] = field(default_factory=dict)
+    cuts: dict[int, int] = field(default_factory=dict)
     ended: SceneEnded | None = None
 
 
@@ -35,6 +36,9 @@ async def follow(client: BridgeClient, scene_id: int, record: SceneRecord,
             record.ended = event
             break
         assert event.scene_id == scene_id
+        if isinstance(event, SceneCut):
+            record.cuts[event.turn_id] = event.after_chunk_index
+            continue
         record.lines.append(event)
         collecting.append(asyncio.create_task(
             client.collect(event.turn_id, asyncio.get_running_loop().time())))
@@ -95,11 +99,18 @@ def test_the_player_speaking_into_a_scene_is_answered_next(daemon: DaemonProcess
     line = record.lines[answer]
     assert line.turn_id == answer_id and line.npc_id == "oracle"
     assert_complete_turn(record.turns[answer_id])
-    # The interrupted first line ended properly, at a clause boundary: `done`, its last
-    # block final (the player spoke so early that it may have said nothing at all).
-    first = record.turns[record.lines[0].turn_id]
-    assert isinstance(first.terminal, Done) and first.final_flags[-1] is True
+    # The interrupted first line ended properly, at a clause boundary: `done`, and
+    # either it stopped generating there by itself (its last block final) or, as the
+    # client held audio beyond the clause playing, a `scene_cut` after that clause.
+    first_id = record.lines[0].turn_id
+    first = record.turns[first_id]
+    assert isinstance(first.terminal, Done)
     assert first.seqs == list(range(len(first.seqs)))
+    if first_id in record.cuts:
+        assert 0 <= record.cuts[first_id] <= max(first.block_chunks)
+    else:
+        assert first.final_flags[-1] is True
+    assert set(record.cuts) <= {first_id}
 
 
 def test_scene_end_stops_the_line_speaking_and_everything_queued(

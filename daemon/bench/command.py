@@ -20,6 +20,7 @@ SUITES: dict[str, str] = {
                  "time); Portuguese and Spanish WER",
     "piper": "Piper streaming inside a chunk vs whole sentences: first audio, RTF, seams",
     "timing": "word and viseme timing: its cost on TTFA, and drift over a 20 s reply",
+    "scenes": "scenes: gap between speakers at the client, overlaps, player interjections",
 }
 
 

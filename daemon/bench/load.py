@@ -9,6 +9,7 @@ together; TTFA and underruns are then read against K.
 from __future__ import annotations
 
 import asyncio
+from dataclasses import dataclass
 from typing import Any
 
 from bridge_protocol.client import BridgeClient
@@ -20,9 +21,45 @@ Corpus = list[tuple[str, str]]
 """(npc_id, player line) pairs."""
 
 
+@dataclass(frozen=True)
+class Typist:
+    """How the benchmark's player types.
+
+    Attributes:
+      chars_per_s: Typing speed.
+      debounce_ms: The client's least time between two `typing` messages.
+    """
+
+    chars_per_s: float = 5.0
+    debounce_ms: float = 200.0
+
+
+async def type_line(client: BridgeClient, npc_id: str, line: str, typing: Typist) -> None:
+    """Type `line` as a player would, sending `typing` messages as the Godot addon does.
+
+    One character every 1 / `chars_per_s` seconds; a `typing` message with the text so
+    far once the player has paused for `debounce_ms` or every `debounce_ms` while typing
+    on (the addon's debounce). Returns at "Enter" (the line complete, nothing sent yet).
+    """
+    interval_s = 1.0 / typing.chars_per_s
+    last_sent = asyncio.get_running_loop().time()
+    for end in range(1, len(line) + 1):
+        await asyncio.sleep(interval_s)
+        now = asyncio.get_running_loop().time()
+        if now - last_sent >= typing.debounce_ms / 1000.0:
+            await client.typing(npc_id, line[:end])
+            last_sent = now
+
+
 async def client_turn(client: BridgeClient, mode: str, npc_id: str, line: str,
-                      prebuffer_ms: dict[str, int]) -> TurnRecord:
-    """Run one turn over `client` and summarise it."""
+                      prebuffer_ms: dict[str, int], typing: Typist | None = None
+                      ) -> TurnRecord:
+    """Run one turn over `client` and summarise it.
+
+    With `typing` the line is typed first (`type_line`); TTFA then counts from "Enter".
+    """
+    if typing is not None:
+        await type_line(client, npc_id, line, typing)
     result = await client.run_turn(npc_id, line)
     terminal = result.terminal
     timings = getattr(terminal, "timings", None)
@@ -38,7 +75,8 @@ def _prebuffers(client: BridgeClient) -> dict[str, int]:
 
 
 async def run_streaming(address: str, corpus: Corpus, turns: int, warmup: int,
-                        bar: Any) -> list[TurnRecord]:
+                        bar: Any, typing: Typist | None = None, mode: str = "streaming"
+                        ) -> list[TurnRecord]:
     """The streaming mode: `warmup` unrecorded, then `turns` recorded turns, one at a time.
 
     Args:
@@ -47,6 +85,9 @@ async def run_streaming(address: str, corpus: Corpus, turns: int, warmup: int,
       turns: Recorded turns.
       warmup: Unrecorded turns first.
       bar: A tqdm progress bar, advanced once per recorded turn.
+      typing: Type each recorded line first, sending `typing` messages (the "typing"
+        mode); None = the line is pasted at once.
+      mode: The records' mode name.
     """
     records = []
     async with BridgeClient(address, client_name="npc-voice bench") as client:
@@ -56,7 +97,7 @@ async def run_streaming(address: str, corpus: Corpus, turns: int, warmup: int,
             await client.run_turn(npc_id, line)
         for index in range(turns):
             npc_id, line = corpus[(warmup + index) % len(corpus)]
-            records.append(await client_turn(client, "streaming", npc_id, line, prebuffer))
+            records.append(await client_turn(client, mode, npc_id, line, prebuffer, typing))
             bar.update()
     return records
 

@@ -23,7 +23,8 @@ _SEGMENT_LABELS = {
     "first_block": "first block out",
     "ipc": "IPC both ways",
 }
-_MODE_COLOURS = {"streaming": "#2a7ab9", "naive": "#d9822b", "realtimetts": "#5c9e3d"}
+_MODE_COLOURS = {"streaming": "#2a7ab9", "typing": "#7a4fb0", "naive": "#d9822b",
+                 "realtimetts": "#5c9e3d"}
 _SIZE_IN = (7.0, 4.2)
 _DPI = 100
 

@@ -202,7 +202,7 @@ class TurnRecord:
     """The figures kept of one benchmark turn (times in ms since the utterance).
 
     Attributes:
-      mode: "streaming", "naive", "realtimetts" or "load-K".
+      mode: "streaming", "typing", "naive", "realtimetts" or "load-K".
       npc_id: The NPC addressed.
       line: The player's line.
       outcome: "done", "cancelled", "error" (or "none": no terminal event).

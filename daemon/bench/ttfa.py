@@ -2,6 +2,8 @@
 
 One run, same models, same lines, same sampling seed:
   * streaming: a real daemon process, measured as a client (TTFA includes IPC);
+  * typing: the same, each line typed at `--typing-cps` with `typing` messages first
+    (TTFA from "Enter");
   * naive: whole LLM reply, then TTS of the first chunk, then send (daemon/bench/naive.py);
   * realtimetts: the RealtimeTTS library fed by the same token stream
     (daemon/bench/peer_libraries.py, the optional `peers` extra; skipped with a one-line
@@ -38,7 +40,7 @@ from daemon.bench.stats import (
     ttfa_ratios,
 )
 
-MODES = ("streaming", "naive", "realtimetts")
+MODES = ("streaming", "typing", "naive", "realtimetts")
 """Every comparison mode, in the order they run."""
 
 DEFAULT_SEED = 1234
@@ -121,6 +123,8 @@ def add_bench_args(parser: argparse.ArgumentParser) -> None:
                              "load test (default: %(default)s)")
     parser.add_argument("--load-turns", type=int, default=4, metavar="N",
                         help="turns per client at each load level (default: %(default)s)")
+    parser.add_argument("--typing-cps", type=float, default=5.0, metavar="N",
+                        help="typing mode: characters per second (default: %(default)s)")
     parser.add_argument("--seed", type=int, default=DEFAULT_SEED,
                         help="sampling seed for every mode, so they speak the same replies; "
                              "-1 = random (default: %(default)s)")
@@ -151,7 +155,7 @@ def _mode_entry(records: list[TurnRecord], **extra: object) -> dict:
 def _run_daemon_modes(args: argparse.Namespace, corpus: list[tuple[str, str]],
                       modes: list[str], levels: list[int], report: dict) -> None:
     """The streaming mode and the load levels, on one daemon process."""
-    from daemon.bench.load import run_load, run_streaming  # noqa: PLC0415
+    from daemon.bench.load import Typist, run_load, run_streaming  # noqa: PLC0415
     from daemon.launcher import DaemonProcess  # noqa: PLC0415
 
     daemon = None
@@ -172,6 +176,14 @@ def _run_daemon_modes(args: argparse.Namespace, corpus: list[tuple[str, str]],
             bar.close()
             report["modes"]["streaming"] = _mode_entry(
                 records, peak_rss_mb=rss(), rss_of="daemon process (VmHWM)")
+        if "typing" in modes:
+            bar = _bar(args, args.turns, "typing")
+            records = asyncio.run(run_streaming(address, corpus, args.turns, args.warmup, bar,
+                                                Typist(args.typing_cps), mode="typing"))
+            bar.close()
+            report["modes"]["typing"] = _mode_entry(
+                records, peak_rss_mb=rss(), rss_of="daemon process (VmHWM)",
+                chars_per_s=args.typing_cps)
         if levels:
             bar = _bar(args, sum(levels) * args.load_turns, "load")
             pid = daemon.process.pid if daemon and daemon.process else None
@@ -304,7 +316,7 @@ def run_bench_command(args: argparse.Namespace) -> int:
     print(f"load at start: {report['machine_load_at_start']}")
     started = time.perf_counter()
     with LoadSampler() as sampler:
-        if "streaming" in modes or levels:
+        if {"streaming", "typing"} & set(modes) or levels:
             _run_daemon_modes(args, corpus, modes, levels, report)
         if {"naive", "realtimetts"} & set(modes):
             _run_in_process_modes(args, corpus, modes, report)

@@ -8,13 +8,15 @@ one when the previous line's audio has played at the client plus the scene's pau
 speaking (it starts as soon as the current line's text is complete), so the gap
 between speakers is a pause, not a TTFA.
 
-When the line's audio ends at the client is estimated from what the daemon sent: the
-client starts a line at its first block plus the NPC's pre-buffer (or at once when the
-line arrives with more audio than that, as a released line does) and plays in real time.
+When the line's audio ends at the client is modelled from when its blocks left
+(`daemon.pipeline.playback.PlaybackClock`): playback starts at the first block plus the
+NPC's pre-buffer, runs in real time and stalls on a late block.
 
 The player speaks into a scene with a `say` carrying `scene_id`: the NPC speaking stops
-after its current clause (`interjection = "clause"`) or at once, the line prepared is
-dropped, and the NPC the player addressed answers next, with the player's turn id.
+after the clause the client is playing (`interjection = "clause"`) or at once: the daemon
+stops generating it and sends `scene_cut`, since the client may already hold seconds of
+the line's later audio. The line prepared is dropped, and the NPC the player addressed
+answers next, with the player's turn id, once the cut line has played to the cut.
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ from bridge_protocol.messages import (
     Error,
     ErrorCode,
     Say,
+    SceneCut,
     SceneEnded,
     SceneEndReason,
     SceneLine,
@@ -70,7 +73,9 @@ class Scene:
     current: _Line | None = None
     upcoming: _Line | None = None
     last_speaker: str | None = None
-    play_end_at: float = 0.0
+    play_end_at: tuple[float, float] = (0.0, 0.0)
+    """When the line speaking has played at the client, by the addon's playback rule
+    and by DESIGN's (`daemon.pipeline.playback`)."""
     release: asyncio.TimerHandle | None = None
     ended: bool = False
 
@@ -150,15 +155,41 @@ class SceneManager:
         assert scene is not None
         scene.transcript.add(PLAYER, say.text)
         self._drop_upcoming(scene, "barge_in")
-        current = scene.current
-        if current is not None and not current.handle.finished:
-            if self._config.scenes.interjection == "at_once":
-                self._turns.stop(client, current.handle, "barge_in")
-            else:
-                current.handle.turn.wind_down()
+        if scene.release is not None:
+            scene.release.cancel()  # the dropped line's; the answer's comes below
+            scene.release = None
+        if scene.current is not None:
+            self._cut(scene, scene.current)
         self._prepare(scene, say.npc_id, answer=say)
         if scene.current is None or scene.current.handle.finished:
             self._release_when_due(scene)
+
+    def _cut(self, scene: Scene, line: _Line) -> None:
+        """Stop `line` where the client is: after the clause playing now, or at once.
+
+        The daemon sends audio ahead of playback, so the client may hold seconds of the
+        line: `scene_cut` tells it where the line now ends, and the answer waits only
+        for that point (plus the pause), not for the rest of the line.
+        """
+        handle = line.handle
+        at_once = self._config.scenes.interjection == "at_once"
+        playing = handle.chunk_playing(time.perf_counter())
+        if not handle.finished:
+            if at_once:
+                self._turns.stop(scene.client, handle, "barge_in")
+            else:
+                handle.turn.wind_down()  # no chunk after the one being synthesized
+        if playing is None and not at_once:
+            return  # nothing left to play, or nothing sent yet: wind_down suffices
+        last = -1 if at_once or playing is None else playing
+        handle.cut_after(last)
+        self._sender.send(scene.client, SceneCut(scene_id=scene.scene_id,
+                                                 turn_id=handle.turn_id,
+                                                 after_chunk_index=last))
+        if handle.finished:  # its end was counted with the audio after the cut
+            played_at = handle.played_at()
+            now = time.perf_counter()
+            scene.play_end_at = played_at if played_at is not None else (now, now)
 
     def client_gone(self, client: Client) -> None:
         """Forget `client`'s scenes (its turns are cancelled by the turn manager)."""
@@ -211,7 +242,12 @@ class SceneManager:
         """Release the prepared line when the previous one has played, plus the pause."""
         if scene.upcoming is None or scene.ended or scene.release is not None:
             return
-        due = scene.play_end_at + self._config.scenes.gap_ms / 1000.0
+        # Either rule's client hears at least the pause: the addon starts a released line
+        # at once (it holds more than its pre-buffer), the DESIGN rule a pre-buffer later.
+        gap_s = self._config.scenes.gap_ms / 1000.0
+        prebuffer_s = scene.upcoming.handle.turn.spec.profile.prebuffer_ms / 1000.0
+        addon_end, design_end = scene.play_end_at
+        due = max(addon_end + gap_s, design_end + gap_s - prebuffer_s)
         delay = max(0.0, due - time.perf_counter()) if scene.lines else 0.0
         scene.release = asyncio.get_running_loop().call_later(delay, self._release, scene)
 
@@ -245,16 +281,13 @@ class SceneManager:
             return
         scene.lines += 1
         scene.last_speaker = line.npc_id
-        progress, spec = line.handle.turn.progress, line.handle.turn.spec
+        progress = line.handle.turn.progress
         if line.transcript_index is not None and isinstance(terminal, Done | Cancelled):
             scene.transcript.replace(line.transcript_index, progress.spoken_text)
-        first_block = progress.timings.first_block_ms
-        if first_block is not None:
-            prebuffer_s = spec.profile.prebuffer_ms / 1000.0
-            started_at = spec.received_at + first_block / 1000.0
-            audio_s = progress.timings.audio_ms / 1000.0
-            play_start = started_at if audio_s > prebuffer_s else started_at + prebuffer_s
-            scene.play_end_at = max(time.perf_counter(), play_start + audio_s)
+        played_at = line.handle.played_at()
+        if played_at is not None:
+            now = time.perf_counter()
+            scene.play_end_at = (max(now, played_at[0]), max(now, played_at[1]))
         if scene.lines >= scene.max_lines:
             self._end(scene, "max_exchanges")
             return

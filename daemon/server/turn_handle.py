@@ -12,12 +12,14 @@ from __future__ import annotations
 
 import asyncio
 import enum
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import msgspec
 
-from bridge_protocol.messages import DaemonMessage
+from bridge_protocol.messages import AudioBlock, DaemonMessage
+from daemon.pipeline.playback import PlaybackClock
 from daemon.pipeline.turn import Turn
 
 SendFn = Callable[[DaemonMessage, "bytes | None"], None]
@@ -49,6 +51,56 @@ class TurnHandle:
     """Called with the terminal event once it is sent (a scene waits for its lines)."""
     _held_back: list[tuple[DaemonMessage, bytes | None]] = field(default_factory=list)
     _pending_terminal: DaemonMessage | None = None
+    _playback: PlaybackClock | None = None
+    _chunk_played_at: dict[int, float] = field(default_factory=dict)
+    _cut_after_chunk: int | None = None
+
+    def played_at(self) -> tuple[float, float] | None:
+        """`time.perf_counter()` when the client will have played every block sent so far.
+
+        By the two playback rules (`PlaybackClock`): (the addon's, DESIGN's), from the
+        times the blocks actually left (a held-back turn's at its release). A cut turn
+        (`cut_after`) ends at its cut, by the later rule for both. None before any block.
+        """
+        if self._cut_after_chunk is not None:
+            ends = [end for index, end in self._chunk_played_at.items()
+                    if index <= self._cut_after_chunk]
+            end = max(ends, default=time.perf_counter())
+            return end, end
+        clock = self._playback
+        if clock is None or clock.end_s is None or clock.design_end_s is None:
+            return None
+        return clock.end_s, clock.design_end_s
+
+    def chunk_playing(self, now: float) -> int | None:
+        """Index of the chunk the client is playing (or will play first) at `now`.
+
+        None when every chunk sent so far has been played, or nothing was sent yet.
+        """
+        playing = [index for index, end in self._chunk_played_at.items() if end > now]
+        return min(playing) if playing else None
+
+    def cut_after(self, chunk_index: int) -> None:
+        """From now on, drop the turn's blocks and subtitles of chunks after `chunk_index`.
+
+        The client is told separately (`scene_cut`) to drop those it already has.
+        """
+        self._cut_after_chunk = chunk_index
+
+    def _send(self, message: DaemonMessage, pcm: bytes | None, send: SendFn) -> None:
+        cut = self._cut_after_chunk
+        if cut is not None and getattr(message, "chunk_index", -1) > cut:
+            return  # a block, subtitle or timing of a chunk after the cut
+        send(message, pcm)
+        if isinstance(message, AudioBlock):
+            if self._playback is None:
+                self._playback = PlaybackClock(self.turn.spec.profile.prebuffer_ms / 1000.0)
+            self._playback.block(time.perf_counter(), message.sample_count,
+                                 message.sample_rate_hz)
+            end_s = self._playback.latest_end_s
+            assert end_s is not None
+            if message.sample_count:  # an empty final block marks the end, not a chunk
+                self._chunk_played_at[message.chunk_index] = end_s
 
     @property
     def turn_id(self) -> int:
@@ -81,7 +133,7 @@ class TurnHandle:
         if self.speculative:
             self._held_back.append((message, pcm))
         else:
-            send(message, pcm)
+            self._send(message, pcm, send)
 
     def end(self, terminal: DaemonMessage, send: SendFn) -> bool:
         """Send the turn's terminal event; returns True if the turn is now finished.
@@ -119,7 +171,7 @@ class TurnHandle:
         self.turn.released()
         held, self._held_back = self._held_back, []
         for message, pcm in held:
-            send(message, pcm)
+            self._send(message, pcm, send)
         terminal, self._pending_terminal = self._pending_terminal, None
         return terminal
 
