@@ -1,12 +1,16 @@
-"""Voice-input benchmark: how much TTFA the speculative start saves.
+"""Voice-input benchmark: end of speech -> first audio, and what each lever saves.
 
-Runs the same spoken player lines through two daemons, speculative start on and off,
-in open-mic mode at real-time pace, and reports TTFA measured from the end of speech:
-from the moment the client sent the block holding the last voiced sample (the
+Runs the same spoken player lines through one daemon per mode, in open-mic mode at
+real-time pace, and reports TTFA measured from the end of speech, the stages (what
+ended the utterance and when, ASR time) and the word error rate of the transcripts:
+  * smart_turn: the packaged config (speculative start; Smart Turn judges each pause);
+  * silence: the same without Smart Turn (the utterance ends after `end_silence_ms`);
+  * endpoint_only: neither (ASR starts at the endpoint).
+TTFA counts from the moment the client sent the block holding the last voiced sample (the
 daemon's `speech_ended.at_ms`) to the first reply block. The player's lines are
 spoken by Piper (deterministic), as a microphone would deliver them, at 16 kHz.
 
-    python -m daemon.bench.voice --lines 10 --json bench-results/voice.json
+    npc-voice bench voice --lines 12 --json bench-results/voice.json
 """
 
 from __future__ import annotations
@@ -24,10 +28,10 @@ import soxr
 
 from bridge_protocol.client import BridgeClient
 from bridge_protocol.messages import Done, SpeechEnded, Transcript
-from daemon.bench.stats import machine_description, percentiles
+from daemon.bench.configs import Overrides, write_config_with
+from daemon.bench.stats import machine_description, machine_load, percentiles
 from daemon.bench.ttfa import load_corpus
 from daemon.config import VoiceConfig
-from daemon.config_file import default_config_text
 from daemon.launcher import DaemonProcess
 from daemon.models import resolve_piper_voice
 from daemon.tts.piper import PiperEngine
@@ -84,6 +88,10 @@ async def one_utterance(client: BridgeClient, npc_id: str, audio: np.ndarray) ->
         "ttfa_from_end_of_speech_ms": result.ttfa_ms,
         "endpoint_ms": timings.endpoint_ms if timings else None,
         "asr_ms": timings.asr_ms if timings else None,
+        "endpoint_by": timings.endpoint_by if timings else None,
+        "turn_complete": timings.turn_complete if timings else None,
+        "llm_first_token_ms": timings.llm_first_token_ms if timings else None,
+        "tts_first_audio_ms": timings.tts_first_audio_ms if timings else None,
         "daemon_first_block_ms": timings.first_block_ms if timings else None,
         "speculative": timings.speculative if timings else None,
         "outcome": type(result.terminal).__name__.lower(),
@@ -101,24 +109,53 @@ async def run_mode(address: str, utterances: list[tuple[str, np.ndarray]]) -> li
     return records
 
 
+MODES: dict[str, Overrides] = {
+    "smart_turn": {},
+    "silence": {"asr": {"smart_turn": False}},
+    "endpoint_only": {"asr": {"smart_turn": False, "speculative": False}},
+}
+"""Each mode's changes to the packaged config."""
+
+
+def word_error_rate(references: list[str], hypotheses: list[str]) -> float | None:
+    """WER of the transcripts (jiwer, after lower-casing and removing punctuation)."""
+    try:
+        import jiwer  # noqa: PLC0415 - the test extra; the figure is skipped without it
+    except ImportError:
+        return None
+    normalise = jiwer.Compose([jiwer.ToLowerCase(), jiwer.RemovePunctuation(),
+                               jiwer.RemoveMultipleSpaces(), jiwer.Strip(),
+                               jiwer.ReduceToListOfListOfWords()])
+    return round(jiwer.wer(references, hypotheses, reference_transform=normalise,
+                           hypothesis_transform=normalise), 4)
+
+
 def main(argv: list[str] | None = None) -> int:
-    """Entry point: `python -m daemon.bench.voice`."""
+    """Entry point: `npc-voice bench voice`."""
     parser = argparse.ArgumentParser(prog="npc-voice bench voice",
                                      description=__doc__.split("\n\n")[0])
-    parser.add_argument("--lines", type=int, default=10, help="utterances per mode")
+    parser.add_argument("--lines", type=int, default=12, help="utterances per mode")
+    parser.add_argument("--modes", default=",".join(MODES),
+                        help="comma-separated, from " + ",".join(MODES))
+    parser.add_argument("--asr-threads", type=int, default=None,
+                        help="Whisper threads ([asr] cpu_threads; default: the config's)")
     parser.add_argument("--json", type=Path, default=Path("bench-results/voice.json"))
     args = parser.parse_args(argv)
+    modes = [m.strip() for m in args.modes.split(",") if m.strip()]
+    unknown = sorted(set(modes) - set(MODES))
+    if unknown:
+        parser.error(f"unknown mode(s) {', '.join(unknown)}")
     corpus = load_corpus()[: args.lines]
-    utterances = list(zip([npc for npc, _ in corpus], speak_lines([line for _, line in corpus]),
-                          strict=True))
-    report: dict = {"machine": machine_description(),
-                    "command": " ".join(["python -m daemon.bench.voice", *(argv or sys.argv[1:])]),
-                    "modes": {}}
-    for mode, speculative in (("speculative", "true"), ("endpoint_only", "false")):
-        config_path = args.json.parent / f"voice-{mode}.toml"
-        config_path.parent.mkdir(parents=True, exist_ok=True)
-        config_path.write_text(default_config_text().replace(
-            "speculative = true", f"speculative = {speculative}"))
+    lines = [line for _, line in corpus]
+    utterances = list(zip([npc for npc, _ in corpus], speak_lines(lines), strict=True))
+    report: dict = {"machine": machine_description(), "machine_load_at_start": machine_load(),
+                    "command": " ".join(["npc-voice bench voice", *(argv or sys.argv[2:])]),
+                    "asr_threads": args.asr_threads, "modes": {}}
+    for mode in modes:
+        overrides: Overrides = {section: dict(values) for section, values in MODES[mode].items()}
+        if args.asr_threads:
+            overrides.setdefault("asr", {})["cpu_threads"] = args.asr_threads
+        config_path = write_config_with(args.json.parent / f"voice-{mode}.toml", overrides)
         with DaemonProcess(config_path) as daemon:
             records = asyncio.run(run_mode(daemon.address, utterances))
         ok = [r for r in records if r["recognised"] and r["ttfa_from_end_of_speech_ms"]]
@@ -127,19 +164,21 @@ def main(argv: list[str] | None = None) -> int:
                                                        for r in ok]),
             "endpoint_ms": percentiles([r["endpoint_ms"] for r in ok if r["endpoint_ms"]]),
             "asr_ms": percentiles([r["asr_ms"] for r in ok if r["asr_ms"]]),
+            "ended_by": {cause: sum(1 for r in ok if r["endpoint_by"] == cause)
+                         for cause in sorted({str(r["endpoint_by"]) for r in ok})},
             "speculative_turns": sum(1 for r in ok if r["speculative"]),
+            "wer": word_error_rate(lines, [r.get("transcript", "") for r in records]),
             "recognised": len(ok),
             "utterances": len(records),
             "records": records,
         }
-    spec = report["modes"]["speculative"]["ttfa_from_end_of_speech_ms"]
-    base = report["modes"]["endpoint_only"]["ttfa_from_end_of_speech_ms"]
-    print(f"{'mode':16} {'TTFA p50':>9} {'p95':>8}  (ms from end of speech)")
-    for mode, stats in (("speculative", spec), ("endpoint only", base)):
-        print(f"{mode:16} {stats['p50']:>9} {stats['p95']:>8}")
-    if spec["p50"] and base["p50"]:
-        report["saved_p50_ms"] = round(base["p50"] - spec["p50"], 1)
-        print(f"speculative start saves {report['saved_p50_ms']} ms at p50")
+    print(f"{'mode':14} {'TTFA p50':>9} {'p95':>8} {'endpoint p50':>13} {'ASR p50':>8} "
+          f"{'WER':>6}  (ms from end of speech)")
+    for mode, entry in report["modes"].items():
+        ttfa = entry["ttfa_from_end_of_speech_ms"]
+        print(f"{mode:14} {ttfa['p50']!s:>9} {ttfa['p95']!s:>8} "
+              f"{entry['endpoint_ms']['p50']!s:>13} {entry['asr_ms']['p50']!s:>8} "
+              f"{entry['wer']!s:>6}  ended by {entry['ended_by']}")
     args.json.parent.mkdir(parents=True, exist_ok=True)
     args.json.write_text(json.dumps(report, indent=2))
     print(f"wrote {args.json}")
