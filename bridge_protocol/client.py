@@ -13,7 +13,6 @@ Example:
 from __future__ import annotations
 
 import asyncio
-import itertools
 import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
@@ -34,6 +33,7 @@ from bridge_protocol.messages import (
     ListenStop,
     MicAudio,
     Say,
+    SceneCut,
     SceneEnd,
     SceneEnded,
     SceneLine,
@@ -43,6 +43,7 @@ from bridge_protocol.messages import (
     Subtitle,
     Timing,
     Transcript,
+    Typing,
     Welcome,
     is_terminal,
 )
@@ -72,6 +73,7 @@ class TurnResult:
       pcm: All audio, s16le mono bytes at `sample_rate_hz`.
       sample_rate_hz: Rate of the audio (0 if none arrived).
       block_arrivals: (arrival time, sample_count) per block, in seq order.
+      block_chunks: `chunk_index` of each block, in seq order.
       seqs: Sequence numbers in arrival order (contiguity check).
       final_flags: `final` of each block in arrival order.
       first_subtitle_at: Arrival of the first subtitle.
@@ -87,6 +89,7 @@ class TurnResult:
     pcm: bytearray = field(default_factory=bytearray)
     sample_rate_hz: int = 0
     block_arrivals: list[tuple[float, int]] = field(default_factory=list)
+    block_chunks: list[int] = field(default_factory=list)
     seqs: list[int] = field(default_factory=list)
     final_flags: list[bool] = field(default_factory=list)
     first_subtitle_at: float | None = None
@@ -167,12 +170,12 @@ class BridgeClient:
         self._control: asyncio.Queue[DaemonMessage] = asyncio.Queue()
         self.speech_events: asyncio.Queue[SpeechStarted | SpeechEnded | Transcript] = (
             asyncio.Queue())
-        self.scene_events: asyncio.Queue[SceneLine | SceneEnded] = asyncio.Queue()
+        self.scene_events: asyncio.Queue[SceneLine | SceneCut | SceneEnded] = asyncio.Queue()
         """Scenes: each line's announcement (its turn's events then come through
         `events(line.turn_id)`), and the end of each scene."""
         """Voice input: speech started/ended, and each transcript (its turn's events
         then come through `events(transcript.turn_id)`)."""
-        self._turn_ids = itertools.count(int(time.time() * 1000) % 1_000_000)
+        self._next_turn_id = int(time.time() * 1000) % 1_000_000
         self._mic_seq = 0
         self.welcome: Welcome | None = None
         self.connection_errors: list[Error] = []
@@ -231,7 +234,7 @@ class BridgeClient:
         if self._own_context:
             self._context.term()
 
-    async def _send(self, message: Hello | Say | Cancel | ListenStart | ListenStop
+    async def _send(self, message: Hello | Say | Typing | Cancel | ListenStart | ListenStop
                     | SceneStart | SceneEnd) -> None:
         assert self._socket is not None, "connect() first"
         await self._socket.send_multipart(to_frames(message))
@@ -272,10 +275,15 @@ class BridgeClient:
             turn_id = getattr(header, "turn_id", None)
             arrival = time.perf_counter()
             if isinstance(decoded, Transcript):  # a voice turn the daemon started
+                self._daemon_chose(decoded.turn_id)
                 self._turn_queues.setdefault(decoded.turn_id, asyncio.Queue())
                 self.speech_events.put_nowait(decoded)
             elif isinstance(decoded, SceneLine):  # a scene line: a turn the daemon started
+                self._daemon_chose(decoded.turn_id)
                 self._turn_queues.setdefault(decoded.turn_id, asyncio.Queue())
+                self.scene_events.put_nowait(decoded)
+                continue
+            elif isinstance(decoded, SceneCut):
                 self.scene_events.put_nowait(decoded)
                 continue
             elif isinstance(decoded, SceneEnded):
@@ -295,8 +303,17 @@ class BridgeClient:
                 self._control.put_nowait(decoded)  # type: ignore[arg-type]
 
     def next_turn_id(self) -> int:
-        """A fresh, increasing turn id."""
-        return next(self._turn_ids)
+        """A fresh turn id: greater than every id used on this connection so far.
+
+        Including the ids the daemon chose (voice turns, scene lines), which a `say`
+        must exceed too.
+        """
+        turn_id = self._next_turn_id
+        self._next_turn_id += 1
+        return turn_id
+
+    def _daemon_chose(self, turn_id: int) -> None:
+        self._next_turn_id = max(self._next_turn_id, turn_id + 1)
 
     async def say(
         self, npc_id: str, text: str, profile: str | None = None, turn_id: int | None = None
@@ -306,6 +323,10 @@ class BridgeClient:
         self._turn_queues[turn_id] = asyncio.Queue()
         await self._send(Say(turn_id=turn_id, npc_id=npc_id, text=text, profile=profile))
         return turn_id
+
+    async def typing(self, npc_id: str, text: str) -> None:
+        """Tell the daemon the line being typed to `npc_id` so far (see `Typing`)."""
+        await self._send(Typing(npc_id=npc_id, text=text))
 
     async def scene_start(self, scene_id: int, npc_ids: list[str], situation: str = "",
                           max_exchanges: int | None = None) -> None:
@@ -405,6 +426,7 @@ class BridgeClient:
         async for now, event in self.timed_events(turn_id, timeout_s):
             if isinstance(event, DecodedAudio):
                 result.block_arrivals.append((now, event.header.sample_count))
+                result.block_chunks.append(event.header.chunk_index)
                 result.seqs.append(event.header.seq)
                 result.final_flags.append(event.header.final)
                 result.sample_rate_hz = event.header.sample_rate_hz

@@ -104,6 +104,23 @@ class Say(Message, kw_only=True):
     scene_id: Annotated[int, Meta(ge=0)] | None = None
 
 
+class Typing(Message, kw_only=True):
+    """The line the player is typing to an NPC, so far (optional; sent while typing).
+
+    The daemon evaluates the conversation's prompt up to the line's last complete word
+    in the background, so that when the `say` comes only its last words are new. Send
+    it debounced (e.g. 150-300 ms after the last keystroke) with the whole text typed
+    so far; nothing is answered, and a line never sent costs nothing visible.
+
+    Attributes:
+      npc_id: The NPC the line is for.
+      text: The text typed so far, at most `Limits.max_text_chars` characters.
+    """
+
+    npc_id: NpcId
+    text: str
+
+
 class Cancel(Message, kw_only=True):
     """Barge-in from the game: stop `turn_id` end to end (LLM, TTS, queued blocks)."""
 
@@ -178,8 +195,8 @@ class SceneEnd(Message, kw_only=True):
     scene_id: Annotated[int, Meta(ge=0)]
 
 
-ClientMessage = (Hello | Say | Cancel | ListenStart | MicAudio | ListenStop | SceneStart
-                 | SceneEnd)
+ClientMessage = (Hello | Say | Typing | Cancel | ListenStart | MicAudio | ListenStop
+                 | SceneStart | SceneEnd)
 """Union of everything a client may send."""
 
 
@@ -387,6 +404,11 @@ class TurnTimings(Record, kw_only=True):
       endpoint_ms: Voice turns: end of speech -> endpoint decided (the silence wait).
       asr_ms: Voice turns: speech recognition time of the transcript used.
       speculative: Voice turns: the reply started on a pause, before the endpoint.
+      endpoint_by: Voice turns: what ended the utterance: "smart_turn" (a short silence
+        and the end-of-turn model judged it complete), "silence" (the full silence
+        wait), "listen_stop" (push-to-talk released) or "max_length".
+      turn_complete: Voice turns: the end-of-turn model's probability that the player
+        had finished, at the first pause (None when it did not run).
       narrative_first_token_ms: Two-tier turns: first token of the narrative tier's
         continuation (None = single tier, or no continuation).
       handoff_chunk_index: Two-tier turns: `chunk_index` of the continuation's first
@@ -412,6 +434,8 @@ class TurnTimings(Record, kw_only=True):
     endpoint_ms: float | None = None
     asr_ms: float | None = None
     speculative: bool = False
+    endpoint_by: str | None = None
+    turn_complete: float | None = None
     narrative_first_token_ms: float | None = None
     handoff_chunk_index: int | None = None
     handoff_gap_ms: float | None = None
@@ -542,6 +566,27 @@ class SceneLine(Message, kw_only=True):
     answers_player: bool = False
 
 
+class SceneCut(Message, kw_only=True):
+    """The player spoke into a scene: stop playing `turn_id` after chunk `after_chunk_index`.
+
+    The daemon may have sent audio well ahead of playback; this tells the client where
+    the line now ends: play its blocks up to the end of chunk `after_chunk_index` (the
+    clause playing when the player spoke) and drop every later block and subtitle of
+    the turn, queued or still to come (-1: stop the line now). The turn still ends with
+    its one terminal event. The answer's `scene_line` follows once the cut line has
+    played to there, plus the scene's pause.
+
+    Attributes:
+      scene_id: The scene.
+      turn_id: The line cut.
+      after_chunk_index: Last chunk to play; -1 = none (stop at once).
+    """
+
+    scene_id: int
+    turn_id: int
+    after_chunk_index: int
+
+
 SceneEndReason = Literal["scene_end", "max_exchanges", "cancel", "error"]
 
 
@@ -562,7 +607,8 @@ class SceneEnded(Message, kw_only=True):
 
 DaemonMessage = (
     Welcome | Subtitle | Timing | AudioBlock | Done | Cancelled | Error | SpeechStarted
-    | SpeechEnded | Transcript | SceneLine | SceneEnded
+    | SpeechEnded | Transcript | SceneLine | SceneCut
+    | SceneEnded
 )
 """Union of everything the daemon sends."""
 

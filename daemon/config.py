@@ -285,7 +285,13 @@ class AsrConfig(_Section):
         for every NPC.
       vad_threshold: silero-vad speech probability threshold.
       preroll_ms: Audio kept before the detected start of speech.
-      pause_ms, end_silence_ms, beam_size: Override the profile's values.
+      pause_ms, end_silence_ms, unfinished_silence_ms, beam_size: Override the
+        profile's values.
+      smart_turn: Decide the end of the turn from the words and intonation too (Smart
+        Turn v3.2, BSD-2-Clause): at the pause, an utterance the model judges complete
+        ends at once; an unfinished one waits `unfinished_silence_ms`. Without the model
+        (Python 3.10: pipecat-ai, which ships it, needs 3.11) silence alone decides.
+      smart_turn_threshold: Probability of "complete" at or above which the turn ends.
       speculative: Start ASR and the LLM on a pause, before the endpoint is certain.
       barge_in: Cancel the NPC's turn when the player starts speaking over it.
       max_utterance_s: Longest utterance; longer speech is cut there.
@@ -307,7 +313,10 @@ class AsrConfig(_Section):
     preroll_ms: Annotated[int, Meta(ge=0, le=2000)] = 200
     pause_ms: Annotated[int, Meta(ge=0, le=5000)] | None = None
     end_silence_ms: Annotated[int, Meta(ge=100, le=10000)] | None = None
+    unfinished_silence_ms: Annotated[int, Meta(ge=100, le=10000)] | None = None
     beam_size: Annotated[int, Meta(ge=1, le=10)] | None = None
+    smart_turn: bool = True
+    smart_turn_threshold: Annotated[float, Meta(gt=0.0, lt=1.0)] = 0.5
     speculative: bool = True
     barge_in: bool = True
     max_utterance_s: Annotated[float, Meta(gt=1.0, le=120.0)] = 30.0
@@ -319,9 +328,11 @@ class AsrConfig(_Section):
         return AsrProfile(
             beam_size=self.beam_size or base.beam_size,
             best_of=base.best_of,
+            # The pause serves the speculative start and the end-of-turn judgement.
             pause_ms=(self.pause_ms if self.pause_ms is not None else base.pause_ms)
-            if self.speculative else 0,
+            if self.speculative or self.smart_turn else 0,
             end_silence_ms=self.end_silence_ms or base.end_silence_ms,
+            unfinished_silence_ms=self.unfinished_silence_ms or base.unfinished_silence_ms,
         )
 
 

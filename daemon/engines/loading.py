@@ -16,6 +16,7 @@ import msgspec
 
 from daemon.asr.engines import AsrEngines
 from daemon.asr.routing import asr_routes
+from daemon.asr.smart_turn import SmartTurn
 from daemon.asr.transcriber import Transcriber, resolve_whisper
 from daemon.asr.vad import SileroVad
 from daemon.config import AsrConfig, Config, LlmConfig, VoiceConfig
@@ -258,6 +259,8 @@ async def load_asr_engines(config: AsrConfig, npc_languages: dict[str, str] | No
                                            config.multilingual_beam_size))
     if any(route.multilingual for route in engines.routes.values()):
         engines.multilingual = await _load_multilingual(config, model_path, engines)
+    if config.smart_turn:
+        await _load_smart_turn(engines)
     return engines
 
 
@@ -284,3 +287,16 @@ async def _load_multilingual(config: AsrConfig, english_path: Path, engines: Asr
     _LOGGER.info("warmed the multilingual Whisper (%s) for NPC(s) %s in %.0f ms",
                  config.multilingual_model, ", ".join(npcs), ms_since(started))
     return transcriber
+
+
+async def _load_smart_turn(engines: AsrEngines) -> None:
+    """Add the end-of-turn model to `engines`; without it, one warning (silence decides)."""
+    turn_thread: EngineThread = EngineThread("smart-turn")
+    try:
+        smart_turn = await turn_thread.call(SmartTurn)
+        await turn_thread.call(smart_turn.warm_up)
+    except (ImportError, OSError, RuntimeError) as exc:  # no model, or ONNX Runtime refused it
+        turn_thread.shutdown()
+        _LOGGER.warning("end of turn decided by silence alone: %s", exc)
+        return
+    engines.smart_turn, engines.smart_turn_thread = smart_turn, turn_thread

@@ -169,12 +169,15 @@ class Turn:
             timings.first_block_ms = max(timings.first_block_ms or 0.0, self._ms())
 
     def note_voice_input(self, asr_ms: float | None, speculative: bool,
-                         endpoint_ms: float) -> None:
+                         endpoint_ms: float, endpoint_by: str | None = None,
+                         turn_complete: float | None = None) -> None:
         """Record how a voice turn's utterance was recognised (see `TurnTimings`)."""
         timings = self.progress.timings
         timings.asr_ms = asr_ms
         timings.speculative = speculative
         timings.endpoint_ms = round(endpoint_ms, 1)
+        timings.endpoint_by = endpoint_by
+        timings.turn_complete = None if turn_complete is None else round(turn_complete, 3)
 
     def _ms(self) -> float:
         return round((time.perf_counter() - self.spec.received_at) * 1000.0, 2)

@@ -37,6 +37,7 @@ from bridge_protocol.messages import (
     Say,
     SceneEnd,
     SceneStart,
+    Typing,
     Welcome,
 )
 from daemon.asr.engines import AsrEngines
@@ -52,6 +53,7 @@ from daemon.server.sender import Sender
 from daemon.server.socket_io import SocketWriter, resolved
 from daemon.server.tasks import BackgroundTasks
 from daemon.server.turns import TurnManager
+from daemon.server.typing import TypingPrefill
 from daemon.tts.base import Voice
 
 _LOGGER = logging.getLogger(__name__)
@@ -108,6 +110,7 @@ class BridgeServer:
         self._turns = TurnManager(config, llm, voices, self._sender, self._tasks,
                                   self._telemetry, self._trimmer)
         self._scenes = SceneManager(config, self._turns, self._sender, self._tasks)
+        self._typing = TypingPrefill(config, self._turns, llm, self._sender, self._tasks)
         self._mic = (MicInput(self._turns, self._sender, self._tasks, asr, config.asr,
                               config.server.max_text_chars) if asr is not None else None)
         self.address: str | None = None
@@ -297,6 +300,8 @@ class BridgeServer:
                 self._turns.say(client, message)
             case Say():
                 self._scenes.player_says(client, message)
+            case Typing():
+                self._typing.typing(client, message)
             case SceneStart():
                 self._scenes.start(client, message)
             case SceneEnd(scene_id=scene_id):
@@ -364,6 +369,7 @@ class BridgeServer:
                      client.label, len(client.turns))
         client.gone = True
         self._scenes.client_gone(client)
+        self._typing.client_gone(client)
         self._turns.client_gone(client)
         client.clear_outbox()
         self._clients.pop(client.identity, None)

@@ -200,13 +200,8 @@ class TurnManager:
         npc = config.npcs[say.npc_id]
         profile_name, continuation_name = config.npc_profiles(say.npc_id, say.profile)
         voice = self._voices[npc.voice]
-        conversation: Dialogue | None = dialogue
-        if conversation is None:
-            conversation = client.conversations.get(say.npc_id)
-            if conversation is None:
-                conversation = Conversation(config.npc_system_prompt(say.npc_id),
-                                            config.llm.history_turns)
-                client.conversations[say.npc_id] = conversation
+        conversation = (dialogue if dialogue is not None  # an empty one is falsy
+                        else self.conversation(client, say.npc_id))
         return TurnSpec(
             turn_id=say.turn_id, npc_id=say.npc_id, utterance=say.text.strip(),
             profile_name=profile_name,
@@ -219,6 +214,15 @@ class TurnManager:
             continuation_profile=(config.profile(continuation_name)
                                   if continuation_name else None),
             priority=rank(say.priority))
+
+    def conversation(self, client: Client, npc_id: str) -> Conversation:
+        """`client`'s conversation with `npc_id`, begun now if there is none yet."""
+        conversation = client.conversations.get(npc_id)
+        if conversation is None:
+            conversation = Conversation(self._config.npc_system_prompt(npc_id),
+                                        self._config.llm.history_turns)
+            client.conversations[npc_id] = conversation
+        return conversation
 
     def release(self, client: Client, handle: TurnHandle, turn_id: int | None = None
                 ) -> int | None:
