@@ -13,6 +13,7 @@ from daemon.config import LlmConfig
 from daemon.llm.base import ReplyDelta, ReplyStarted, ReplyStats, TierHandoff
 from daemon.llm.pool import LlmPool
 from daemon.llm.tiers import OpenerCutter, TieredLlm
+from daemon.pipeline.text import rules_for
 from daemon.priorities import AMBIENT, HIGH
 from daemon.testing.random_gguf import TINY, write_qwen2_gguf
 from tests.support.aio import run, wait_until
@@ -143,6 +144,14 @@ def test_the_opener_ends_at_its_token_cap_on_a_whole_word() -> None:
     spoken = feed_all(cutter, [" Well", ",", " I", " sup"])
     assert cutter.done and cutter.opener == "Well, I"
     assert spoken.rstrip() == " Well, I", "the possibly cut word is dropped, never spoken"
+
+
+def test_the_opener_follows_the_reply_language_abbreviations() -> None:
+    words = ["A", " Sra", ". Costa", " chegou", ".", " Depois"]
+    portuguese = OpenerCutter(max_tokens=30, rules=rules_for("pt-BR"))
+    assert feed_all(portuguese, words) == "A Sra. Costa chegou."
+    english = OpenerCutter(max_tokens=30)  # "Sra." is no English abbreviation
+    assert feed_all(english, words) == "A Sra."
 
 
 def test_an_opener_the_model_ends_itself_is_kept_whole() -> None:

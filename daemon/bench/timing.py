@@ -78,7 +78,8 @@ class ScriptedReply:
 
     async def reply(self, key: str, messages: list[ChatMessage], stop: threading.Event,
                     persona_key: str | None = None, tiers: Tiers = "fast",
-                    priority: int = NORMAL) -> AsyncGenerator[ReplyItem, None]:
+                    priority: int = NORMAL, language: str = "en"
+                    ) -> AsyncGenerator[ReplyItem, None]:
         """Yield the reply's words as deltas (see `LlmStage.reply`)."""
         yield ReplyStarted()
         words = self._text.split(" ")

@@ -123,9 +123,12 @@ class LlmStage(Protocol):
     """The LLM side of every turn (`daemon.llm.tiers.TieredLlm` is the llama.cpp one)."""
 
     def reply(self, key: str, messages: list[ChatMessage], stop: threading.Event,
-              persona_key: str | None = None, tiers: Tiers = "fast", priority: int = NORMAL
-              ) -> AsyncGenerator[ReplyItem, None]:
+              persona_key: str | None = None, tiers: Tiers = "fast", priority: int = NORMAL,
+              language: str = "en") -> AsyncGenerator[ReplyItem, None]:
         """Stream the reply of conversation `key` to `messages` (persona first).
+
+        `language` (BCP 47) is the reply's: a two-tier reply's opener ends at a sentence
+        boundary by that language's marks.
 
         Yields one `ReplyStarted` per tier, its `ReplyDelta`s and one `ReplyStats`; a
         two-tier reply puts one `TierHandoff` between the opener and the continuation.

@@ -42,7 +42,7 @@ from daemon.llm.base import (
     TierEngine,
     TierHandoff,
 )
-from daemon.pipeline.text import SENTENCE_MARKS, ends_phrase  # the chunker's own rule
+from daemon.pipeline.text import ENGLISH_RULES, TextRules, ends_phrase, rules_for
 from daemon.priorities import NORMAL
 
 _LOGGER = logging.getLogger(__name__)
@@ -64,10 +64,12 @@ class OpenerCutter:
 
     Args:
       max_tokens: Deltas (about tokens) after which the opener ends without a boundary.
+      rules: The reply's language's marks and abbreviations (the chunker's own rules).
     """
 
-    def __init__(self, max_tokens: int) -> None:
+    def __init__(self, max_tokens: int, rules: TextRules = ENGLISH_RULES) -> None:
         self._max_tokens = max_tokens
+        self._rules = rules
         self._text = ""
         self._released = 0  # characters of _text handed out
         self._deltas = 0
@@ -124,7 +126,7 @@ class OpenerCutter:
         for ws in range(max(self._scanned, 1), len(text)):
             if not text[ws].isspace() or text[ws - 1].isspace():
                 continue
-            if ends_phrase(text, ws, SENTENCE_MARKS):
+            if ends_phrase(text, ws, self._rules.sentence_marks, self._rules):
                 return ws
         self._scanned = len(text)
         return None
@@ -248,6 +250,7 @@ class TieredLlm:
         persona_key: str | None = None,
         tiers: Tiers = "fast",
         priority: int = NORMAL,
+        language: str = "en",
     ) -> AsyncGenerator[ReplyItem, None]:
         """Stream the reply for conversation `key` from the tiers named.
 
@@ -268,13 +271,13 @@ class TieredLlm:
                     yield event
             return
         async with aclosing(self._two_tier(key, messages, stop, persona_key,
-                                           priority)) as items:
+                                           priority, rules_for(language))) as items:
             async for item in items:
                 yield item
 
     async def _two_tier(
         self, key: str, messages: list[ChatMessage], stop: threading.Event,
-        persona_key: str | None, priority: int,
+        persona_key: str | None, priority: int, rules: TextRules,
     ) -> AsyncGenerator[ReplyItem, None]:
         assert self._narrative is not None
         handoff = _Handoff()
@@ -292,7 +295,7 @@ class TieredLlm:
         if self._early_start:
             narrative = start_narrative()
         try:
-            cutter = OpenerCutter(self._opener_max_tokens)
+            cutter = OpenerCutter(self._opener_max_tokens, rules)
             opener_done = threading.Event()
             finish_reason = "cancelled"
             fast = self._fast.reply(key, messages, AnyEvent(stop, opener_done), persona_key,

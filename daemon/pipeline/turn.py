@@ -221,6 +221,7 @@ class Turn:
                 persona_key=spec.npc_id,
                 tiers=spec.tiers,
                 priority=spec.priority,
+                language=spec.language,
             )
             async with aclosing(reply) as stream:
                 async for item in stream:
