@@ -541,7 +541,8 @@ class Checker:
                                               owner.kind == "scls")
         elif owner.kind == "signal":
             found, result = self._engine_attr(node, "Signal", name, call, nargs, False)
-            if found and name == "emit" and owner.arity >= 0 and nargs != owner.arity:
+            # `sig.emit` without a call is a Callable (connected elsewhere): no arity to check.
+            if found and call and name == "emit" and owner.arity >= 0 and nargs != owner.arity:
                 self._report(node, f"signal emitted with {nargs} arguments, declared with "
                                    f"{owner.arity}")
         elif owner.kind == "enum":

@@ -9,8 +9,10 @@ a silent peer times out and is retried; a closed port is retried with a doubling
 scripted ROUTER checks what the addon writes: its greeting and READY at once and nothing more
 before the ROUTER's READY, then `hello`; it trickles its bytes in pieces (a long frame cut
 inside its size, a PING between the two frames of a message) and receives lines with each
-`priority` (only "ambient" and "high" on the wire), a `listen_start` with its options and
-contiguous `mic_audio` blocks; then it falls silent and the addon pings it, then drops it.
+`priority` (only "ambient" and "high" on the wire), the `typing` messages of a line typed key
+by key into a LineEdit (debounced: the text so far after each pause, never the same twice, none
+for the line said), a `listen_start` with its options and contiguous `mic_audio` blocks; then
+it falls silent and the addon pings it, then drops it.
 """
 
 from __future__ import annotations
@@ -357,10 +359,39 @@ def test_priorities_on_the_wire(peers: Peers) -> None:
     (the baker) are not: a daemon older than priorities gets the messages it knows."""
     peers.run.assert_clean()
     said = peers.run.one("said")
-    says = {m["turn_id"]: m for m in peers.router.json_messages() if m["type"] == "say"}
+    says = {m["turn_id"]: m for m in peers.router.json_messages()
+            if m["type"] == "say" and m["text"] == "Hello."}
     assert sorted(says) == sorted(said[npc] for npc in LINE_NPCS), says
     assert {npc: says[said[npc]].get("priority", "-") for npc in LINE_NPCS} == {
         "smith": "ambient", "guard": "-", "baker": "-", "bard": "high"}
+
+
+TYPED_LINE = "Where is the smith?"  # fake_peers.gd _typing()
+
+
+def test_a_line_typed_into_a_line_edit_on_the_wire(peers: Peers) -> None:
+    """Typed "Where is" at once, then a key and Backspace (the same text), then " the" a key a
+    frame, then " smith?" and Enter: the text so far goes out after each pause, nothing for an
+    unchanged text, and the line said is sent once, as a say, with no typing of it."""
+    peers.run.assert_clean()
+    messages = peers.router.json_messages()
+    typing = [i for i, m in enumerate(messages) if m["type"] == "typing"]
+    texts = [messages[i]["text"] for i in typing]
+    assert all(messages[i] == {"type": "typing", "npc_id": "smith", "text": messages[i]["text"]}
+               for i in typing), [messages[i] for i in typing]
+    # One message per pause: the first pause came after "Where is" (typed in one frame), the
+    # second after " the" (a key a frame: a slow frame may have let a prefix go out too).
+    assert texts[0] == "Where is" and texts[-1] == "Where is the", texts
+    assert all(TYPED_LINE.startswith(t) and t != TYPED_LINE for t in texts), texts
+    assert all(a != b for a, b in zip(texts, texts[1:], strict=False)), texts
+    assert "Where isx" not in texts and texts.count("Where is") == 1, texts
+    unchanged = peers.run.one("unchanged")
+    assert unchanged["text"] == "Where is" and unchanged["pending"] is False, unchanged
+    said = peers.run.one("typing_said")
+    assert said["text"] == TYPED_LINE and peers.run.one("submitted")["pending"] is False
+    say = next(i for i, m in enumerate(messages) if m["type"] == "say" and m["text"] == TYPED_LINE)
+    assert messages[say]["turn_id"] == said["turn_id"] and say > typing[-1], messages[say]
+    assert [m for m in messages[say:] if m["type"] == "typing"] == []
 
 
 def test_the_microphone_stream_on_the_wire(peers: Peers) -> None:

@@ -232,9 +232,13 @@ def test_connect_to_daemon_on_a_live_connection_ends_what_ran(
 # ------------------------------------------------------------------------------ the demo
 
 
-def test_the_demo_scene_answers_a_typed_line(
-        godot: str, godot_daemon: DaemonProcess) -> None:  # noqa: F811
-    run = run_scenario(godot, "demo_scene", godot_daemon.port)
+@pytest.fixture(scope="module")
+def demo_run(godot: str, godot_daemon: DaemonProcess) -> GodotResult:  # noqa: F811
+    return run_scenario(godot, "demo_scene", godot_daemon.port)
+
+
+def test_the_demo_scene_answers_a_typed_line(demo_run: GodotResult) -> None:
+    run = demo_run
     run.assert_clean()
     demo = run.one("demo")
     assert demo["outcome"] == "done"
@@ -242,6 +246,36 @@ def test_the_demo_scene_answers_a_typed_line(
     subtitles = " ".join(e["text"] for e in run.of("subtitle_received"))
     assert "You: Hello there!" in demo["log"] and subtitles.split()[0] in demo["log"], demo
     assert run.one("talk")["listening"] is True and run.one("released")["listening"] is False
+
+
+def test_the_demo_sends_the_line_while_it_is_typed(demo_run: GodotResult) -> None:
+    """Typed key by key, "Hello " went out after the pause; Enter said the whole line and sent
+    no typing of it (whatever went out in between, on a slow machine, is a prefix of it)."""
+    run = demo_run
+    run.assert_clean()
+    sent = run.one("typing")["sent"]
+    npc_id = run.of("speech_finished")[0]["npc_id"]
+    assert sent[0] == f"{npc_id}: Hello ", sent
+    texts = [entry.split(": ", 1)[1] for entry in sent]
+    assert all("Hello there!".startswith(t) and t != "Hello there!" for t in texts), sent
+    assert len(set(texts)) == len(texts), sent  # never the same text twice
+
+
+def test_the_demo_starts_a_scene_the_player_joins_and_ends(demo_run: GodotResult) -> None:
+    run = demo_run
+    run.assert_clean()
+    lines = run.of("scene_line_started")
+    assert {line["npc_id"] for line in lines} <= {"blacksmith", "innkeeper"}, lines
+    answer = next(line for line in lines if line["answers_player"])
+    assert answer["npc_id"] == "blacksmith", lines
+    assert run.one("scene_button")["text"] == "End scene"
+    ended = run.one("scene_ended")
+    assert ended["reason"] == "scene_end" and ended["scene_id"] == lines[0]["scene_id"], ended
+    demo = run.one("demo_scene")
+    assert demo["button"] == "Start scene", demo
+    assert "You (to blacksmith): Brom, is that fair?" in demo["log"], demo
+    assert "Scene over (scene_end," in demo["log"], demo
+    assert run.of("error_received") == [], run.of("error_received")
 
 
 def test_the_demo_is_the_main_scene_and_starts_cleanly(godot: str) -> None:  # noqa: F811

@@ -1,12 +1,22 @@
 extends Control
 ## Demo of the NPC Voice addon: pick an NPC, type a line (or hold "Hold to talk", or switch on
 ## "Open mic" and speak), hear the streamed reply, read the subtitles and the measured TTFA.
+## What you type goes to the daemon while you type ([code]NpcVoice.attach_line_edit[/code]), so
+## the reply starts sooner. "Start scene" (or F5) lets the blacksmith and the innkeeper argue;
+## a line typed meanwhile to one of them goes into the scene, and that NPC answers you next.
 ## Start the daemon first ([code]npc-voice serve[/code]) or turn on
 ## [code]npc_voice/daemon/auto_launch[/code] in the project settings. Voice input needs
 ## [code]audio/driver/enable_input[/code] (on in this project) and a microphone.
 ##
 ## The UI is built in code; one [NpcVoicePlayer] per NPC shows the routing by
 ## [code]npc_id[/code] (use [NpcVoicePlayer3D] for positional voices in a 3D scene).
+
+#region Constants
+## The NPCs of the scene (the daemon's packaged config has both).
+const SCENE_NPCS: Array[String] = ["blacksmith", "innkeeper"]
+## What they talk about.
+const SCENE_SITUATION: String = "The blacksmith and the innkeeper argue about the price of ale."
+#endregion
 
 #region Private Variables
 var _status: Label = Label.new()
@@ -16,11 +26,13 @@ var _say_button: Button = Button.new()
 var _stop_button: Button = Button.new()
 var _talk_button: Button = Button.new()
 var _open_mic: CheckButton = CheckButton.new()
+var _scene_button: Button = Button.new()
 var _metrics: Label = Label.new()
 var _transcript: RichTextLabel = RichTextLabel.new()
 var _players: Dictionary = {}
 var _turn_id: int = -1
 var _subtitled_turns: Dictionary = {}
+var _scene_id: int = -1
 #endregion
 
 
@@ -36,6 +48,8 @@ func _ready() -> void:
 	NpcVoice.player_speech_started.connect(_on_player_speech_started)
 	NpcVoice.player_speech_ended.connect(_on_player_speech_ended)
 	NpcVoice.transcript_received.connect(_on_transcript_received)
+	NpcVoice.scene_line_started.connect(_on_scene_line_started)
+	NpcVoice.scene_ended.connect(_on_scene_ended)
 	if NpcVoice.is_connected_to_daemon():
 		_on_connected(NpcVoice.get_welcome())
 	else:
@@ -89,6 +103,14 @@ func _build_ui() -> void:
 	_open_mic.tooltip_text = "The daemon hears when you start and stop talking (use a headset)"
 	_open_mic.toggled.connect(_on_open_mic_toggled)
 	voice_row.add_child(_open_mic)
+	_scene_button.text = "Start scene"
+	_scene_button.tooltip_text = "The blacksmith and the innkeeper argue; type to join in (F5)"
+	var key := InputEventKey.new()
+	key.keycode = KEY_F5
+	_scene_button.shortcut = Shortcut.new()
+	_scene_button.shortcut.events = [key]
+	_scene_button.pressed.connect(_on_scene_button_pressed)
+	voice_row.add_child(_scene_button)
 	_metrics.text = "TTFA: -"
 	column.add_child(_metrics)
 	_transcript.size_flags_vertical = Control.SIZE_EXPAND_FILL
@@ -105,6 +127,12 @@ func _set_controls_enabled(enabled: bool) -> void:
 	_stop_button.disabled = not enabled
 	_talk_button.disabled = not enabled
 	_open_mic.disabled = not enabled
+	var npcs: Array[String] = []
+	for npc: Dictionary in NpcVoice.get_npcs():
+		npcs.append(str(npc.get("npc_id", "")))
+	_scene_button.disabled = (
+		not enabled or SCENE_NPCS.any(func(n: String) -> bool: return not n in npcs)
+	)
 	if not enabled:
 		_open_mic.set_pressed_no_signal(false)
 
@@ -114,9 +142,12 @@ func _say() -> void:
 	if text.is_empty() or _npc_picker.selected < 0:
 		return
 	var npc_id: String = _npc_picker.get_item_metadata(_npc_picker.selected)
-	_transcript.append_text("\n[b]You:[/b] ")
+	var options: Dictionary = {}
+	if _scene_id >= 0 and npc_id in SCENE_NPCS:
+		options["scene_id"] = _scene_id  # the player joins the scene: npc_id answers next
+	_transcript.append_text("\n[b]You%s:[/b] " % (" (to %s)" % npc_id if options else ""))
 	_transcript.add_text(text)
-	_turn_id = NpcVoice.say(npc_id, text)
+	_turn_id = NpcVoice.say(npc_id, text, options)
 	_line.clear()
 	_metrics.text = "Waiting for %s..." % npc_id
 
@@ -151,6 +182,8 @@ func _on_connected(welcome: Dictionary) -> void:
 			add_child(player)
 			_players[npc_id] = player
 	_set_controls_enabled(_npc_picker.item_count > 0)
+	if _npc_picker.item_count > 0:
+		NpcVoice.attach_line_edit(_line, _selected_npc())  # the daemon prepares while you type
 
 
 func _on_disconnected(reason: String) -> void:
@@ -172,6 +205,7 @@ func _on_stop_pressed() -> void:
 
 
 func _on_npc_selected(_index: int) -> void:
+	NpcVoice.attach_line_edit(_line, _selected_npc())
 	if _open_mic.button_pressed:  # the open microphone follows the NPC
 		_on_open_mic_toggled(true)
 
@@ -191,6 +225,28 @@ func _on_open_mic_toggled(on: bool) -> void:
 		NpcVoice.stop_listening()
 	elif _selected_npc() == "" or not NpcVoice.start_listening(_selected_npc(), "open_mic"):
 		_open_mic.set_pressed_no_signal(false)
+
+
+func _on_scene_button_pressed() -> void:
+	if _scene_id >= 0:
+		NpcVoice.end_scene(_scene_id)
+		return
+	_scene_id = NpcVoice.start_scene(SCENE_NPCS, SCENE_SITUATION)
+	_scene_button.text = "End scene"
+	_transcript.append_text("\n[i]Scene: %s[/i]" % SCENE_SITUATION)
+
+
+func _on_scene_line_started(
+	_scene: int, _turn_id: int, npc_id: String, answers_player: bool
+) -> void:
+	_metrics.text = "Scene: %s %s" % [npc_id, "answers you" if answers_player else "speaks"]
+
+
+func _on_scene_ended(scene_id: int, reason: String, lines: int) -> void:
+	if scene_id == _scene_id:
+		_scene_id = -1
+		_scene_button.text = "Start scene"
+	_transcript.append_text("\n[i]Scene over (%s, %d lines)[/i]" % [reason, lines])
 
 
 func _on_player_speech_started(npc_id: String) -> void:

@@ -5,8 +5,9 @@ extends Node
 ## [NpcVoicePlayer]/[NpcVoicePlayer2D]/[NpcVoicePlayer3D] whose [code]npc_id[/code] matches,
 ## else a built-in non-positional one.
 ## Voice input ([method start_listening]): the microphone is streamed to the daemon, whose
-## transcript starts a voice turn played like a [method say] turn. Settings:
-## [code]npc_voice/*[/code]. A lost connection is retried with backoff.
+## transcript starts a voice turn played like a [method say] turn. Scenes: [method start_scene].
+## Typing: [method notify_typing]. Settings: [code]npc_voice/*[/code]. A lost connection is
+## retried with backoff.
 ## [codeblock]
 ## NpcVoice.subtitle_received.connect(func(_turn, _npc, text): $Subtitle.text = text)
 ## NpcVoice.say("blacksmith", "Can you repair my sword?")
@@ -47,6 +48,15 @@ signal player_speech_ended(npc_id: String, turn_id: int)
 ## Voice input: what the player said (their subtitle). It starts turn [param turn_id], chosen by
 ## the daemon, which then goes on like a [method say] turn, up to [signal speech_finished].
 signal transcript_received(turn_id: int, npc_id: String, text: String)
+## A line of scene [param scene_id] begins: turn [param turn_id], spoken by [param npc_id] on
+## its player once the scene's previous line has finished playing ([signal speech_started],
+## [signal subtitle_received] and one [signal speech_finished] follow, as for any turn).
+## [param answers_player]: it answers the player's [method say] into the scene, whose id it has.
+signal scene_line_started(scene_id: int, turn_id: int, npc_id: String, answers_player: bool)
+## Scene [param scene_id] is over, its last line played. [param reason]: "max_exchanges" (it
+## said its lines), "scene_end" ([method end_scene]), "cancel" (a line was cancelled), "error"
+## (a line failed, or the scene was refused), "disconnected". [param lines]: lines spoken.
+signal scene_ended(scene_id: int, reason: String, lines: int)
 #endregion
 
 #region Constants
@@ -57,18 +67,19 @@ const TurnState := preload("turn_state.gd")
 const DefaultPlayer := preload("npc_voice_player.gd")
 const DaemonLauncher := preload("daemon_launcher.gd")
 const VoiceInput := preload("voice_input.gd")
+const SceneTable := preload("scene_table.gd")
+const TypingNotifier := preload("typing_notifier.gd")
+const LocalChecks := preload("local_checks.gd")
 ## Wire protocol version (bridge_protocol/PROTOCOL.md).
 const PROTOCOL_VERSION: int = 1
 ## Version of this addon, sent in [code]hello.client[/code].
 const ADDON_VERSION: String = "0.1.0"
 ## Handshake errors that a reconnect cannot fix.
 const FATAL_HANDSHAKE_ERRORS: Array = ["bad_token", "unsupported_protocol"]
-## Once voice input is in use, a [method say] id skips this far past the largest id seen: the
-## daemon may have given a voice turn an id whose [code]transcript[/code] is still on its way,
-## and a [code]say[/code] must use a greater one (PROTOCOL.md 3.6).
+## Once voice input or a scene is in use, a [method say] id skips this far past the largest id
+## seen: the daemon may have given a voice turn or scene line an id not announced yet, and a
+## [code]say[/code] must use a greater one (PROTOCOL.md 3.6, 3.8).
 const VOICE_TURN_ID_GAP: int = 1000
-## Longest [code]npc_id[/code] the daemon accepts (PROTOCOL.md 3.1).
-const MAX_NPC_ID_CHARS: int = 64
 #endregion
 
 #region Public Variables
@@ -93,16 +104,22 @@ var _default_player: Node = DefaultPlayer.new()
 var _turns: TurnTable = null
 var _voice_input: VoiceInput = VoiceInput.new(_connection.send_message)
 var _launcher: DaemonLauncher = DaemonLauncher.new()
+var _scenes: SceneTable = null
+var _typing: TypingNotifier = TypingNotifier.new(_connection.send_message)
 #endregion
 
 
 #region Engine Callbacks
 func _init() -> void:
 	_turns = TurnTable.new(self, _default_player, _send, is_connected_to_daemon)
-	_turns.subtitle_received.connect(_on_turn_subtitle_received)
-	_turns.speech_started.connect(_on_turn_speech_started)
-	_turns.speech_finished.connect(_on_turn_speech_finished)
-	_turns.error_received.connect(_on_turn_error_received)
+	_turns.subtitle_received.connect(subtitle_received.emit)
+	_turns.speech_started.connect(speech_started.emit)
+	_turns.speech_finished.connect(speech_finished.emit)  # before the scenes hear of it
+	_turns.error_received.connect(error_received.emit)
+	_scenes = SceneTable.new(_turns, _send, is_connected_to_daemon)
+	_scenes.scene_line_started.connect(scene_line_started.emit)
+	_scenes.scene_ended.connect(scene_ended.emit)
+	_scenes.error_received.connect(error_received.emit)
 
 
 func _ready() -> void:
@@ -113,6 +130,7 @@ func _ready() -> void:
 	token = Settings.get_value(Settings.TOKEN)
 	sample_rate_hz = Settings.get_value(Settings.SAMPLE_RATE_HZ)
 	barge_in = Settings.get_value(Settings.VOICE_BARGE_IN)
+	_typing.debounce_ms = Settings.get_value(Settings.TYPING_DEBOUNCE_MS)
 	_connection.connect_timeout_ms = Settings.get_value(Settings.CONNECT_TIMEOUT_MS)
 	_connection.opened.connect(_on_connection_opened)
 	_connection.closed.connect(_on_connection_closed)
@@ -125,7 +143,7 @@ func _ready() -> void:
 	_voice_input.speech_started.connect(_on_player_speech_started)
 	_voice_input.speech_ended.connect(_on_player_speech_ended)
 	_voice_input.transcript_received.connect(_on_transcript_received)
-	_voice_input.failed.connect(_on_voice_input_failed)
+	_voice_input.failed.connect(error_received.emit.bind(-1))
 	add_child(_voice_input)
 	if Settings.get_value(Settings.AUTO_LAUNCH):
 		launch_daemon()
@@ -135,6 +153,7 @@ func _ready() -> void:
 
 func _process(_delta: float) -> void:
 	_connection.poll()
+	_typing.poll()
 	if _launcher.exited():
 		error_received.emit("daemon_exited", "the launched daemon process exited", -1)
 
@@ -188,27 +207,40 @@ func get_npcs() -> Array[Dictionary]:
 ## [code]player[/code] (a voice player node to play through), [code]profile[/code] ("fast",
 ## "cinematic"...), [code]prebuffer_ms[/code] (override), [code]priority[/code] ("ambient" for
 ## barks and background chatter, which never delay the others; "normal", the default; "high"
-## for a line the player waits for). A new turn for an NPC that is still talking interrupts it
-## (barge-in): its audio stops at once. Always ends with exactly one
-## [signal speech_finished], also when it cannot be sent: outcome "error" after
-## [signal error_received] (not_connected; invalid_npc_id: not 1-64 characters;
-## invalid_priority; text_too_long: over the daemon's [code]limits.max_text_chars[/code];
-## message_too_large: over its [code]limits.max_message_bytes[/code]). A line refused that way
-## interrupts nobody.
+## for a line the player waits for), [code]scene_id[/code] (the player speaks into that scene,
+## to [param npc_id], one of its NPCs: the NPC speaking stops after its clause, and
+## [param npc_id]'s answer is the next line, with this turn id; see [method start_scene]).
+## A new turn for an NPC that is still talking interrupts it (barge-in): its audio stops at
+## once. Always ends with exactly one [signal speech_finished], also when it cannot be sent:
+## outcome "error" after [signal error_received] (not_connected; invalid_npc_id: not 1-64
+## characters; invalid_priority; text_too_long: over the daemon's
+## [code]limits.max_text_chars[/code]; message_too_large: over its
+## [code]limits.max_message_bytes[/code]; unknown_scene: no such scene running, or
+## [param npc_id] is not in it). A line refused that way interrupts nobody.
 func say(npc_id: String, text: String, options: Dictionary = {}) -> int:
-	var turn_id: int = _turns.next_turn_id + (VOICE_TURN_ID_GAP if _voice_input.used else 0)
+	var gap: bool = _voice_input.used or _scenes.used
+	var turn_id: int = _turns.next_turn_id + (VOICE_TURN_ID_GAP if gap else 0)
 	var message: Dictionary = {"type": "say", "turn_id": turn_id, "npc_id": npc_id, "text": text}
 	if options.has("profile"):
 		message["profile"] = str(options["profile"])
 	var priority: String = TurnState.wire_priority(options)
 	if priority != "":
 		message["priority"] = priority  # "normal" is not sent: older daemons know no priority
+	var scene: Variant = options.get("scene_id")
+	if scene != null:
+		message["scene_id"] = scene
 	var frame: PackedByteArray = JSON.stringify(message).to_utf8_buffer()
-	var problem: PackedStringArray = _say_problem(npc_id, text, frame.size(), options)
+	var problem: PackedStringArray = LocalChecks.say_problem(
+		is_connected_to_daemon(), _welcome, npc_id, text, frame.size(), options
+	)
+	if problem.is_empty() and scene != null:
+		problem = _scenes.say_problem(scene, npc_id)
+	_typing.said(npc_id, text)
 	if not problem.is_empty():
 		_turns.reject_turn(turn_id, npc_id, problem[0], problem[1])
 		return turn_id
-	_turns.begin_turn(turn_id, npc_id, options)
+	_turns.begin_turn(turn_id, npc_id, options, scene != null)  # a scene's line: deferred
+	_scenes.add_say(scene, turn_id)
 	var frames: Array[PackedByteArray] = [frame]
 	_connection.send_message(frames)
 	return turn_id
@@ -238,6 +270,44 @@ func start_listening(
 		error_received.emit("not_connected", "not connected", -1)
 		return false
 	return _voice_input.start(npc_id, mode, options)
+
+
+## Starts a scene: the NPCs [param npc_ids] (2 to 6 different ids) talk with each other, one at
+## a time, the first one first, about [param situation], until [method end_scene] or
+## [param max_exchanges] lines (1-200; -1: the daemon's [code][scenes] max_exchanges[/code]).
+## Returns its id. Each line: [signal scene_line_started], then the turn's signals as for a
+## [method say], on its NPC's player, once the previous line has played. The player joins in
+## with [method say]'s option [code]scene_id[/code]. Ends with one [signal scene_ended]; with
+## reason "error" on the next frame, after [signal error_received], when refused here
+## (not_connected; bad_scene: not 2-6 NPCs, an NPC twice or unknown, a value out of range).
+func start_scene(npc_ids: Array, situation: String = "", max_exchanges: int = -1) -> int:
+	return _scenes.start(npc_ids, situation, max_exchanges)
+
+
+## Ends scene [param scene_id] now: its line stops at once, nothing more is said, and
+## [signal scene_ended] "scene_end" follows (the line's [signal speech_finished] "cancelled"
+## first). Nothing happens for a scene that is over.
+func end_scene(scene_id: int) -> void:
+	_scenes.end(scene_id)
+
+
+## The player is typing [param text] (so far) to [param npc_id]. Sent ([code]typing[/code]) once
+## they pause for [code]npc_voice/typing/debounce_ms[/code]: the daemon prepares the reply, so
+## that the line's [method say] starts sooner. Nothing goes out for a text already sent or said,
+## a blank one, an NPC the daemon does not voice, or while not connected.
+func notify_typing(npc_id: String, text: String) -> void:
+	_typing.notify(npc_id, text)
+
+
+## [method notify_typing] to [param npc_id] whenever [param line_edit]'s text changes (call it
+## again to switch NPC). Its [code]text_submitted[/code] sends no typing: say the line yourself.
+func attach_line_edit(line_edit: LineEdit, npc_id: String) -> void:
+	_typing.attach(line_edit, npc_id)
+
+
+## Stops [method attach_line_edit] for [param line_edit].
+func detach_line_edit(line_edit: LineEdit) -> void:
+	_typing.detach(line_edit)
 
 
 ## Closes the microphone stream: in push-to-talk mode the utterance ends here (the audio up to
@@ -282,57 +352,13 @@ func _send(message: Dictionary) -> void:
 	_connection.send_message(frames)
 
 
-## [code, message] when a [code]say[/code] of [param frame_bytes] bytes cannot be sent, else
-## empty. Only what the wire format limits is checked here; the daemon judges the rest.
-func _say_problem(
-	npc_id: String, text: String, frame_bytes: int, options: Dictionary
-) -> PackedStringArray:
-	if not is_connected_to_daemon():
-		return PackedStringArray(["not_connected", "not connected"])
-	if npc_id.length() < 1 or npc_id.length() > MAX_NPC_ID_CHARS:
-		return PackedStringArray(
-			[
-				"invalid_npc_id",
-				"npc_id must have 1 to %d characters, not %d" % [MAX_NPC_ID_CHARS, npc_id.length()]
-			]
-		)
-	var priority_problem: String = TurnState.priority_problem(options)
-	if priority_problem != "":
-		return PackedStringArray(["invalid_priority", priority_problem])
-	return _limit_problem(text, frame_bytes)
-
-
-## [code, message] when [param text] or a frame of [param frame_bytes] bytes is over the
-## daemon's [code]limits[/code], else empty.
-func _limit_problem(text: String, frame_bytes: int) -> PackedStringArray:
-	var limits: Variant = _welcome.get("limits")
-	if not limits is Dictionary:
-		return PackedStringArray()  # a daemon that states no limits enforces its own
-	var max_chars: int = TurnTable.int_field(limits, "max_text_chars")
-	var length: int = text.strip_edges().length()
-	if max_chars > 0 and length > max_chars:
-		return PackedStringArray(
-			[
-				"text_too_long",
-				"the player's line has %d characters; the limit is %d" % [length, max_chars]
-			]
-		)
-	var max_bytes: int = TurnTable.int_field(limits, "max_message_bytes")
-	if max_bytes > 0 and frame_bytes > max_bytes:
-		return PackedStringArray(
-			[
-				"message_too_large",
-				"the say message is %d bytes; the limit is %d" % [frame_bytes, max_bytes]
-			]
-		)
-	return PackedStringArray()
-
-
 func _handle_error(message: Dictionary) -> void:
 	var code: String = str(message.get("code", ""))
 	var turnless: bool = _turns.turn_of_error(message) < 0
 	if turnless and _voice_input.handle_error(code):
 		return  # a refused microphone stream's later blocks: reported once already
+	if turnless and _scenes.handle_error(message):
+		return  # a scene refused, or a scene_end that crossed the scene's end
 	_turns.handle_error(message)
 	if turnless and code in FATAL_HANDSHAKE_ERRORS:
 		_connection.close()  # retrying with the same settings cannot help
@@ -340,6 +366,7 @@ func _handle_error(message: Dictionary) -> void:
 
 func _handle_welcome(message: Dictionary) -> void:
 	_welcome = message
+	_typing.welcome = message
 	var npcs: Variant = message.get("npcs", [])
 	_turns.set_npcs(npcs if npcs is Array else [])
 	connected.emit(message)
@@ -365,7 +392,9 @@ func _on_connection_closed(reason: String) -> void:
 	var was_welcomed: bool = not _welcome.is_empty()
 	_welcome = {}
 	_voice_input.connection_lost()
+	_scenes.connection_lost()
 	_turns.connection_lost()
+	_typing.clear()
 	if was_welcomed:
 		disconnected.emit(reason)
 
@@ -393,6 +422,8 @@ func _on_message_received(frames: Array[PackedByteArray]) -> void:
 			_handle_error(message)
 		"speech_started", "speech_ended", "transcript":
 			_voice_input.handle_message(message)
+		"scene_line", "scene_ended":
+			_scenes.handle_message(message)
 		_:
 			pass  # message types added by later protocol versions
 
@@ -413,26 +444,4 @@ func _on_transcript_received(turn_id: int, npc_id: String, text: String, end_use
 		var turn: TurnState = _turns.begin_turn(turn_id, npc_id, _voice_input.turn_options())
 		turn.sent_usec = mini(end_usec, turn.sent_usec)  # TTFA counts from the end of speech
 	transcript_received.emit(turn_id, npc_id, text)
-
-
-func _on_voice_input_failed(code: String, message: String) -> void:
-	error_received.emit(code, message, -1)
-
-
-func _on_turn_subtitle_received(turn_id: int, npc_id: String, text: String) -> void:
-	subtitle_received.emit(turn_id, npc_id, text)
-
-
-func _on_turn_speech_started(turn_id: int, npc_id: String) -> void:
-	speech_started.emit(turn_id, npc_id)
-
-
-func _on_turn_speech_finished(
-	turn_id: int, npc_id: String, outcome: String, timings: Dictionary, underruns: int
-) -> void:
-	speech_finished.emit(turn_id, npc_id, outcome, timings, underruns)
-
-
-func _on_turn_error_received(code: String, message: String, turn_id: int) -> void:
-	error_received.emit(code, message, turn_id)
 #endregion

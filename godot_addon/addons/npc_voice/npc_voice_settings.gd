@@ -31,6 +31,9 @@ const VOICE_BLOCK_MS: String = "npc_voice/voice/block_ms"
 ## Stop an NPC's voice at once when the player starts speaking to it (open mic without a
 ## headset: turn this and the daemon's [code][asr] barge_in[/code] off).
 const VOICE_BARGE_IN: String = "npc_voice/voice/barge_in"
+## Pause after the player's last keystroke before the line typed so far goes to the daemon
+## ([code]typing[/code]: it prepares the reply's prompt meanwhile); 0 = at the next frame.
+const TYPING_DEBOUNCE_MS: String = "npc_voice/typing/debounce_ms"
 
 ## name, default, type, hint, hint_string of every setting.
 const DEFINITIONS: Array = [
@@ -46,6 +49,7 @@ const DEFINITIONS: Array = [
 	[VOICE_MIC_BUS, "NpcVoiceMic", TYPE_STRING, PROPERTY_HINT_NONE, ""],
 	[VOICE_BLOCK_MS, 100, TYPE_INT, PROPERTY_HINT_RANGE, "20,100,1,suffix:ms"],
 	[VOICE_BARGE_IN, true, TYPE_BOOL, PROPERTY_HINT_NONE, ""],
+	[TYPING_DEBOUNCE_MS, 200, TYPE_INT, PROPERTY_HINT_RANGE, "0,2000,1,suffix:ms"],
 ]
 #endregion
 

@@ -50,6 +50,14 @@ var played_ms: float = 0.0
 var pending_subtitles: Dictionary = {}
 ## Highest [code]chunk_index[/code] whose first sample was played (-1 = none yet).
 var started_chunk: int = -1
+## The turn waits for its moment to play (a scene line, see [code]scene_table.gd[/code]): it has
+## no player yet and keeps its blocks in [member held_blocks] (and a "done" in
+## [member terminal]) until [code]turn_table.gd[/code]'s [code]start_deferred[/code].
+var deferred: bool = false
+## Blocks received while [member deferred]: [code][pcm, sample_rate_hz, chunk_index][/code] each.
+var held_blocks: Array[Array] = []
+## The options of its [code]say[/code] ([code]player[/code], [code]prebuffer_ms[/code]...).
+var options: Dictionary = {}
 #endregion
 
 

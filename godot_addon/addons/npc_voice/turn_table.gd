@@ -23,6 +23,8 @@ const VoiceOutput := preload("voice_output.gd")
 const TurnState := preload("turn_state.gd")
 ## Pre-buffer used when the daemon has not said (the "fast" profile's).
 const DEFAULT_PREBUFFER_MS: int = 240
+## Above every [code]chunk_index[/code]: "all the chunks".
+const MAX_CHUNK_INDEX: int = 1 << 30
 #endregion
 
 #region Public Variables
@@ -73,24 +75,44 @@ func npcs() -> Dictionary:
 
 
 ## Registers turn [param turn_id] and starts its player; other turns of the same NPC or player
-## stop (the daemon is told where it would not barge in by itself).
-func begin_turn(turn_id: int, npc_id: String, options: Dictionary) -> TurnState:
+## stop (the daemon is told where it would not barge in by itself). A [param deferred] turn
+## (a scene line) takes no player and stops nobody yet: it keeps what it receives until
+## [method start_deferred], except a "cancelled" or "error", which ends it at once.
+func begin_turn(
+	turn_id: int, npc_id: String, options: Dictionary, deferred: bool = false
+) -> TurnState:
 	var turn := TurnState.new()
 	turn.turn_id = turn_id
 	next_turn_id = maxi(next_turn_id, turn_id + 1)  # ids only grow, whoever chose them
 	turn.npc_id = npc_id
+	turn.options = options
 	turn.prebuffer_ms = _prebuffer_for(npc_id, options)
-	turn.output = _output_for(npc_id, options)
 	turn.sent_usec = Time.get_ticks_usec()
-	for other: TurnState in _turns.values():
-		if other.stopped:
-			continue  # already silent (a refused turn ends by itself on the next frame)
-		if other.npc_id == npc_id or (turn.output != null and other.output == turn.output):
-			_interrupt(other, true)  # an explicit cancel, even where `say` would barge in
+	turn.deferred = deferred
 	_turns[turn.turn_id] = turn
-	if turn.output != null:
-		turn.output.begin_turn(turn.turn_id, turn.prebuffer_ms)
+	if not deferred:
+		_take_output(turn)
 	return turn
+
+
+## Starts the deferred turn [param turn_id] on its player (see [method begin_turn]): the blocks
+## it received meanwhile are queued there at once, and a turn already "done" plays out.
+func start_deferred(turn_id: int) -> void:
+	var turn: TurnState = _turns.get(turn_id)
+	if turn == null or not turn.deferred:
+		return
+	turn.deferred = false
+	if turn.stopped:
+		return  # silenced while it waited: it ends with its terminal event
+	_take_output(turn)
+	for block: Array in turn.held_blocks:
+		if turn.output != null:
+			turn.output.push_block(turn.turn_id, block[0], block[1], block[2])
+	turn.held_blocks.clear()
+	if turn.output == null:
+		_on_chunk_started(turn_id, MAX_CHUNK_INDEX)  # no player: every subtitle now
+	if turn.terminal == "done":
+		_terminate(turn, "done", {})
 
 
 ## Registers turn [param turn_id] as refused before it was sent ([param code]: not_connected,
@@ -120,6 +142,14 @@ func cancel(turn_id: int) -> void:
 		_interrupt(turn, true)
 
 
+## Silences [param turn_id] now without a [code]cancel[/code]: the daemon ends it by itself
+## (a [code]scene_end[/code]). It finishes with its terminal event, at once when it had one.
+func silence(turn_id: int) -> void:
+	var turn: TurnState = _turns.get(turn_id)
+	if turn != null and not turn.stopped:
+		_interrupt(turn, false)
+
+
 ## Barge-in by voice: silences every turn of [param npc_id] now. No [code]cancel[/code] is sent:
 ## the daemon ends a turn it still runs itself ([code]cancelled[/code], reason barge_in).
 func stop_npc(npc_id: String) -> void:
@@ -146,7 +176,9 @@ func handle_subtitle(message: Dictionary) -> void:
 		return
 	var text: String = str(message.get("text", ""))
 	var chunk: int = int_field(message, "chunk_index")
-	if turn.output == null or chunk < 0 or chunk <= turn.started_chunk:
+	if turn.deferred:
+		turn.pending_subtitles[chunk] = text  # emitted when its chunk plays
+	elif turn.output == null or chunk < 0 or chunk <= turn.started_chunk:
 		subtitle_received.emit(turn.turn_id, turn.npc_id, text)
 	else:
 		turn.pending_subtitles[chunk] = text
@@ -166,13 +198,12 @@ func handle_audio(header: Dictionary, frames: Array[PackedByteArray]) -> void:
 	turn.next_seq = seq + 1
 	if turn.first_block_usec < 0:
 		turn.first_block_usec = Time.get_ticks_usec()
-	if turn.output != null:
-		turn.output.push_block(
-			turn.turn_id,
-			frames[1],
-			int_field(header, "sample_rate_hz"),
-			int_field(header, "chunk_index")
-		)
+	var rate: int = int_field(header, "sample_rate_hz")
+	var chunk: int = int_field(header, "chunk_index")
+	if turn.deferred:
+		turn.held_blocks.append([frames[1], rate, chunk])
+	elif turn.output != null:
+		turn.output.push_block(turn.turn_id, frames[1], rate, chunk)
 
 
 ## Handles a terminal event: [param kind] is "done", "cancelled" or "error".
@@ -239,6 +270,18 @@ func _prebuffer_for(npc_id: String, options: Dictionary) -> int:
 	return int(npc.get("prebuffer_ms", DEFAULT_PREBUFFER_MS))
 
 
+## Gives [param turn] its player and starts it there; other turns of the same NPC or player stop.
+func _take_output(turn: TurnState) -> void:
+	turn.output = _output_for(turn.npc_id, turn.options)
+	for other: TurnState in _turns.values():
+		if other == turn or other.stopped or other.deferred:
+			continue  # silent already (a refused turn ends on the next frame), or not started
+		if other.npc_id == turn.npc_id or (turn.output != null and other.output == turn.output):
+			_interrupt(other, true)  # an explicit cancel, even where `say` would barge in
+	if turn.output != null:
+		turn.output.begin_turn(turn.turn_id, turn.prebuffer_ms)
+
+
 func _output_for(npc_id: String, options: Dictionary) -> VoiceOutput:
 	var player: Node = null
 	if options.get("player") is Node:
@@ -272,6 +315,8 @@ func _terminate(turn: TurnState, kind: String, message: Dictionary) -> void:
 		# Our cancel crossed the turn's end (done, error, or a cancel of the daemon's own):
 		# the daemon will answer it with an unknown_turn error that ends nothing.
 		_stray_unknown_turn_errors += 1
+	if kind == "done" and turn.deferred and not turn.stopped:
+		return  # plays when start_deferred gives it its player
 	if kind == "done" and not turn.stopped and turn.output != null and turn.output.is_alive():
 		turn.output.end_turn(turn.turn_id)  # play out; speech_finished once heard
 	else:

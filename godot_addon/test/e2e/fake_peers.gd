@@ -7,9 +7,10 @@ extends "scenario.gd"
 ## command ([code]--error[/code]) is fatal; a silent peer ([code]--silent[/code]) times out and
 ## is retried; a closed port ([code]--closed[/code]) is retried with a doubling back-off. A
 ## scripted ROUTER ([code]--router[/code]) trickles a valid handshake and messages (a PING
-## inside one), receives lines of each priority and a microphone stream, then falls silent:
-## the addon pings it, then drops it. Back-off, timeouts and heartbeats are shortened (white
-## box) so that all this takes seconds.
+## inside one), receives lines of each priority, a line typed key by key into a [LineEdit]
+## attached to an NPC (debounced [code]typing[/code] messages, then the [code]say[/code]) and a
+## microphone stream, then falls silent: the addon pings it, then drops it. Back-off, timeouts
+## and heartbeats are shortened (white box) so that all this takes seconds.
 
 #region Constants
 const ZmtpConnection := preload("res://addons/npc_voice/zmtp_connection.gd")
@@ -147,6 +148,7 @@ func _router() -> void:
 		var line_options: Dictionary = {"priority": priority} if priority != "" else {}
 		said[npc_id] = NpcVoice.say(npc_id, "Hello.", line_options)
 	report("said", said)
+	await _typing()
 	var options: Dictionary = {"priority": "high", "profile": "fast"}
 	NpcVoice.start_listening("smith", "open_mic", options)
 	var voice_input: Node = NpcVoice.get_node(^"VoiceInput")
@@ -164,10 +166,45 @@ func _router() -> void:
 	_report_peer("router", since, {})
 
 
+## Types "Where is the smith?" into a [LineEdit] attached to "smith": "Where is" in one frame
+## (one message after the pause), a key and Backspace in one frame (the same text: nothing
+## sent), " the" a key a frame, then " smith?" and Enter in one frame (the line is said, no
+## typing of it). Waits for the addon's pauses to end, not for time.
+func _typing() -> void:
+	var line := LineEdit.new()
+	add_child(line)
+	NpcVoice.attach_line_edit(line, "smith")
+	line.text_submitted.connect(_on_typed_line_submitted)
+	var typing: RefCounted = NpcVoice._typing  # white box: nothing pending = the pause ended
+	var settled: Callable = func() -> bool: return not typing.call(&"has_pending")
+	line.grab_focus()
+	await type_keys("Where is", false)
+	await get_tree().process_frame  # LineEdit emits text_changed at the end of the frame
+	await wait_until(settled, "the first pause", STEP_TIMEOUT_S)
+	await type_keys("x", false)
+	var backspace := InputEventKey.new()
+	backspace.keycode = KEY_BACKSPACE
+	backspace.pressed = true
+	get_viewport().push_input(backspace)
+	await get_tree().process_frame
+	report("unchanged", {"pending": typing.call(&"has_pending"), "text": line.text})
+	await type_keys(" the")
+	await get_tree().process_frame
+	await wait_until(settled, "the second pause", STEP_TIMEOUT_S)
+	await type_keys(" smith?", false, true)
+	await get_tree().process_frame
+	report("submitted", {"pending": typing.call(&"has_pending")})
+	line.queue_free()
+
+
 #endregion
 
 
 #region Signal Handlers
+func _on_typed_line_submitted(text: String) -> void:
+	report("typing_said", {"turn_id": NpcVoice.say("smith", text), "text": text})
+
+
 func _on_message_received(frames: Array[PackedByteArray]) -> void:
 	var sizes := PackedInt32Array()
 	for frame: PackedByteArray in frames:

@@ -42,6 +42,8 @@ func _ready() -> void:
 	NpcVoice.player_speech_started.connect(_on_player_speech_started)
 	NpcVoice.player_speech_ended.connect(_on_player_speech_ended)
 	NpcVoice.transcript_received.connect(_on_transcript_received)
+	NpcVoice.scene_line_started.connect(_on_scene_line_started)
+	NpcVoice.scene_ended.connect(_on_scene_ended)
 	_main()
 
 
@@ -83,20 +85,22 @@ func wait_until(condition: Callable, what: String, timeout_s: float = TIMEOUT_S)
 		await get_tree().process_frame
 
 
-## The recorded events named [param event] (and for [param turn_id], when not -1).
-func events_of(event: String, turn_id: int = -1) -> Array[Dictionary]:
+## The recorded events named [param event] (and for [param turn_id], when not -1; or whose
+## field [param key] is [param turn_id]: e.g. "scene_id").
+func events_of(event: String, turn_id: int = -1, key: String = "turn_id") -> Array[Dictionary]:
 	var found: Array[Dictionary] = []
 	for item: Dictionary in events:
-		if item["event"] == event and (turn_id < 0 or item.get("turn_id", -1) == turn_id):
+		if item["event"] == event and (turn_id < 0 or item.get(key, -1) == turn_id):
 			found.append(item)
 	return found
 
 
-## Waits for the first [param event] of [param turn_id] (-1: any) and returns it.
-func wait_for_event(event: String, turn_id: int = -1) -> Dictionary:
-	var seen: Callable = func() -> bool: return not events_of(event, turn_id).is_empty()
-	await wait_until(seen, "%s of turn %d" % [event, turn_id])
-	return events_of(event, turn_id)[0]
+## Waits for the first [param event] of [param turn_id] (-1: any; or of the [param key] given)
+## and returns it.
+func wait_for_event(event: String, turn_id: int = -1, key: String = "turn_id") -> Dictionary:
+	var seen: Callable = func() -> bool: return not events_of(event, turn_id, key).is_empty()
+	await wait_until(seen, "%s of %s %d" % [event, key, turn_id])
+	return events_of(event, turn_id, key)[0]
 
 
 ## Says [param text] to [param npc_id], waits for the turn's end and returns that event.
@@ -120,6 +124,24 @@ static func find_all(node: Node, type_name: String) -> Array[Node]:
 			found.append(child)
 		found.append_array(find_all(child, type_name))
 	return found
+
+
+## Types [param text] into the control that has the focus, as key presses: one a frame, or all
+## in this frame when not [param one_a_frame]; with [param enter], Enter follows the last key in
+## its frame.
+func type_keys(text: String, one_a_frame: bool = true, enter: bool = false) -> void:
+	for i: int in text.length():
+		var key := InputEventKey.new()
+		key.unicode = text.unicode_at(i)
+		key.pressed = true
+		get_viewport().push_input(key)
+		if one_a_frame and i + 1 < text.length():
+			await get_tree().process_frame
+	if enter:
+		var key := InputEventKey.new()
+		key.keycode = KEY_ENTER
+		key.pressed = true
+		get_viewport().push_input(key)
 
 
 ## A file the test writes into [code]--control[/code] to signal this scenario, e.g. "frozen".
@@ -201,4 +223,17 @@ func _on_player_speech_ended(npc_id: String, turn_id: int) -> void:
 
 func _on_transcript_received(turn_id: int, npc_id: String, text: String) -> void:
 	_record("transcript_received", {"turn_id": turn_id, "npc_id": npc_id, "text": text})
+
+
+func _on_scene_line_started(
+	scene_id: int, turn_id: int, npc_id: String, answers_player: bool
+) -> void:
+	var fields: Dictionary = {
+		"scene_id": scene_id, "turn_id": turn_id, "npc_id": npc_id, "answers_player": answers_player
+	}
+	_record("scene_line_started", fields)
+
+
+func _on_scene_ended(scene_id: int, reason: String, lines: int) -> void:
+	_record("scene_ended", {"scene_id": scene_id, "reason": reason, "lines": lines})
 #endregion

@@ -1,19 +1,16 @@
 extends RefCounted
 ## Unit checks of the [code]NpcVoice[/code] autoload's voice logic, run by
-## [code]run_tests.gd[/code]: an instance of [code]npc_voice_client.gd[/code] (not connecting by
-## itself) whose connection is marked open without a socket (white box: what it sends then stays
-## in the connection's send buffer, read back here) is fed the daemon's messages by hand. The
+## [code]run_tests.gd[/code]: an instance of [code]npc_voice_client.gd[/code] that never
+## connects is fed the daemon's messages by hand ([code]fake_daemon.gd[/code]). The
 ## player's speech silences the NPC it addresses at once, without a [code]cancel[/code] (the
 ## daemon cancels), drops that turn's later blocks, and neither another NPC nor a game with
 ## barge-in off is silenced; a voice turn plays like a typed one; a [code]say[/code] after
 ## voice input skips ids ahead; bad [code]start_listening[/code] calls are refused locally.
 
 #region Constants
+const FakeDaemon := preload("fake_daemon.gd")
 const Client := preload("res://addons/npc_voice/npc_voice_client.gd")
-const Codec := preload("res://addons/npc_voice/zmtp_codec.gd")
-const ZmtpConnection := preload("res://addons/npc_voice/zmtp_connection.gd")
 const TurnState := preload("res://addons/npc_voice/turn_state.gd")
-const AUTO_CONNECT: String = "npc_voice/connection/auto_connect"
 const ENABLE_INPUT: String = "audio/driver/enable_input"
 ## Frames to wait at most for the mixer (real time: about 10 s at 60 fps).
 const MAX_WAIT_FRAMES: int = 600
@@ -38,13 +35,7 @@ func _init(check: Callable) -> void:
 #region Public Functions
 ## Runs the checks; [param tree] must be running (the client's players play in it).
 func run(tree: SceneTree) -> void:
-	var auto_connect: Variant = ProjectSettings.get_setting(AUTO_CONNECT)
-	ProjectSettings.set_setting(AUTO_CONNECT, false)
-	_client = Client.new()
-	tree.root.add_child(_client)
-	ProjectSettings.set_setting(AUTO_CONNECT, auto_connect)
-	_client.set_process(false)  # no socket to poll
-	_client._connection.state = ZmtpConnection.State.OPEN
+	_client = FakeDaemon.new_client(tree)
 	_client.subtitle_received.connect(func(_t: int, _n: String, text: String) -> void: _note(text))
 	_client.speech_finished.connect(_on_speech_finished)
 	_client.player_speech_started.connect(func(npc: String) -> void: _note("heard " + npc))
@@ -74,40 +65,16 @@ func _note(event: String) -> void:
 	_events.append(event)
 
 
-func _daemon_says(message: Dictionary, pcm: PackedByteArray = PackedByteArray()) -> void:
-	var frames: Array[PackedByteArray] = [JSON.stringify(message).to_utf8_buffer()]
-	if message["type"] == "audio_block":
-		frames.append(pcm)
-	_client._on_message_received(frames)
+func _daemon_says(message: Dictionary) -> void:
+	FakeDaemon.says(_client, message)
 
 
 func _block(turn_id: int, seq: int) -> void:
-	var header: Dictionary = {
-		"type": "audio_block",
-		"turn_id": turn_id,
-		"seq": seq,
-		"sample_rate_hz": 22050,
-		"sample_count": 4,
-		"chunk_index": 0,
-		"final": false
-	}
-	var pcm := PackedByteArray()
-	pcm.resize(8)
-	_daemon_says(header, pcm)
+	FakeDaemon.block(_client, turn_id, seq)
 
 
-## The JSON messages the client has sent so far (its send buffer, never flushed).
 func _sent() -> Array[Dictionary]:
-	var data: PackedByteArray = _client._connection._tx
-	var found: Array[Dictionary] = []
-	var pos: int = 0
-	var frame: Codec.Frame = Codec.decode_frame(data, pos, 1 << 20)
-	while frame != null:
-		if not frame.is_command() and frame.body.size() > 0 and frame.body[0] == 0x7B:  # "{"
-			found.append(JSON.parse_string(frame.body.get_string_from_utf8()))
-		pos += frame.wire_size
-		frame = Codec.decode_frame(data, pos, 1 << 20)
-	return found
+	return FakeDaemon.sent(_client)
 
 
 func _turn(turn_id: int) -> TurnState:
