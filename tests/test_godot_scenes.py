@@ -74,9 +74,32 @@ def test_the_player_joins_in_and_is_answered_next(scenes_run: GodotResult) -> No
     assert [line["npc_id"] for line in lines[:2]] == ["innkeeper", "blacksmith"], lines
     answer = lines[1]
     assert answer["turn_id"] == said and answer["answers_player"] is True, lines
-    assert run.one("speech_finished", turn_id=lines[0]["turn_id"])["outcome"] == "done"
+    interrupted = run.one("speech_finished", turn_id=lines[0]["turn_id"])
+    assert interrupted["outcome"] == "done", interrupted
+    assert run.index(interrupted) < run.index(answer)
     assert run.one("speech_finished", turn_id=said)["outcome"] == "done"
     assert not any(line["answers_player"] for line in lines[2:]), lines
+
+
+def test_the_interrupted_line_plays_only_to_the_daemons_cut(scenes_run: GodotResult) -> None:
+    """The player spoke during the first line's first chunk: the daemon's `scene_cut` says
+    after which chunk the line ends. The line plays exactly to there (the start of the next
+    chunk received, or all it received when nothing later came; a cut falling inside what
+    the generator already holds may overrun by a mix step), and no later subtitle shows."""
+    run = scenes_run
+    run.assert_clean()
+    turn_id = lines_of(run, "joined")[0]["turn_id"]
+    report = run.one("cuts")
+    cuts = [cut for cut in report["cuts"] if cut["turn_id"] == turn_id]
+    assert len(cuts) == 1 and cuts[0]["after_chunk_index"] >= 0, report["cuts"]
+    after = cuts[0]["after_chunk_index"]
+    starts = {int(chunk): ms for chunk, ms in report["chunk_starts_ms"][str(turn_id)].items()}
+    later = [ms for chunk, ms in starts.items() if chunk > after]
+    cut_ms = min(later) if later else report["received_ms"][str(turn_id)]
+    played = run.one("speech_finished", turn_id=turn_id)["timings"]["client_played_ms"]
+    assert cut_ms - 0.1 <= played <= cut_ms + 400, (played, cut_ms, starts, after)
+    subtitles = run.of("subtitle_received", turn_id=turn_id)
+    assert 1 <= len(subtitles) <= after + 1, (subtitles, after)
 
 
 def test_end_scene_stops_the_line_and_ends_the_scene(scenes_run: GodotResult) -> None:

@@ -49,6 +49,7 @@ func _run() -> void:
 	await _test_generator_kept_alive()
 	await _test_player_taken_over()
 	await _test_chunk_starts_follow_playback()
+	await _test_cut_inside_the_generator()
 	_test_cancel_crossing_a_barge_in()
 	await ClientChecks.new(_check).run(self)
 	await SceneChecks.new(_check).run(self)
@@ -232,6 +233,31 @@ func _test_chunk_starts_follow_playback() -> void:
 	_check(starts.get(0, 0.0) > 0.0, "chunk 0 started after its first sample was played")
 	_check(starts.get(1, 0.0) > 100.0, "chunk 1 started after 100 ms were played")
 	output.chunk_started.disconnect(on_start)  # the lambda holds the output: break the cycle
+	player.queue_free()
+
+
+## A cut (scene_cut) falling inside what the generator already holds stops the turn there (at
+## the next frame after the mixer reached it), not after everything pushed.
+func _test_cut_inside_the_generator() -> void:
+	var player: AudioStreamPlayer = _new_player()
+	var output := VoiceOutput.new(player)
+	var finished: Array[float] = []
+	output.playback_finished.connect(
+		func(_turn: int, _underruns: int, played: float) -> void: finished.append(played)
+	)
+	output.begin_turn(3, 200)
+	output.push_block(3, _silence(1102), 22050, 0)  # chunk 0: 50 ms
+	output.push_block(3, _silence(22050), 22050, 1)  # chunk 1: 1 s
+	output.process()  # playing: the generator holds 200 ms, into chunk 1
+	output.cut_turn(3, 0)
+	for i: int in MAX_WAIT_FRAMES:
+		if not finished.is_empty():
+			break
+		output.process()
+		await process_frame
+	_check(finished.size() == 1 and output.current_turn_id() == -1, "a cut turn ends")
+	_check(not finished.is_empty() and finished[0] >= 49.9, "it played chunk 0")
+	_check(not finished.is_empty() and finished[0] < 400.0, "not chunk 1: %s" % [finished])
 	player.queue_free()
 
 

@@ -422,7 +422,7 @@ func _on_message_received(frames: Array[PackedByteArray]) -> void:
 			_handle_error(message)
 		"speech_started", "speech_ended", "transcript":
 			_voice_input.handle_message(message)
-		"scene_line", "scene_ended":
+		"scene_line", "scene_cut", "scene_ended":
 			_scenes.handle_message(message)
 		_:
 			pass  # message types added by later protocol versions

@@ -4,7 +4,8 @@ extends RefCounted
 ## [code]scene_end[/code] after checking locally what it can; each [code]scene_line[/code]
 ## becomes a deferred turn of [code]turn_table.gd[/code] (it keeps its blocks) that starts on its
 ## NPC's player only once the scene's previous line has finished playing here, so that two lines
-## of a scene never play at once, whatever the timing of the network and the mixer. A scene
+## of a scene never play at once, whatever the timing of the network and the mixer. A
+## [code]scene_cut[/code] (the player spoke into the scene) ends the line playing early. A scene
 ## ends with one [signal scene_ended], after the daemon's [code]scene_ended[/code] and once every
 ## line of it has finished here. The autoload re-emits the signals.
 
@@ -144,14 +145,21 @@ func add_say(scene_value: Variant, turn_id: int) -> void:
 		scene.turn_ids.append(turn_id)
 
 
-## Handles [code]scene_line[/code] and [code]scene_ended[/code].
+## Handles [code]scene_line[/code], [code]scene_cut[/code] and [code]scene_ended[/code].
 func handle_message(message: Dictionary) -> void:
 	var scene: SceneRecord = _scenes.get(TurnTable.int_field(message, "scene_id"))
 	if scene == null:
 		return  # a scene ended here already (the connection was lost meanwhile)
-	if message.get("type") == "scene_line":
-		_announce(scene, message)
-		return
+	var turn_id: int = TurnTable.int_field(message, "turn_id")
+	match str(message.get("type")):
+		"scene_line":
+			_announce(scene, message)
+			return
+		"scene_cut":
+			if scene.turn_ids.has(turn_id):
+				var after_chunk: Variant = message.get("after_chunk_index")
+				_turns.cut(turn_id, int(after_chunk) if after_chunk is float else -1)
+			return
 	if scene.end_reason == "":
 		scene.end_reason = str(message.get("reason", "error"))
 		scene.end_lines = maxi(TurnTable.int_field(message, "lines"), 0)

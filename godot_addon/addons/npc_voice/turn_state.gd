@@ -58,6 +58,11 @@ var deferred: bool = false
 var held_blocks: Array[Array] = []
 ## The options of its [code]say[/code] ([code]player[/code], [code]prebuffer_ms[/code]...).
 var options: Dictionary = {}
+## The daemon cut the turn ([code]scene_cut[/code]): nothing after chunk
+## [member cut_after_chunk] plays (-1: nothing more at all).
+var cut: bool = false
+## See [member cut].
+var cut_after_chunk: int = -1
 #endregion
 
 

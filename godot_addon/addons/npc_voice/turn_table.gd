@@ -150,6 +150,27 @@ func silence(turn_id: int) -> void:
 		_interrupt(turn, false)
 
 
+## The daemon cut [param turn_id] after chunk [param after_chunk] ([code]scene_cut[/code]: the
+## player spoke into its scene): its later chunks are dropped, received or still to come, and
+## it plays only to the end of that chunk (-1: it stops now). Its terminal event still ends it.
+func cut(turn_id: int, after_chunk: int) -> void:
+	var turn: TurnState = _turns.get(turn_id)
+	if turn == null or turn.stopped:
+		return
+	turn.cut = true
+	turn.cut_after_chunk = after_chunk
+	for chunk: int in turn.pending_subtitles.keys():
+		if chunk > after_chunk:
+			turn.pending_subtitles.erase(chunk)
+	var kept: Array[Array] = []
+	for block: Array in turn.held_blocks:
+		if block[2] <= after_chunk:
+			kept.append(block)
+	turn.held_blocks = kept
+	if turn.output != null and turn.output.current_turn_id() == turn_id:
+		turn.output.cut_turn(turn_id, after_chunk)
+
+
 ## Barge-in by voice: silences every turn of [param npc_id] now. No [code]cancel[/code] is sent:
 ## the daemon ends a turn it still runs itself ([code]cancelled[/code], reason barge_in).
 func stop_npc(npc_id: String) -> void:
@@ -176,6 +197,8 @@ func handle_subtitle(message: Dictionary) -> void:
 		return
 	var text: String = str(message.get("text", ""))
 	var chunk: int = int_field(message, "chunk_index")
+	if turn.cut and chunk > turn.cut_after_chunk:
+		return  # a chunk after the turn's cut
 	if turn.deferred:
 		turn.pending_subtitles[chunk] = text  # emitted when its chunk plays
 	elif turn.output == null or chunk < 0 or chunk <= turn.started_chunk:
@@ -200,6 +223,8 @@ func handle_audio(header: Dictionary, frames: Array[PackedByteArray]) -> void:
 		turn.first_block_usec = Time.get_ticks_usec()
 	var rate: int = int_field(header, "sample_rate_hz")
 	var chunk: int = int_field(header, "chunk_index")
+	if turn.cut and chunk > turn.cut_after_chunk:
+		return  # a chunk after the turn's cut
 	if turn.deferred:
 		turn.held_blocks.append([frames[1], rate, chunk])
 	elif turn.output != null:
@@ -317,7 +342,9 @@ func _terminate(turn: TurnState, kind: String, message: Dictionary) -> void:
 		_stray_unknown_turn_errors += 1
 	if kind == "done" and turn.deferred and not turn.stopped:
 		return  # plays when start_deferred gives it its player
-	if kind == "done" and not turn.stopped and turn.output != null and turn.output.is_alive():
+	if kind == "done" and turn.played_out:
+		_finish(turn)  # a cut turn that played to its cut before its end came
+	elif kind == "done" and not turn.stopped and turn.output != null and turn.output.is_alive():
 		turn.output.end_turn(turn.turn_id)  # play out; speech_finished once heard
 	else:
 		_interrupt(turn, false)

@@ -65,6 +65,7 @@ var _capacity: int = 0
 var _target_frames: int = 0
 var _skips_base: int = 0
 var _underruns: int = 0
+var _stop_at: int = -1
 #endregion
 
 
@@ -153,6 +154,25 @@ func end_turn(turn_id: int) -> void:
 		_ending = true
 
 
+## Cuts [param turn_id] after chunk [param after_chunk] (a scene line the player spoke into):
+## what was received of later chunks is dropped, and playback ends at the end of that chunk, or
+## at once when [param after_chunk] is -1 or a later chunk already plays. Blocks of later chunks
+## must not be pushed any more.
+func cut_turn(turn_id: int, after_chunk: int) -> void:
+	if turn_id != _turn_id or turn_id < 0:
+		return
+	var end: int = -1
+	for mark: Vector2i in _chunk_marks:
+		if mark.y > after_chunk:
+			end = mark.x
+			break
+	if after_chunk < 0 or (end < 0 and _last_chunk > after_chunk):
+		_chunk_marks.clear()  # no subtitle of what is not played
+		_finish()  # nothing left to play: a later chunk plays already, or "stop now"
+	elif end >= 0:
+		_truncate(end)
+
+
 ## Barge-in: stops [param turn_id] at once and drops everything queued (here and inside the
 ## generator). Returns the turn's underrun count so far.
 func stop_turn(turn_id: int) -> int:
@@ -193,7 +213,9 @@ func process() -> void:
 		return
 	_fill()
 	_emit_chunk_starts(false)
-	if not _all_pushed():
+	if _stop_at >= 0 and _played_frames() >= _stop_at:
+		_finish()  # cut: the generator held audio past the cut when it came
+	elif not _all_pushed():
 		_underruns = _playback.get_skips() - _skips_base
 	elif _ending and _playback.get_frames_available() >= _capacity:
 		_finish()
@@ -287,6 +309,32 @@ func _fill() -> void:
 		free -= count
 
 
+## Drops everything of the turn from sample [param end] on (a cut at a chunk boundary): queued
+## blocks, the rest of the block being pushed, chunk marks; what the generator already holds past
+## it is stopped by [method process]. No more audio comes: the turn plays out to there.
+func _truncate(end: int) -> void:
+	var start: int = _received_samples
+	while not _queue.is_empty():
+		var block: PackedByteArray = _queue.back()
+		var samples: int = block.size() >> 1
+		start -= samples
+		if start >= end:
+			_queue.pop_back()
+			_queued_samples -= samples
+			continue
+		if start + samples > end:
+			_queue[-1] = block.slice(0, 2 * (end - start))
+			_queued_samples -= start + samples - end
+		break
+	if _pushed_frames + _pending.size() - _pending_pos > end:
+		_pending = _pending.slice(0, _pending_pos + maxi(end - _pushed_frames, 0))
+	_received_samples = mini(_received_samples, end)
+	while not _chunk_marks.is_empty() and _chunk_marks.back().x >= end:
+		_chunk_marks.pop_back()
+	_stop_at = end
+	_ending = true
+
+
 ## Emits [signal chunk_started] for every chunk whose first sample was consumed ([param all]:
 ## for every chunk left, when the turn was played to its end).
 func _emit_chunk_starts(all: bool) -> void:
@@ -326,4 +374,5 @@ func _reset() -> void:
 	_target_frames = 0
 	_skips_base = 0
 	_underruns = 0
+	_stop_at = -1
 #endregion

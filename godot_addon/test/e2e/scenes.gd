@@ -2,9 +2,10 @@ extends "scenario.gd"
 ## Scenes: the blacksmith (an [NpcVoicePlayer3D]) and the innkeeper (an [NpcVoicePlayer]) talk.
 ## A scene of three lines plays them in turn, each on its NPC's player, then ends by itself
 ## ("max_exchanges"); every frame records which players are playing (no two at once). A second
-## scene: the player joins in during its first line (answered next, [code]answers_player[/code])
-## and [code]end_scene[/code] stops the line after the answer ("scene_end"). Then scenes and a
-## [code]say[/code] refused here.
+## scene: the player joins in during its first line (answered next, [code]answers_player[/code];
+## the daemon's [code]scene_cut[/code], recorded with where each chunk starts, ends that line
+## after the clause playing) and [code]end_scene[/code] stops the line after the answer
+## ("scene_end"). Then scenes and a [code]say[/code] refused here.
 
 #region Constants
 const VoicePlayer := preload("res://addons/npc_voice/npc_voice_player.gd")
@@ -17,6 +18,9 @@ const SITUATION: String = "The blacksmith and the innkeeper argue about the pric
 var _players: Dictionary = {}
 var _most_playing: int = 0
 var _playing_frames: int = 0
+var _cuts: Array[Dictionary] = []
+var _chunk_starts_ms: Dictionary = {}
+var _received_ms: Dictionary = {}
 #endregion
 
 
@@ -44,6 +48,7 @@ func run() -> void:
 	add_child(inn)
 	_players = {"blacksmith": smith, "innkeeper": inn}
 	NpcVoice.speech_started.connect(_on_voice_started)
+	NpcVoice._connection.message_received.connect(_on_message_received)  # white box: the wire
 	var scene: int = NpcVoice.start_scene(["blacksmith", "innkeeper"], SITUATION, 3)
 	report("case", {"name": "three_lines", "scene_id": scene})
 	await wait_for_event("scene_ended", scene, "scene_id")
@@ -71,6 +76,9 @@ func _join_in_and_end() -> void:
 	report("case", {"name": "ended_line", "turn_id": next, "scene_id": scene})
 	NpcVoice.end_scene(scene)
 	await wait_for_event("scene_ended", scene, "scene_id")
+	report(
+		"cuts", {"cuts": _cuts, "chunk_starts_ms": _chunk_starts_ms, "received_ms": _received_ms}
+	)
 
 
 ## Scenes and a say refused here, each ended with one error and one scene_ended (or
@@ -98,6 +106,26 @@ func _lines_of(scene: int) -> Array[Dictionary]:
 
 
 #region Signal Handlers
+func _on_message_received(frames: Array[PackedByteArray]) -> void:
+	var message: Variant = JSON.parse_string(frames[0].get_string_from_utf8())
+	if not message is Dictionary:
+		return
+	if message.get("type") == "scene_cut":
+		_cuts.append(
+			{"turn_id": int(message["turn_id"]), "after_chunk_index": message["after_chunk_index"]}
+		)
+	if message.get("type") != "audio_block":
+		return
+	var turn: String = str(int(message["turn_id"]))
+	var chunk: String = str(int(message["chunk_index"]))
+	var received_ms: float = _received_ms.get(turn, 0.0)
+	var starts: Dictionary = _chunk_starts_ms.get_or_add(turn, {})
+	if not starts.has(chunk) and int(message["sample_count"]) > 0:
+		starts[chunk] = received_ms
+	var block_ms: float = int(message["sample_count"]) * 1000.0 / float(message["sample_rate_hz"])
+	_received_ms[turn] = received_ms + block_ms
+
+
 func _on_voice_started(turn_id: int, npc_id: String) -> void:
 	var where: String = ""
 	for player: Node in _players.values():

@@ -34,15 +34,18 @@ static func says(client: Client, message: Dictionary, pcm := PackedByteArray()) 
 	client._on_message_received(frames)
 
 
-## Feeds [param client] one block of [param samples] samples of silence of [param turn_id].
-static func block(client: Client, turn_id: int, seq: int, samples: int = 4) -> void:
+## Feeds [param client] one block of [param samples] samples of silence of [param turn_id]
+## (chunk [param chunk_index]).
+static func block(
+	client: Client, turn_id: int, seq: int, samples: int = 4, chunk_index: int = 0
+) -> void:
 	var header: Dictionary = {
 		"type": "audio_block",
 		"turn_id": turn_id,
 		"seq": seq,
 		"sample_rate_hz": 22050,
 		"sample_count": samples,
-		"chunk_index": 0,
+		"chunk_index": chunk_index,
 		"final": false
 	}
 	var pcm := PackedByteArray()

@@ -7,8 +7,10 @@ extends RefCounted
 ## the player's [code]say[/code] into a scene waits for its answer without interrupting anyone;
 ## [code]scene_ended[/code] is emitted once the last line has played; [code]end_scene[/code]
 ## silences the scene at once without a [code]cancel[/code]; a [code]scene_end[/code] crossing
-## the scene's own end leaves no stray error; a [code]bad_scene[/code] ends the scene it
-## refused; a lost connection ends the scene.
+## the scene's own end leaves no stray error; a [code]scene_cut[/code] ends the line playing at
+## the end of a chunk (later chunks dropped, received or not; playing out before its
+## [code]done[/code] comes) or at once; a [code]bad_scene[/code] ends the scene it refused; a
+## lost connection ends the scene.
 
 #region Constants
 const FakeDaemon := preload("fake_daemon.gd")
@@ -36,6 +38,7 @@ var _players: Dictionary = {}
 var _events: Array[String] = []
 var _error_messages: Array[String] = []
 var _busy_at_line_start: Array[String] = []
+var _played_ms: Dictionary = {}
 #endregion
 
 
@@ -69,6 +72,7 @@ func run(tree: SceneTree) -> void:
 	await _test_lines_play_in_turn()
 	await _test_end_scene()
 	_test_end_crossing_the_scenes_end()
+	await _test_scene_cut()
 	_test_refused_by_the_daemon()
 	await _test_connection_lost()
 	_client.queue_free()
@@ -261,6 +265,53 @@ func _test_end_crossing_the_scenes_end() -> void:
 	_events.clear()
 
 
+## The player spoke into the scene: the line playing (three chunks received) plays only its
+## first chunk, the line after it (waiting) is cut at once.
+func _test_scene_cut() -> void:
+	var scene: int = _client.start_scene(["smith", "inn"])
+	var line: int = _client._turns.next_turn_id
+	_line(scene, line, "smith")
+	for chunk: int in 3:
+		var subtitle: String = "C%d" % chunk
+		FakeDaemon.says(
+			_client, {"type": "subtitle", "turn_id": line, "chunk_index": chunk, "text": subtitle}
+		)
+		FakeDaemon.block(_client, line, chunk, LONG_LINE_SAMPLES, chunk)
+	_line(scene, line + 1, "inn")
+	FakeDaemon.block(_client, line + 1, 0)
+	await _tree.process_frame
+	var cut: Dictionary = {"type": "scene_cut", "scene_id": scene, "after_chunk_index": 0}
+	cut["turn_id"] = line
+	FakeDaemon.says(_client, cut)
+	FakeDaemon.block(_client, line, 3, 4, 2)  # still on its way: dropped
+	cut["turn_id"] = line + 1
+	cut["after_chunk_index"] = -1
+	FakeDaemon.says(_client, cut)
+	for i: int in MAX_WAIT_FRAMES:
+		if _output("smith").current_turn_id() != line:
+			break
+		await _tree.process_frame
+	_check.call(_turn(line).played_out, "the cut line played to its cut before its done")
+	_done(line)
+	await _wait_for("finished %d done" % line)
+	var expected: Array[String] = [
+		"line %d %d smith false" % [scene, line], "sub %d C0" % line, "finished %d done" % line
+	]
+	_check.call(_events.slice(0, 3) == expected, "cut: %s" % [_events])
+	var chunk_ms: float = LONG_LINE_SAMPLES * 1000.0 / 22050
+	_check.call(is_equal_approx(_played_ms[line], chunk_ms), "played %s" % _played_ms[line])
+	_check.call(_events.back() == "line %d %d inn false" % [scene, line + 1], str(_events))
+	_check.call(not _players["inn"].get(&"playing"), "a line cut at once does not play")
+	FakeDaemon.says(_client, {"type": "cancelled", "turn_id": line + 1, "reason": "barge_in"})
+	_check.call(_events.back() == "finished %d cancelled" % (line + 1), str(_events))
+	_client.end_scene(scene)
+	FakeDaemon.says(
+		_client, {"type": "scene_ended", "scene_id": scene, "reason": "scene_end", "lines": 2}
+	)
+	_check.call(_events.back() == "ended %d scene_end 2" % scene, "cut scene: %s" % [_events])
+	_events.clear()
+
+
 func _test_refused_by_the_daemon() -> void:
 	var scene: int = _client.start_scene(["inn", "smith"])
 	FakeDaemon.says(_client, {"type": "error", "code": "bad_scene", "turn_id": null})
@@ -307,9 +358,10 @@ func _on_scene_ended(scene_id: int, reason: String, lines: int) -> void:
 
 
 func _on_speech_finished(
-	turn_id: int, _npc_id: String, outcome: String, _timings: Dictionary, _underruns: int
+	turn_id: int, _npc_id: String, outcome: String, timings: Dictionary, _underruns: int
 ) -> void:
 	_events.append("finished %d %s" % [turn_id, outcome])
+	_played_ms[turn_id] = timings.get("client_played_ms", -1.0)
 
 
 func _on_subtitle_received(turn_id: int, _npc_id: String, text: String) -> void:
