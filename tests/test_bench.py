@@ -88,7 +88,7 @@ def test_mode_selection_and_realtimetts_skip(monkeypatch: pytest.MonkeyPatch) ->
     monkeypatch.setattr(peer_libraries, "realtimetts_unavailable",
                         lambda: "realtimetts mode skipped: RealtimeTTS not installed")
     modes, skipped = select_modes(None)
-    assert modes == ["streaming", "naive"]
+    assert modes == ["streaming", "typing", "naive"]
     assert skipped == ["realtimetts mode skipped: RealtimeTTS not installed"]
     assert select_modes("naive,streaming") == (["streaming", "naive"], [])
     with pytest.raises(ValueError, match="unknown mode"):

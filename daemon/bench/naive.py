@@ -18,7 +18,6 @@ import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
-from pathlib import Path
 
 import numpy as np
 
@@ -33,6 +32,8 @@ from daemon.pipeline.blocks import samples_per_block
 from daemon.pipeline.chunker import PhraseChunker
 from daemon.pipeline.text import speakable
 from daemon.profiles import Profile
+from daemon.tts.base import TtsEngine
+from daemon.tts.hibari import HibariEngine
 from daemon.tts.piper import PiperEngine
 
 _LOGGER = logging.getLogger(__name__)
@@ -55,25 +56,43 @@ class InProcessModels:
         self._llm: LlamaContext = self._llm_thread.submit(
             LlamaContext, resolve_llm(config.llm.model), config.llm, states, "bench-llm"
         ).result()
-        self._engines: dict[Path, PiperEngine] = {}
+        self._engines: dict[str, TtsEngine] = {}  # by model file, or "hibari"
         for npc in config.npcs.values():
-            model_path, json_path = self.voice_files(npc.voice)
-            if model_path not in self._engines:
-                engine = PiperEngine(model_path, json_path, config.tts.onnx_threads)
-                engine.warm_up()
-                self._engines[model_path] = engine
+            key = self._engine_key(npc.voice)
+            if key not in self._engines:
+                self._engines[key] = self._load_engine(npc.voice)
         for npc_id, npc in config.npcs.items():
             self._llm_thread.submit(self._llm.prefill, npc_id,
                                     persona_messages(npc.persona)).result()
 
-    def voice_files(self, voice_name: str) -> tuple[Path, Path]:
-        """(.onnx, .onnx.json) of a configured voice."""
-        return resolve_piper_voice(self.config.voices[voice_name].model)
+    def _engine_key(self, voice_name: str) -> str:
+        voice = self.config.voices[voice_name]
+        if voice.engine == "hibari":
+            return "hibari"
+        return str(resolve_piper_voice(voice.model)[0])
 
-    def voice_of(self, npc_id: str) -> tuple[PiperEngine, VoiceConfig]:
+    def _load_engine(self, voice_name: str) -> TtsEngine:
+        """The engine of a configured voice: Piper, or hibari (XTTS is not benchmarked here).
+
+        Raises:
+          ValueError: an XTTS voice (it runs in its own worker process).
+        """
+        voice = self.config.voices[voice_name]
+        if voice.engine == "hibari":
+            hibari = HibariEngine(self.config.tts.onnx_threads)
+            hibari.warm_up()
+            return hibari
+        if voice.engine != "piper":
+            raise ValueError(f"voice {voice_name!r}: the naive mode runs Piper and hibari "
+                             f"voices only, not {voice.engine}")
+        piper = PiperEngine(*resolve_piper_voice(voice.model), self.config.tts.onnx_threads)
+        piper.warm_up()
+        return piper
+
+    def voice_of(self, npc_id: str) -> tuple[TtsEngine, VoiceConfig]:
         """The loaded engine and the voice settings of an NPC."""
         voice_name = self.config.npcs[npc_id].voice
-        return self._engines[self.voice_files(voice_name)[0]], self.config.voices[voice_name]
+        return self._engines[self._engine_key(voice_name)], self.config.voices[voice_name]
 
     def profile_of(self, npc_id: str) -> Profile:
         """The speech profile of an NPC."""

@@ -33,6 +33,7 @@ from bridge_protocol.client import TurnResult
 from bridge_protocol.messages import TurnTimings
 from daemon.bench.naive import Conversations, InProcessModels, TurnClock
 from daemon.llm.base import ReplyDelta, ReplyEvent
+from daemon.models import resolve_piper_voice
 from daemon.pipeline.blocks import samples_per_block
 from daemon.pipeline.text import speakable
 
@@ -96,7 +97,11 @@ class RealtimeTtsRunner:
             for npc in models.config.npcs.values():
                 if npc.voice in self._streams:
                     continue
-                model_path, json_path = models.voice_files(npc.voice)
+                # RealtimeTTS has no hibari engine: a hibari NPC speaks with the
+                # bundled Piper voice there (its figures say which voice was used).
+                voice = models.config.voices[npc.voice]
+                model_path, json_path = resolve_piper_voice(
+                    voice.model if voice.engine == "piper" else "joe")
                 voice_json = work_dir / f"{npc.voice}.onnx.json"
                 self.sample_rates_hz[npc.voice] = self._write_voice_json(
                     json_path, voice_json, npc.voice)
