@@ -85,23 +85,33 @@ def _hostile_json(draw: st.DrawFn) -> list[bytes]:
 _fuzz_case = st.one_of(
     _message_with_wrong_fields(),
     _hostile_json(),
-    st.lists(st.binary(max_size=200), min_size=0, max_size=4),
+    st.lists(st.binary(max_size=200), min_size=1, max_size=4),  # no frame = nothing sent
     _json.map(lambda value: [json.dumps(value).encode()]),
 )
 
 
 def fuzz_cases(count: int, random_seed: int) -> list[list[bytes]]:
-    """`count` multipart messages (lists of frames) a client should never send."""
+    """`count` multipart messages (lists of frames) a client should never send.
+
+    Hypothesis may stop a run short of `max_examples` (it skips examples it has
+    already generated), so runs with successive seeds go on until there are `count`.
+    """
     cases: list[list[bytes]] = []
 
-    @seed(random_seed)
-    @settings(max_examples=count, database=None, deadline=None, phases=[Phase.generate],
-              suppress_health_check=list(HealthCheck))
-    @given(_fuzz_case)
-    def collect(frames: list[bytes]) -> None:
-        cases.append(frames)
+    def run(run_seed: int) -> None:
+        @seed(run_seed)
+        @settings(max_examples=count - len(cases), database=None, deadline=None,
+                  phases=[Phase.generate], suppress_health_check=list(HealthCheck))
+        @given(_fuzz_case)
+        def collect(frames: list[bytes]) -> None:
+            cases.append(frames)
 
-    collect()
+        collect()
+
+    for attempt in range(100):
+        if len(cases) >= count:
+            break
+        run(random_seed + attempt)
     return cases[:count]
 
 
