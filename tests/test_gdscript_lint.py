@@ -111,7 +111,8 @@ def test_few_global_class_names_all_prefixed() -> None:
         if match:
             names.append(match.group(1))
     assert all(name.startswith(CLASS_NAME_PREFIX) for name in names), names
-    assert sorted(names) == ["NpcVoicePlayer", "NpcVoicePlayer2D", "NpcVoicePlayer3D"], names
+    assert sorted(names) == ["NpcVoiceMouth", "NpcVoicePlayer", "NpcVoicePlayer2D",
+                            "NpcVoicePlayer3D"], names
 
 
 def test_plugin_manages_the_autoload_in_enable_and_disable() -> None:

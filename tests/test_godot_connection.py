@@ -344,6 +344,7 @@ def test_the_handshake_waits_for_the_routers_ready(peers: Peers) -> None:
     hello = router.json_messages()[0]
     assert hello["type"] == "hello" and hello["protocol"] == 1, hello
     assert hello["client"].startswith("godot-"), hello
+    assert hello["timing"] is True, hello  # npc_voice/audio/lip_sync is on by default
 
 
 def test_trickled_bytes_and_a_ping_inside_a_message(peers: Peers) -> None:

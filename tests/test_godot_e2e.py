@@ -248,6 +248,18 @@ def test_the_demo_scene_answers_a_typed_line(demo_run: GodotResult) -> None:
     assert run.one("talk")["listening"] is True and run.one("released")["listening"] is False
 
 
+def test_the_demos_face_moves_its_mouth_and_shows_the_words(demo_run: GodotResult) -> None:
+    """Lip sync in the demo: the drawn face's mouth (an NpcVoiceMouth on the speaker's player)
+    opened while the NPC spoke, and its words, shown as they were spoken, are the reply."""
+    run = demo_run
+    run.assert_clean()
+    face = run.one("face")
+    turn_id = run.of("speech_finished")[0]["turn_id"]
+    subtitles = " ".join(e["text"] for e in run.of("subtitle_received", turn_id=turn_id))
+    assert face["most_open"] > 0.2, face
+    assert face["words"] == subtitles, (face, subtitles)
+
+
 def test_the_demo_sends_the_line_while_it_is_typed(demo_run: GodotResult) -> None:
     """Typed key by key, "Hello " went out after the pause; Enter said the whole line and sent
     no typing of it (whatever went out in between, on a slow machine, is a prefix of it)."""

@@ -6,7 +6,9 @@ second one that the player joins and the game ends, then scenes refused by the a
 really played (headless Godot's Dummy driver mixes in real time): a line has finished playing
 when its `speech_finished` comes, every sample consumed by the mixer (`client_played_ms` equals
 the daemon's `audio_ms`), and the next line may only start after that. The scenario also
-counts, every frame, the voice players that are playing: never two at once.
+counts, every frame, the voice players that are playing: never two at once. Lip sync is on:
+each line's words, visemes or mouth values fire on its player as it plays, and none for the
+audio a `scene_cut` dropped.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ import pytest
 
 from daemon.launcher import DaemonProcess
 from tests.support.godot import GodotResult, godot, godot_daemon, run_scenario  # noqa: F401
+from tests.test_godot_lip_sync import expected_lip_events, fired_lip_events
 
 
 @pytest.fixture(scope="module")
@@ -100,6 +103,37 @@ def test_the_interrupted_line_plays_only_to_the_daemons_cut(scenes_run: GodotRes
     assert cut_ms - 0.1 <= played <= cut_ms + 400, (played, cut_ms, starts, after)
     subtitles = run.of("subtitle_received", turn_id=turn_id)
     assert 1 <= len(subtitles) <= after + 1, (subtitles, after)
+
+
+def test_each_line_fires_its_lip_sync_as_it_plays(scenes_run: GodotResult) -> None:
+    """Scene lines wait for their moment (their timing messages with them), then fire every
+    event on their NPC's player, in sample order, each once its sample was played."""
+    run = scenes_run
+    run.assert_clean()
+    for line in lines_of(run, "three_lines"):
+        expected = expected_lip_events(run, line["turn_id"])
+        fired = fired_lip_events(run, line["turn_id"])
+        assert expected, line
+        assert [(e["kind"], e["text"]) for e in fired] == [(e.kind, e.text) for e in expected]
+        assert all(got["played"] >= want.offset for got, want in zip(fired, expected, strict=True))
+        kinds = {e.kind for e in expected}
+        assert kinds == ({"word", "viseme"} if line["npc_id"] == "blacksmith" else {"mouth"})
+
+
+def test_no_lip_sync_for_the_audio_a_cut_dropped(scenes_run: GodotResult) -> None:
+    run = scenes_run
+    run.assert_clean()
+    turn_id = lines_of(run, "joined")[0]["turn_id"]
+    cuts = [cut for cut in run.one("cuts")["cuts"] if cut["turn_id"] == turn_id]
+    after = cuts[0]["after_chunk_index"]
+    expected = expected_lip_events(run, turn_id)
+    kept = [e for e in expected if e.chunk_index <= after]
+    fired = fired_lip_events(run, turn_id)
+    assert [(e["kind"], e["text"], e["value"]) for e in fired] == [
+        (e.kind, e.text, pytest.approx(e.value, abs=1e-3)) for e in kept], (after, expected)
+    finished = run.one("speech_finished", turn_id=turn_id)
+    later = [e for e in run.of("lip", turn_id=turn_id) if run.index(e) > run.index(finished)]
+    assert later == [], later
 
 
 def test_end_scene_stops_the_line_and_ends_the_scene(scenes_run: GodotResult) -> None:

@@ -9,13 +9,16 @@ extends Control
 ## [code]audio/driver/enable_input[/code] (on in this project) and a microphone.
 ##
 ## The UI is built in code; one [NpcVoicePlayer] per NPC shows the routing by
-## [code]npc_id[/code] (use [NpcVoicePlayer3D] for positional voices in a 3D scene).
+## [code]npc_id[/code] (use [NpcVoicePlayer3D] for positional voices in a 3D scene). A drawn face
+## ([code]demo_face.gd[/code]) moves its mouth with the voice of the NPC speaking (lip sync: an
+## [NpcVoiceMouth] on that NPC's player) and shows the words as they are spoken.
 
 #region Constants
 ## The NPCs of the scene (the daemon's packaged config has both).
 const SCENE_NPCS: Array[String] = ["blacksmith", "innkeeper"]
 ## What they talk about.
 const SCENE_SITUATION: String = "The blacksmith and the innkeeper argue about the price of ale."
+const DemoFace := preload("demo_face.gd")
 #endregion
 
 #region Private Variables
@@ -28,6 +31,7 @@ var _talk_button: Button = Button.new()
 var _open_mic: CheckButton = CheckButton.new()
 var _scene_button: Button = Button.new()
 var _metrics: Label = Label.new()
+var _face: DemoFace = DemoFace.new()
 var _transcript: RichTextLabel = RichTextLabel.new()
 var _players: Dictionary = {}
 var _turn_id: int = -1
@@ -113,6 +117,8 @@ func _build_ui() -> void:
 	voice_row.add_child(_scene_button)
 	_metrics.text = "TTFA: -"
 	column.add_child(_metrics)
+	_face.name = "Face"
+	column.add_child(_face)
 	_transcript.size_flags_vertical = Control.SIZE_EXPAND_FILL
 	_transcript.scroll_following = true
 	_transcript.bbcode_enabled = true
@@ -273,6 +279,7 @@ func _on_subtitle_received(turn_id: int, npc_id: String, text: String) -> void:
 
 
 func _on_speech_started(turn_id: int, npc_id: String) -> void:
+	_face.follow(_players.get(npc_id))  # its mouth and words follow the NPC speaking
 	var timings: Dictionary = NpcVoice.get_turn_timings(turn_id)
 	_metrics.text = (
 		"%s is talking. TTFA %s (client, IPC included); playback after %s (with pre-buffer)"

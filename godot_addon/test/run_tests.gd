@@ -2,8 +2,9 @@ extends SceneTree
 ## Headless unit tests of the addon's codec and reconnect back-off
 ## ([code]unit/zmtp_checks.gd[/code]), microphone resampler ([code]unit/mic_checks.gd[/code]),
 ## PCM conversions, playback queue, turn priorities, turn table, the autoload's voice logic
-## ([code]unit/client_checks.gd[/code]), scenes ([code]unit/scene_checks.gd[/code]) and typing
-## ([code]unit/typing_checks.gd[/code]); needs a Godot 4.3+ binary:
+## ([code]unit/client_checks.gd[/code]), scenes ([code]unit/scene_checks.gd[/code]), typing
+## ([code]unit/typing_checks.gd[/code]), lip sync ([code]unit/lip_sync_checks.gd[/code]) and the
+## mouth helper ([code]unit/mouth_checks.gd[/code]); needs a Godot 4.3+ binary:
 ## [code]godot --headless --path godot_addon -s res://test/run_tests.gd[/code]
 ## (tests/test_godot_unit.py runs it). Exit code = failures.
 ## The playback checks run once the tree is up (a player plays only inside it), against the
@@ -15,6 +16,8 @@ const MicChecks := preload("res://test/unit/mic_checks.gd")
 const ClientChecks := preload("res://test/unit/client_checks.gd")
 const SceneChecks := preload("res://test/unit/scene_checks.gd")
 const TypingChecks := preload("res://test/unit/typing_checks.gd")
+const LipSyncChecks := preload("res://test/unit/lip_sync_checks.gd")
+const MouthChecks := preload("res://test/unit/mouth_checks.gd")
 const VoiceOutput := preload("res://addons/npc_voice/voice_output.gd")
 const TurnState := preload("res://addons/npc_voice/turn_state.gd")
 const TurnTable := preload("res://addons/npc_voice/turn_table.gd")
@@ -54,6 +57,8 @@ func _run() -> void:
 	await ClientChecks.new(_check).run(self)
 	await SceneChecks.new(_check).run(self)
 	await TypingChecks.new(_check).run(self)
+	await LipSyncChecks.new(_check).run(self)
+	MouthChecks.new(_check).run(self)
 	await process_frame  # the players freed above leave before quitting
 	print("%d checks, %d failures" % [_checks, _failures])
 	quit(_failures)

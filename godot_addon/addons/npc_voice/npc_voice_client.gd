@@ -6,8 +6,9 @@ extends Node
 ## else a built-in non-positional one.
 ## Voice input ([method start_listening]): the microphone is streamed to the daemon, whose
 ## transcript starts a voice turn played like a [method say] turn. Scenes: [method start_scene].
-## Typing: [method notify_typing]. Settings: [code]npc_voice/*[/code]. A lost connection is
-## retried with backoff.
+## Typing: [method notify_typing]. Lip sync: the voice players' [code]word_started[/code],
+## [code]viseme_changed[/code], [code]mouth_open_changed[/code] (asked for in the handshake when
+## [member lip_sync] is on). Settings: [code]npc_voice/*[/code]. A lost connection is retried.
 ## [codeblock]
 ## NpcVoice.subtitle_received.connect(func(_turn, _npc, text): $Subtitle.text = text)
 ## NpcVoice.say("blacksmith", "Can you repair my sword?")
@@ -70,6 +71,7 @@ const VoiceInput := preload("voice_input.gd")
 const SceneTable := preload("scene_table.gd")
 const TypingNotifier := preload("typing_notifier.gd")
 const LocalChecks := preload("local_checks.gd")
+const HelloMessage := preload("hello_message.gd")
 ## Wire protocol version (bridge_protocol/PROTOCOL.md).
 const PROTOCOL_VERSION: int = 1
 ## Version of this addon, sent in [code]hello.client[/code].
@@ -95,6 +97,9 @@ var sample_rate_hz: int = 0
 ## Stop an NPC's voice when the player starts speaking to it; from
 ## [code]npc_voice/voice/barge_in[/code].
 var barge_in: bool = true
+## Ask the daemon for word and viseme timing (the players' lip-sync signals); from
+## [code]npc_voice/audio/lip_sync[/code]. Takes effect at the next connection.
+var lip_sync: bool = true
 #endregion
 
 #region Private Variables
@@ -130,6 +135,7 @@ func _ready() -> void:
 	token = Settings.get_value(Settings.TOKEN)
 	sample_rate_hz = Settings.get_value(Settings.SAMPLE_RATE_HZ)
 	barge_in = Settings.get_value(Settings.VOICE_BARGE_IN)
+	lip_sync = Settings.get_value(Settings.LIP_SYNC)
 	_typing.debounce_ms = Settings.get_value(Settings.TYPING_DEBOUNCE_MS)
 	_connection.connect_timeout_ms = Settings.get_value(Settings.CONNECT_TIMEOUT_MS)
 	_connection.opened.connect(_on_connection_opened)
@@ -195,11 +201,13 @@ func get_welcome() -> Dictionary:
 
 ## The NPCs the daemon voices: [code]npc_id[/code], [code]display_name[/code],
 ## [code]profile[/code], [code]sample_rate_hz[/code], [code]prebuffer_ms[/code],
-## [code]language[/code] (BCP 47: "en", "pt-BR"...: replies and voice input; "en" if unsaid).
+## [code]language[/code] (BCP 47: "en", "pt-BR"...: replies and voice input; "en" if unsaid),
+## [code]lip_sync[/code] ("visemes": words and visemes; "energy": a mouth-open value per block).
 func get_npcs() -> Array[Dictionary]:
 	var npcs: Array[Dictionary] = []
 	for npc: Dictionary in _turns.npcs().values():
-		npcs.append(npc.merged({"language": str(npc.get("language", "en"))}, true))
+		var said: Dictionary = {"language": "en", "lip_sync": "energy"}
+		npcs.append(said.merged(npc, true))
 	return npcs
 
 
@@ -377,15 +385,7 @@ func _handle_welcome(message: Dictionary) -> void:
 
 #region Signal Handlers
 func _on_connection_opened() -> void:
-	var hello: Dictionary = {
-		"type": "hello",
-		"protocol": PROTOCOL_VERSION,
-		"client": "godot-%s npc_voice/%s" % [Engine.get_version_info()["string"], ADDON_VERSION],
-		"token": token,
-	}
-	if sample_rate_hz > 0:
-		hello["sample_rate_hz"] = sample_rate_hz
-	_send(hello)
+	_send(HelloMessage.build(PROTOCOL_VERSION, ADDON_VERSION, token, sample_rate_hz, lip_sync))
 
 
 func _on_connection_closed(reason: String) -> void:
@@ -414,6 +414,8 @@ func _on_message_received(frames: Array[PackedByteArray]) -> void:
 			_handle_welcome(message)
 		"subtitle":
 			_turns.handle_subtitle(message)
+		"timing":
+			_turns.handle_timing(message)
 		"audio_block":
 			_turns.handle_audio(message, frames)
 		"done", "cancelled":

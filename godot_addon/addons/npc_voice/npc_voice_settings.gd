@@ -17,6 +17,9 @@ const AUTO_CONNECT: String = "npc_voice/connection/auto_connect"
 const CONNECT_TIMEOUT_MS: String = "npc_voice/connection/connect_timeout_ms"
 ## PCM rate to ask the daemon for; 0 = each voice's native rate (fewest samples to convert).
 const SAMPLE_RATE_HZ: String = "npc_voice/audio/sample_rate_hz"
+## Ask the daemon for word and viseme timing (lip sync: the voice players' word_started,
+## viseme_changed and mouth_open_changed signals); a few small messages per sentence.
+const LIP_SYNC: String = "npc_voice/audio/lip_sync"
 ## Start the daemon with the game (desktop only) and kill it on exit.
 const AUTO_LAUNCH: String = "npc_voice/daemon/auto_launch"
 ## Executable to launch: a name on PATH, an absolute path, or a res:// path (editor runs).
@@ -43,6 +46,7 @@ const DEFINITIONS: Array = [
 	[AUTO_CONNECT, true, TYPE_BOOL, PROPERTY_HINT_NONE, ""],
 	[CONNECT_TIMEOUT_MS, 3000, TYPE_INT, PROPERTY_HINT_RANGE, "100,60000,1,suffix:ms"],
 	[SAMPLE_RATE_HZ, 0, TYPE_INT, PROPERTY_HINT_RANGE, "0,192000,1,suffix:Hz"],
+	[LIP_SYNC, true, TYPE_BOOL, PROPERTY_HINT_NONE, ""],
 	[AUTO_LAUNCH, false, TYPE_BOOL, PROPERTY_HINT_NONE, ""],
 	[COMMAND, "npc-voice", TYPE_STRING, PROPERTY_HINT_NONE, ""],
 	[ARGUMENTS, ["serve"], TYPE_PACKED_STRING_ARRAY, PROPERTY_HINT_NONE, ""],

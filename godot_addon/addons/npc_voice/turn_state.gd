@@ -56,6 +56,8 @@ var started_chunk: int = -1
 var deferred: bool = false
 ## Blocks received while [member deferred]: [code][pcm, sample_rate_hz, chunk_index][/code] each.
 var held_blocks: Array[Array] = []
+## [code]timing[/code] messages received while [member deferred], in order.
+var held_timing: Array[Dictionary] = []
 ## The options of its [code]say[/code] ([code]player[/code], [code]prebuffer_ms[/code]...).
 var options: Dictionary = {}
 ## The daemon cut the turn ([code]scene_cut[/code]): nothing after chunk

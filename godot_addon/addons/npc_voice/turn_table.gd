@@ -105,6 +105,10 @@ func start_deferred(turn_id: int) -> void:
 	if turn.stopped:
 		return  # silenced while it waited: it ends with its terminal event
 	_take_output(turn)
+	for message: Dictionary in turn.held_timing:
+		if turn.output != null:
+			turn.output.push_timing(turn.turn_id, message)
+	turn.held_timing.clear()
 	for block: Array in turn.held_blocks:
 		if turn.output != null:
 			turn.output.push_block(turn.turn_id, block[0], block[1], block[2])
@@ -167,6 +171,11 @@ func cut(turn_id: int, after_chunk: int) -> void:
 		if block[2] <= after_chunk:
 			kept.append(block)
 	turn.held_blocks = kept
+	turn.held_timing.assign(
+		turn.held_timing.filter(
+			func(m: Dictionary) -> bool: return int_field(m, "chunk_index") <= after_chunk
+		)
+	)
 	if turn.output != null and turn.output.current_turn_id() == turn_id:
 		turn.output.cut_turn(turn_id, after_chunk)
 
@@ -205,6 +214,20 @@ func handle_subtitle(message: Dictionary) -> void:
 		subtitle_received.emit(turn.turn_id, turn.npc_id, text)
 	else:
 		turn.pending_subtitles[chunk] = text
+
+
+## Handles a [code]timing[/code] message (lip sync): its events go to the turn's player, which
+## fires them when the mixer reaches their samples (kept with the blocks while deferred).
+func handle_timing(message: Dictionary) -> void:
+	var turn: TurnState = _turns.get(int_field(message, "turn_id"))
+	if turn == null or turn.stopped:
+		return
+	if turn.cut and int_field(message, "chunk_index") > turn.cut_after_chunk:
+		return  # a chunk after the turn's cut
+	if turn.deferred:
+		turn.held_timing.append(message)
+	elif turn.output != null:
+		turn.output.push_timing(turn.turn_id, message)
 
 
 ## Handles an [code]audio_block[/code]: [param frames] are its header and PCM frames.

@@ -14,7 +14,10 @@ extends RefCounted
 ##
 ## What was played is what the generator consumed: the frames pushed minus those it still
 ## holds. [signal chunk_started] fires when the first sample of a chunk was consumed (the
-## autoload emits the chunk's subtitle then). Game code that stops the node, sets
+## autoload emits the chunk's subtitle then), and the lip-sync events of the daemon's
+## [code]timing[/code] messages ([signal word_started], [signal viseme_changed],
+## [signal mouth_open_changed]; [code]timing_track.gd[/code]) when their sample was: both on the
+## same clock, in sample order. Game code that stops the node, sets
 ## [code]playing = false[/code] or replaces its [code]stream[/code] ends the turn
 ## ([signal playback_aborted]).
 
@@ -30,9 +33,19 @@ signal playback_finished(turn_id: int, underruns: int, played_ms: float)
 signal playback_aborted(turn_id: int, underruns: int, played_ms: float)
 ## The first sample of chunk [param chunk_index] of [param turn_id] was played.
 signal chunk_started(turn_id: int, chunk_index: int)
+## The mixer reached the start of word [param text] (see [code]timing_track.gd[/code]).
+signal word_started(turn_id: int, text: String)
+## The mixer reached a viseme: the mouth takes the shape [param viseme] as far as [param weight].
+signal viseme_changed(turn_id: int, viseme: String, weight: float)
+## The mixer reached a block of a voice without visemes: the mouth opens [param open] (0..1).
+signal mouth_open_changed(turn_id: int, open: float)
+## No more lip-sync event of [param turn_id] comes from here: it was played out, cut, stopped or
+## taken away (close the mouth).
+signal lip_sync_ended(turn_id: int)
 #endregion
 
 #region Constants
+const TimingTrack := preload("timing_track.gd")
 ## Lowest generator fill kept, whatever the pre-buffer: covers a few slow frames.
 const MIN_FILL_MS: int = 60
 ## Generator capacity above the target fill: room for one more block per frame.
@@ -66,6 +79,7 @@ var _target_frames: int = 0
 var _skips_base: int = 0
 var _underruns: int = 0
 var _stop_at: int = -1
+var _timing: TimingTrack = TimingTrack.new()
 #endregion
 
 
@@ -75,6 +89,9 @@ var _stop_at: int = -1
 ## [code]stream[/code], so their methods are called by name).
 func _init(node: Node) -> void:
 	_node = node
+	_timing.word_started.connect(word_started.emit)
+	_timing.viseme_changed.connect(viseme_changed.emit)
+	_timing.mouth_open_changed.connect(mouth_open_changed.emit)
 
 
 #endregion
@@ -115,6 +132,12 @@ func is_alive() -> bool:
 	return is_instance_valid(_node)
 
 
+## Samples of the current turn's audio the mixer has consumed so far: the clock of the
+## lip-sync events.
+func played_samples() -> int:
+	return _played_frames()
+
+
 ## Milliseconds of the current turn's audio the mixer has consumed so far.
 func played_ms() -> float:
 	var rate: int = _sample_rate_hz if _sample_rate_hz > 0 else DEFAULT_SAMPLE_RATE_HZ
@@ -147,6 +170,13 @@ func push_block(
 		_received_samples += pcm.size() >> 1
 
 
+## Queues the lip-sync events of a [code]timing[/code] message of [param turn_id] (parsed JSON);
+## they fire when the mixer reaches their samples. Messages of any other turn are ignored.
+func push_timing(turn_id: int, message: Dictionary) -> void:
+	if turn_id == _turn_id and turn_id >= 0:
+		_timing.add_message(message)
+
+
 ## The last block of [param turn_id] has been queued: play out what remains, then emit
 ## [signal playback_finished].
 func end_turn(turn_id: int) -> void:
@@ -161,6 +191,7 @@ func end_turn(turn_id: int) -> void:
 func cut_turn(turn_id: int, after_chunk: int) -> void:
 	if turn_id != _turn_id or turn_id < 0:
 		return
+	_timing.drop_chunks_after(after_chunk)
 	var end: int = -1
 	for mark: Vector2i in _chunk_marks:
 		if mark.y > after_chunk:
@@ -168,6 +199,7 @@ func cut_turn(turn_id: int, after_chunk: int) -> void:
 			break
 	if after_chunk < 0 or (end < 0 and _last_chunk > after_chunk):
 		_chunk_marks.clear()  # no subtitle of what is not played
+		_timing.clear()
 		_finish()  # nothing left to play: a later chunk plays already, or "stop now"
 	elif end >= 0:
 		_truncate(end)
@@ -212,7 +244,7 @@ func process() -> void:
 			_finish()
 		return
 	_fill()
-	_emit_chunk_starts(false)
+	_emit_reached(false)
 	if _stop_at >= 0 and _played_frames() >= _stop_at:
 		_finish()  # cut: the generator held audio past the cut when it came
 	elif not _all_pushed():
@@ -335,19 +367,27 @@ func _truncate(end: int) -> void:
 	_ending = true
 
 
-## Emits [signal chunk_started] for every chunk whose first sample was consumed ([param all]:
-## for every chunk left, when the turn was played to its end).
-func _emit_chunk_starts(all: bool) -> void:
+## Emits, in sample order, [signal chunk_started] for every chunk whose first sample was consumed
+## ([param all]: for every chunk left, when the turn was played to its end) and the lip-sync
+## events whose sample was reached (consumed frames >= offset). A handler may end the turn.
+func _emit_reached(all: bool) -> void:
 	var played: int = _played_frames()
-	while not _chunk_marks.is_empty() and (all or _chunk_marks[0].x < played):
-		var mark: Vector2i = _chunk_marks.pop_front()
-		chunk_started.emit(_turn_id, mark.y)
+	while _turn_id >= 0:
+		var event_at: int = _timing.next_offset()
+		var event_due: bool = _playing and event_at >= 0 and event_at <= played
+		var chunk_due: bool = not _chunk_marks.is_empty() and (all or _chunk_marks[0].x < played)
+		if chunk_due and not (event_due and event_at < _chunk_marks[0].x):
+			chunk_started.emit(_turn_id, _chunk_marks.pop_front().y)
+		elif event_due:
+			_timing.fire_next(_turn_id)
+		else:
+			return
 
 
 func _finish() -> void:
 	var turn_id: int = _turn_id
 	var underruns: int = _underruns
-	_emit_chunk_starts(true)
+	_emit_reached(true)
 	var played: float = played_ms()
 	if _playing and _owns_node():
 		_node.call(&"stop")
@@ -356,6 +396,8 @@ func _finish() -> void:
 
 
 func _reset() -> void:
+	var turn_id: int = _turn_id
+	_timing.clear()
 	_turn_id = -1
 	_prebuffer_ms = 0
 	_sample_rate_hz = 0
@@ -375,4 +417,6 @@ func _reset() -> void:
 	_skips_base = 0
 	_underruns = 0
 	_stop_at = -1
+	if turn_id >= 0:
+		lip_sync_ended.emit(turn_id)
 #endregion

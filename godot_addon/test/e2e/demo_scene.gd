@@ -1,12 +1,24 @@
 extends "scenario.gd"
 ## The demo scene (res://demo/demo.tscn) in a running game: a line typed key by key goes to the
 ## daemon while it is typed ([code]typing[/code], after a pause), Enter says it, and it is
-## answered and shown (subtitles, metrics); "Hold to talk" opens and closes voice input; "Start
-## scene" starts the blacksmith and the innkeeper's scene, a line typed to the blacksmith joins
-## it (answered next), and "End scene" ends it.
+## answered and shown (subtitles, metrics; the face's mouth moves and its words follow the
+## voice: the most open the mouth was is recorded every frame); "Hold to talk" opens and closes
+## voice input; "Start scene" starts the blacksmith and the innkeeper's scene, a line typed to
+## the blacksmith joins it (answered next), and "End scene" ends it.
 
 #region Private Variables
 var _typed: Array[String] = []
+var _mouth: NpcVoiceMouth = null
+var _most_open: float = 0.0
+#endregion
+
+
+#region Engine Callbacks
+func _process(_delta: float) -> void:
+	if _mouth != null:
+		_most_open = maxf(_most_open, _mouth.get_open_amount())
+
+
 #endregion
 
 
@@ -16,6 +28,8 @@ func run() -> void:
 	var demo: Node = scene.instantiate()
 	add_child(demo)
 	await get_tree().process_frame
+	var face: Node = demo.find_child("Face", true, false)
+	_mouth = face.get(&"mouth")
 	NpcVoice._typing.typing_sent.connect(_on_typing_sent)  # white box: what went out
 	var line: LineEdit = find_all(demo, "LineEdit")[0]
 	line.grab_focus()
@@ -24,6 +38,8 @@ func run() -> void:
 	await type_keys("there!", true, true)
 	var finished: Dictionary = await wait_for_event("speech_finished")
 	report("typing", {"sent": _typed})
+	var words: Label = face.get(&"words")
+	report("face", {"most_open": _most_open, "words": words.text, "open": _mouth.get_open_amount()})
 	await get_tree().process_frame
 	var texts: PackedStringArray = []
 	for label: Label in find_all(demo, "Label"):

@@ -144,6 +144,34 @@ func type_keys(text: String, one_a_frame: bool = true, enter: bool = false) -> v
 		get_viewport().push_input(key)
 
 
+## Records every lip-sync signal of the voice player [param player] as a [code]lip[/code] event:
+## [code]kind[/code] (word, viseme, mouth, ended), [code]text[/code] (the word or viseme),
+## [code]value[/code] (weight or open) and [code]played[/code] (samples of the turn the mixer
+## had consumed when it fired).
+func watch_lip_sync(player: Node) -> void:
+	var output: RefCounted = player.get(&"voice_output")
+	var lip: Callable = func(turn_id: int, kind: String, text: String, value: float) -> void:
+		var played: int = output.call(&"played_samples")
+		_record(
+			"lip",
+			{"turn_id": turn_id, "kind": kind, "text": text, "value": value, "played": played}
+		)
+	player.connect(&"word_started", func(t: int, w: String) -> void: lip.call(t, "word", w, 1.0))
+	player.connect(
+		&"viseme_changed", func(t: int, v: String, w: float) -> void: lip.call(t, "viseme", v, w)
+	)
+	player.connect(
+		&"mouth_open_changed", func(t: int, o: float) -> void: lip.call(t, "mouth", "", o)
+	)
+	player.connect(&"lip_sync_ended", func(t: int) -> void: lip.call(t, "ended", "", 0.0))
+
+
+## Reports every [code]timing[/code] message the daemon sends as a [code]timing_message[/code]
+## event (white box: read off the connection), to compare with the [code]lip[/code] events.
+func watch_timing_messages() -> void:
+	NpcVoice._connection.message_received.connect(_on_frames_received)
+
+
 ## A file the test writes into [code]--control[/code] to signal this scenario, e.g. "frozen".
 func control_file(file_name: String) -> String:
 	return str(args.get("control", "user://")).path_join(file_name)
@@ -236,4 +264,13 @@ func _on_scene_line_started(
 
 func _on_scene_ended(scene_id: int, reason: String, lines: int) -> void:
 	_record("scene_ended", {"scene_id": scene_id, "reason": reason, "lines": lines})
+
+
+func _on_frames_received(frames: Array[PackedByteArray]) -> void:
+	var message: Variant = JSON.parse_string(frames[0].get_string_from_utf8())
+	if message is Dictionary and message.get("type") == "timing":
+		var fields: Dictionary = message.duplicate()
+		fields.erase("type")
+		fields["turn_id"] = int(fields.get("turn_id", -1))
+		report("timing_message", fields)
 #endregion

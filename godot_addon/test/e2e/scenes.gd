@@ -5,7 +5,9 @@ extends "scenario.gd"
 ## scene: the player joins in during its first line (answered next, [code]answers_player[/code];
 ## the daemon's [code]scene_cut[/code], recorded with where each chunk starts, ends that line
 ## after the clause playing) and [code]end_scene[/code] stops the line after the answer
-## ("scene_end"). Then scenes and a [code]say[/code] refused here.
+## ("scene_end"). Then scenes and a [code]say[/code] refused here. The players' lip-sync signals
+## and the daemon's [code]timing[/code] messages are reported too (none may fire for audio a
+## cut dropped).
 
 #region Constants
 const VoicePlayer := preload("res://addons/npc_voice/npc_voice_player.gd")
@@ -47,6 +49,9 @@ func run() -> void:
 	inn.set(&"npc_id", "innkeeper")
 	add_child(inn)
 	_players = {"blacksmith": smith, "innkeeper": inn}
+	watch_lip_sync(smith)
+	watch_lip_sync(inn)
+	watch_timing_messages()
 	NpcVoice.speech_started.connect(_on_voice_started)
 	NpcVoice._connection.message_received.connect(_on_message_received)  # white box: the wire
 	var scene: int = NpcVoice.start_scene(["blacksmith", "innkeeper"], SITUATION, 3)
