@@ -168,9 +168,12 @@ def test_cjk_is_cut_only_right_after_its_marks(data: st.DataObject, profile: Pro
         assert before[-1] in CJK_MARKS, (text, [c.text for c in chunks])
         assert text[position] not in "」）"  # the closing quote stays with its mark
     for chunk in chunks:
-        if len(chunk.text) > limit_of(profile, chunk):
-            # Too long only if no mark lay within the limit.
-            assert not any(ch in CJK_MARKS for ch in chunk.text[: limit_of(profile, chunk)])
+        limit = limit_of(profile, chunk)
+        if len(chunk.text) > limit:
+            # Too long only if no mark within the limit had text after it (a mark that
+            # ends the reply, closing quotes aside, ends the last chunk anyway).
+            assert not any(ch in CJK_MARKS and chunk.text[i + 1:].lstrip("」）")
+                           for i, ch in enumerate(chunk.text[:limit])), chunk.text
 
 
 # ---- example replies -----------------------------------------------------------------

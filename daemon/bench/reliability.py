@@ -77,7 +77,10 @@ def suite_config_text(max_connections: int = 64) -> str:
     """The packaged config, tuned for the suite.
 
     A fixed seed, short replies, a small send queue (so that the client that never
-    reads reaches it quickly) and a history of two turns.
+    reads reaches it quickly) and a history of two turns. The queue still holds a whole
+    short reply (1 MiB: ~20 s at 24 kHz): the hibari voice writes a reply in a fraction
+    of a second, and a good client whose process is busy for that long must not be
+    taken for one that never reads.
 
     The short history matters for the memory check: each conversation's KV state grows
     with its history (SmolLM2: about 23 KB per token) until `history_turns` is reached,
@@ -88,7 +91,7 @@ def suite_config_text(max_connections: int = 64) -> str:
     for old, new in [("seed = -1", "seed = 1234"),
                      ("max_reply_tokens = 96", "max_reply_tokens = 40"),
                      ("history_turns = 8 ", "history_turns = 2 "),
-                     ("send_queue_bytes = 8388608", "send_queue_bytes = 262144"),
+                     ("send_queue_bytes = 8388608", "send_queue_bytes = 1048576"),
                      ("max_connections = 64", f"max_connections = {max_connections}")]:
         assert old in text, old
         text = text.replace(old, new)
