@@ -64,6 +64,17 @@ class HibariEngine:
         from hibari import Hibari  # noqa: PLC0415 - imports onnxruntime and its G2P data
 
         self._tts = Hibari(voice=HIBARI_VOICE, model=str(model_path), threads=onnx_threads)
+        # hibari's own session keeps ONNX Runtime's CPU memory arena, which holds on to
+        # the largest buffers any sentence ever needed; the same model without it (as
+        # Piper's sessions) gives a turn's buffers back when the turn ends.
+        import onnxruntime  # noqa: PLC0415 - with hibari: only when this voice is used
+
+        options = onnxruntime.SessionOptions()
+        options.intra_op_num_threads = options.inter_op_num_threads = onnx_threads
+        options.enable_cpu_mem_arena = False
+        options.log_severity_level = 3
+        self._tts.sess = onnxruntime.InferenceSession(
+            str(model_path), options, providers=["CPUExecutionProvider"])
         self.sample_rate_hz: int = int(self._tts.sample_rate)
         if self.sample_rate_hz != HIBARI_SAMPLE_RATE_HZ:
             _LOGGER.warning("hibari reports %d Hz (expected %d)", self.sample_rate_hz,
