@@ -288,14 +288,24 @@ async def idle_connections(host: str, port: int, count: int, hold_s: float) -> d
     return {"admitted": admitted, "refused": refused}
 
 
-async def slow_consumer(address: str, npc_ids: list[str], cancels: int) -> dict[str, int]:
-    """A client that never reads: it starts turns, then sends a flood of cancels."""
-    context = zmq.asyncio.Context()
+def non_reading_dealer(context: zmq.asyncio.Context, address: str) -> zmq.asyncio.Socket:
+    """A DEALER connected to `address` with the smallest receive buffers.
+
+    A client that does not read then fills its pipe, and the daemon's queue, after a few
+    messages.
+    """
     sock = context.socket(zmq.DEALER)
     sock.linger = 0
     sock.setsockopt(zmq.RCVHWM, 1)
     sock.setsockopt(zmq.RCVBUF, 4096)
     sock.connect(address)
+    return sock
+
+
+async def slow_consumer(address: str, npc_ids: list[str], cancels: int) -> dict[str, int]:
+    """A client that never reads: it starts turns, then sends a flood of cancels."""
+    context = zmq.asyncio.Context()
+    sock = non_reading_dealer(context, address)
     sent = 0
     try:
         await sock.send(HELLO)

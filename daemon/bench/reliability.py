@@ -235,11 +235,7 @@ async def cpu_with_a_stalled_client(process: psutil.Process, address: str,
     Its pipe is full: the writer must wait, not spin.
     """
     context = zmq.asyncio.Context()
-    sock = context.socket(zmq.DEALER)
-    sock.linger = 0
-    sock.setsockopt(zmq.RCVHWM, 1)
-    sock.setsockopt(zmq.RCVBUF, 4096)
-    sock.connect(address)
+    sock = hostile.non_reading_dealer(context, address)
     try:
         await sock.send(hostile.HELLO)
         say = {"type": "say", "turn_id": 1, "npc_id": "oracle",
