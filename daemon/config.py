@@ -307,7 +307,7 @@ class AsrConfig(_Section):
     profile: AsrProfileName = "balanced"
     device: str = "cpu"
     compute_type: str = "int8"
-    cpu_threads: Annotated[int, Meta(ge=1)] = 1
+    cpu_threads: Annotated[int, Meta(ge=1)] = 2
     language: str = "npc"
     vad_threshold: Annotated[float, Meta(gt=0.15, lt=1.0)] = 0.5
     preroll_ms: Annotated[int, Meta(ge=0, le=2000)] = 200
@@ -346,11 +346,15 @@ class ScenesConfig(_Section):
         long after the previous line's audio has played.
       interjection: When the player speaks into a scene, the NPC speaking stops
         "clause": after the chunk (clause) it is speaking, or "at_once".
+      lines_heard: Transcript lines in a speaker's prompt; past that the oldest half
+        goes at once (so the prompt's start stays cached between cuts). 10 lines of up
+        to `max_reply_tokens` fit SmolLM2's 2048-token context with the persona.
     """
 
     max_exchanges: Annotated[int, Meta(ge=1, le=200)] = 12
     gap_ms: Annotated[int, Meta(ge=0, le=5000)] = 300
     interjection: Literal["clause", "at_once"] = "clause"
+    lines_heard: Annotated[int, Meta(ge=2, le=200)] = 10
 
 
 class NpcConfig(_Section):

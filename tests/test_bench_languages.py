@@ -7,7 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from daemon.bench.languages import word_error_rate
+from daemon.bench.stats import word_error_rate
 
 
 def test_word_error_rate_counts_substitutions_deletions_and_insertions() -> None:

@@ -172,6 +172,41 @@ def test_each_speaker_hears_the_others_by_name_in_a_byte_stable_prompt() -> None
     assert "Brom the Blacksmith" in later[0]["content"] and "The Oracle" in later[0]["content"]
 
 
+def test_a_members_prompt_prefix_stays_a_prefix_of_its_later_prompts() -> None:
+    transcript = SceneTranscript(MEMBERS, "A storm is coming.")
+    transcript.add("Brom the Blacksmith", "The gate needs a guard.")
+    prefix = transcript.prompt_prefix_for("oracle")
+    transcript.add(PLAYER, "I can help.")
+    for later in (transcript.messages_for("oracle"), transcript.prompt_prefix_for("oracle")):
+        assert later[0] == prefix[0]
+        assert later[1]["content"].startswith(prefix[1]["content"])
+    assert prefix[1]["content"].endswith("Brom the Blacksmith: The gate needs a guard.\n")
+    assert "speaks" not in prefix[1]["content"], "the open user message ends at the lines"
+
+
+def test_a_line_is_in_the_transcript_once_when_its_turn_records_it() -> None:
+    transcript = SceneTranscript(MEMBERS, "A storm is coming.")
+    transcript.add("Brom the Blacksmith", "The gate needs a guard.")  # written: the scene
+    assert transcript.view("smith").record("", "The gate needs a guard.") is False
+    assert transcript.lines == [("Brom the Blacksmith", "The gate needs a guard.")]
+
+
+def test_past_lines_heard_the_oldest_half_leaves_the_prompts_at_once() -> None:
+    transcript = SceneTranscript(MEMBERS, "A storm is coming.", lines_heard=4)
+    for index in range(4):
+        transcript.add(PLAYER, f"line {index}")
+    assert [text for _, text in transcript.heard] == ["line 0", "line 1", "line 2", "line 3"]
+    transcript.add(PLAYER, "line 4")
+    assert [text for _, text in transcript.heard] == ["line 3", "line 4"]
+    prompt = transcript.messages_for("inn")[1]["content"]
+    assert "line 2" not in prompt and "line 3" in prompt and "line 4" in prompt
+    transcript.add(PLAYER, "line 5")  # the start stays put until the next cut
+    assert transcript.messages_for("inn")[1]["content"].startswith(
+        transcript.prompt_prefix_for("inn")[1]["content"].rsplit("line 5", 1)[0])
+    assert [text for _, text in transcript.heard] == ["line 3", "line 4", "line 5"]
+    assert len(transcript.lines) == 6, "the scene keeps every line; only prompts forget"
+
+
 def test_the_next_speaker_is_the_one_addressed_else_named_else_next_in_turn() -> None:
     assert next_speaker(MEMBERS, None) == "smith"
     assert next_speaker(MEMBERS, "smith", "Well, Mira, what say you?") == "inn"

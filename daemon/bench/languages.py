@@ -19,18 +19,16 @@ from __future__ import annotations
 
 import argparse
 import json
-import re
 import sys
 import threading
 import time
-import unicodedata
 from pathlib import Path
 
 import numpy as np
 import soxr
 
 from daemon.asr.transcriber import DecodeOptions, Transcriber, resolve_whisper
-from daemon.bench.stats import machine_description, percentiles
+from daemon.bench.stats import machine_description, percentiles, word_error_rate
 from daemon.bench.ttfa import load_corpus
 from daemon.bench.voice import MIC_RATE_HZ, speak_lines
 from daemon.config import VoiceConfig
@@ -67,27 +65,6 @@ SPOKEN: dict[str, tuple[str, list[str]]] = {
         "¿Puedes contarme una historia?"]),
 }
 ESPEAK_RATE_WPM = 130
-
-
-def _words(text: str) -> list[str]:
-    text = unicodedata.normalize("NFC", text.lower())
-    return re.sub(r"[^\w\s]", " ", text).split()
-
-
-def word_error_rate(references: list[str], hypotheses: list[str]) -> float:
-    """Word errors (substitutions, deletions, insertions) / reference words, over a set."""
-    errors = total = 0
-    for reference, hypothesis in zip(references, hypotheses, strict=True):
-        ref, hyp = _words(reference), _words(hypothesis)
-        row = list(range(len(hyp) + 1))
-        for i, word in enumerate(ref, 1):
-            previous, row[0] = row[0], i
-            for j, other in enumerate(hyp, 1):
-                previous, row[j] = row[j], min(row[j] + 1, row[j - 1] + 1,
-                                               previous + (word != other))
-        errors += row[-1]
-        total += len(ref)
-    return round(errors / max(total, 1), 4)
 
 
 def _time_tts(engine: TtsEngine, texts: list[str]) -> tuple[list[float], list[float]]:

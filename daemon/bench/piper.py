@@ -10,6 +10,8 @@ piece (first audio) and to the last (RTF = synthesis time / audio length). Also:
   * exactness: windows vs a one-shot decode of the same prior (fixed noise), with the
     shipped margins and with the structural bound;
   * timing cost: building a chunk's word and viseme timing (espeak call + alignment);
+  * round trip: Whisper tiny.en (greedy, 1 thread, as the `balanced` profile) on the
+    corpus lines spoken windowed and whole, WER against the text (the subtitles);
   * `--margins`: the decoder margin sweep (the table in daemon.tts.piper_windows) and
     streaming-vits' own calibration (`measure_margins`) of the same prior.
 
@@ -31,9 +33,18 @@ from typing import Any
 
 import numpy as np
 import onnxruntime
+import soxr
 from streaming_vits.graph import seeded_frontend_session
 
-from daemon.bench.stats import machine_description, machine_load, percentiles
+from daemon.asr.transcriber import DecodeOptions, Transcriber, resolve_whisper
+from daemon.bench.stats import (
+    machine_description,
+    machine_load,
+    percentiles,
+    word_error_rate,
+)
+from daemon.bench.ttfa import load_corpus
+from daemon.bench.voice import MIC_RATE_HZ
 from daemon.config import VoiceConfig
 from daemon.models import bundled_piper_voice
 from daemon.tts.piper import PiperEngine
@@ -240,6 +251,30 @@ def timing_cost(engine: PiperEngine, repeats: int) -> dict[str, Any]:
     return result
 
 
+def round_trip_wer(windowed: PiperEngine, whole: PiperEngine, lines: list[str]
+                   ) -> dict[str, Any]:
+    """WER of Whisper tiny.en on each line spoken windowed and whole, against the text.
+
+    The quality check of issue 16: windows must not cost intelligibility. Default voice
+    noise (as a game speaks), so the two modes differ by their noise draws as well; the
+    line is synthesised as a turn's first chunk (the first window is the shortest).
+    """
+    transcriber = Transcriber(resolve_whisper("tiny.en"), cpu_threads=1)
+    transcriber.warm_up()
+    voice = VoiceConfig()
+    result: dict[str, Any] = {"lines": len(lines), "asr": "tiny.en, greedy, 1 thread"}
+    for name, engine in (("whole", whole), ("windowed", windowed)):
+        transcripts = []
+        for line in lines:
+            pieces: list[np.ndarray] = []
+            engine.synthesize(line, voice, pieces.append, threading.Event(), turn_start=True)
+            audio = np.concatenate(pieces).astype(np.float32) / 32768.0
+            transcripts.append(transcriber.transcribe(
+                soxr.resample(audio, engine.sample_rate_hz, MIC_RATE_HZ), DecodeOptions()))
+        result[name] = {"wer": word_error_rate(lines, transcripts), "transcripts": transcripts}
+    return result
+
+
 def _print_report(report: dict[str, Any]) -> None:
     print(f"machine: {report['machine']}")
     print(f"margins {report['plan']['left_frames']}/{report['plan']['right_frames']} frames, "
@@ -263,6 +298,10 @@ def _print_report(report: dict[str, Any]) -> None:
         f"{k} {v:.2e}" for k, v in report["exactness"].items() if k != "frames"))
     print("timing cost p50 ms: " + ", ".join(
         f"{k}: {v['p50']:.2f}" for k, v in report["timing_cost_ms"].items()))
+    if "round_trip" in report:
+        trip = report["round_trip"]
+        print(f"round-trip WER over {trip['lines']} lines ({trip['asr']}): "
+              f"whole {trip['whole']['wer']}, windowed {trip['windowed']['wer']}")
     if "margins" in report:
         margins = report["margins"]
         for side, values in margins["max_abs_error"].items():
@@ -286,6 +325,9 @@ def main(argv: list[str] | None = None) -> int:
                         help="ONNX intra-op threads, as [tts] onnx_threads (default: 1)")
     parser.add_argument("--seam-rounds", type=int, default=5,
                         help="rounds over the seam sentences (default: %(default)s)")
+    parser.add_argument("--round-trip-lines", type=int, default=31, metavar="N",
+                        help="corpus lines for the round-trip WER; 0 skips it "
+                             "(default: %(default)s, about a minute)")
     parser.add_argument("--margins", action="store_true",
                         help="also sweep the decoder margins (about a minute)")
     parser.add_argument("--out", type=Path, default=Path("bench-results"), metavar="DIR",
@@ -309,6 +351,9 @@ def main(argv: list[str] | None = None) -> int:
         ("exactness", lambda: exactness(windowed, split)),
         ("timing_cost_ms", lambda: timing_cost(windowed, args.repeats)),
     ]
+    if args.round_trip_lines > 0:
+        lines = [line for _, line in load_corpus()[: args.round_trip_lines]]
+        steps.append(("round_trip", lambda: round_trip_wer(windowed, whole, lines)))
     if args.margins:
         steps.append(("margins", lambda: margin_sweep(windowed, split)))
     for name, step in steps:

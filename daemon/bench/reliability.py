@@ -73,7 +73,7 @@ SOAK = Plan(fuzz_messages=10_000, raw_connections=70, empty_frames=2_000_000,
 """The issue's goal sizes."""
 
 
-def suite_config_text(max_connections: int = 64) -> str:
+def suite_config_text(max_connections: int = 64, state_cache_mib: int | None = None) -> str:
     """The packaged config, tuned for the suite.
 
     A fixed seed, short replies, a small send queue (so that the client that never
@@ -85,7 +85,9 @@ def suite_config_text(max_connections: int = 64) -> str:
     The short history matters for the memory check: each conversation's KV state grows
     with its history (SmolLM2: about 23 KB per token) until `history_turns` is reached,
     which is growth by design, not a leak. With two turns the good clients'
-    conversations reach their largest size during the warm-up.
+    conversations reach their largest size during the warm-up. The saved states of
+    all conversations together are bounded by `[llm] state_cache_bytes`
+    (`state_cache_mib`: None keeps the packaged bound).
     """
     text = default_config_text()
     for old, new in [("seed = -1", "seed = 1234"),
@@ -95,6 +97,9 @@ def suite_config_text(max_connections: int = 64) -> str:
                      ("max_connections = 64", f"max_connections = {max_connections}")]:
         assert old in text, old
         text = text.replace(old, new)
+    if state_cache_mib is not None:
+        line = next(line for line in text.splitlines() if line.startswith("state_cache_bytes"))
+        text = text.replace(line, f"state_cache_bytes = {state_cache_mib * 2**20}")
     return text
 
 
@@ -274,10 +279,11 @@ async def sigterm_during_a_turn(daemon: DaemonProcess) -> dict:
             "exit_after_s": round(exit_s, 2)}
 
 
-def start_daemon(folder: Path, name: str = "reliability") -> DaemonProcess:
+def start_daemon(folder: Path, name: str = "reliability",
+                 state_cache_mib: int | None = None) -> DaemonProcess:
     """A daemon on the suite's config, logging into `folder`."""
     config = folder / f"{name}.toml"
-    config.write_text(suite_config_text())
+    config.write_text(suite_config_text(state_cache_mib=state_cache_mib))
     return DaemonProcess(config, log_path=folder / f"{name}.log").start()
 
 
@@ -322,11 +328,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="the small form CI runs")
     parser.add_argument("--out", type=Path, default=Path("bench-results"),
                         help="folder for reliability.json and the daemon log")
+    parser.add_argument("--state-cache-mib", type=int, metavar="MIB",
+                        help="[llm] state_cache_bytes in MiB (default: the packaged bound); "
+                             "the saved KV states are most of the RSS growth by design")
     args = parser.parse_args(argv)
     plan = QUICK if args.quick else SOAK
     args.out.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory() as scratch:
-        daemon = start_daemon(Path(scratch))
+        daemon = start_daemon(Path(scratch), state_cache_mib=args.state_cache_mib)
         try:
             started = time.perf_counter()
             report = asyncio.run(run_suite(daemon, plan))

@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from bridge_protocol.client import BridgeClient, TurnResult
-from bridge_protocol.messages import Done, SceneCut, SceneEnded, SceneLine
+from bridge_protocol.messages import Done, Error, SceneCut, SceneEnded, SceneLine
 from daemon.bench.stats import machine_description, machine_load, percentiles
 from daemon.bench.ttfa import load_corpus
 from daemon.launcher import DaemonProcess
@@ -143,6 +143,7 @@ async def run(address: str, exchanges: int, interjections: int, typed: int) -> d
                 for a, b in zip(plays, plays[1:], strict=False) if a and b]
         responses, waits = [], []
         answer_ttfa: list[float | None] = []
+        answers: list[dict] = []  # the answers' daemon timings, where the time went
         for index in range(interjections):
             # Three lines: the first, the one the player speaks into, the answer.
             joined = await _scene(client, 2 + index, 3, QUESTIONS[index % len(QUESTIONS)])
@@ -154,6 +155,13 @@ async def run(address: str, exchanges: int, interjections: int, typed: int) -> d
             answer_ttfa.append(answer.terminal.timings.tts_first_audio_ms
                                if isinstance(answer.terminal, Done)
                                and answer.terminal.timings.tts_first_audio_ms else None)
+            if isinstance(answer.terminal, Done):
+                timings = answer.terminal.timings
+                answers.append({"llm_first_token_ms": timings.llm_first_token_ms,
+                                "first_chunk_ms": timings.first_chunk_ms,
+                                "tts_first_audio_ms": timings.tts_first_audio_ms,
+                                "prompt_tokens": timings.prompt_tokens,
+                                "prefill_tokens": timings.prefill_tokens})
             interrupted = joined.lines[1]
             before = played(joined.results[interrupted.turn_id], interrupted.npc_id,
                             prebuffer[interrupted.npc_id], joined.cuts.get(interrupted.turn_id))
@@ -162,8 +170,10 @@ async def run(address: str, exchanges: int, interjections: int, typed: int) -> d
     typed_p50 = percentiles(typed_ttfa)["p50"]
     response = percentiles(responses)
     ready = percentiles([t for t in answer_ttfa if t is not None])
+    errors = [f"{r.terminal.code}: {r.terminal.message}" for r in scene.results.values()
+              if isinstance(r.terminal, Error)]
     return {
-        "exchanges": len(scene.lines), "scene_ended": scene.ended.reason,
+        "exchanges": len(scene.lines), "scene_ended": scene.ended.reason, "line_errors": errors,
         "gap_ms": percentiles(gaps), "gaps_ms": [round(g, 1) for g in gaps],
         "overlaps": sum(1 for g in gaps if g < 0),
         "typed_ttfa_ms": percentiles(typed_ttfa),
@@ -171,6 +181,7 @@ async def run(address: str, exchanges: int, interjections: int, typed: int) -> d
         "interjection_response_ms": response,
         "interjection_wait_for_clause_ms": percentiles(waits),
         "answer_audio_ready_ms": ready,
+        "answers": answers,
         "answer_audio_ready_over_typed_ttfa_p50": (
             round(ready["p50"] / typed_p50, 2) if ready["p50"] and typed_p50 else None),
         "interjection_response_over_typed_ttfa_p50": (
@@ -206,6 +217,8 @@ def main(argv: list[str] | None = None) -> int:
     gap, response = report["gap_ms"], report["interjection_response_ms"]
     print(f"scene of {report['exchanges']} lines ({report['scene_ended']}): gap between "
           f"speakers p50 {gap['p50']} ms, p95 {gap['p95']} ms, overlaps {report['overlaps']}")
+    for error in report["line_errors"]:
+        print(f"  a line ended with an error: {error}")
     print(f"interjections: {report['interjections']}, answered p50 {response['p50']} ms "
           f"(of which waiting for the interrupted clause to play: "
           f"{report['interjection_wait_for_clause_ms']['p50']} ms), typed TTFA p50 "

@@ -12,6 +12,7 @@ import contextlib
 import platform
 import threading
 import time
+import unicodedata
 from dataclasses import asdict, dataclass
 
 import msgspec
@@ -341,3 +342,31 @@ def format_summary(summary: dict, title: str) -> str:
     lines.append(f"  underruns: {summary['underruns_total']} blocks in "
                  f"{summary['turns_with_underruns']} turns (at each profile's pre-buffer)")
     return "\n".join(lines)
+
+
+def word_error_rate(references: list[str], hypotheses: list[str]) -> float | None:
+    """Word error rate of a set of transcripts, as a fraction (0.0 = every word right).
+
+    (substitutions + deletions + insertions) / reference words, summed over the set, by
+    jiwer after Unicode NFC normalisation, lower-casing and removing punctuation (any
+    Unicode category P*), so "Bom dia, senhor." and "bom dia senhor" match. May exceed 1.0
+    when the hypotheses insert many words. Rounded to 4 places. None when jiwer (the
+    `test` extra, installed by the daemon lock) is missing.
+
+    Raises:
+        ValueError: the two lists differ in length, or every reference is empty.
+    """
+    try:
+        import jiwer  # noqa: PLC0415 - installed with the daemon lock; optional elsewhere
+    except ImportError:
+        return None
+    if len(references) != len(hypotheses):
+        raise ValueError(f"{len(references)} references but {len(hypotheses)} hypotheses")
+    normalise = jiwer.Compose([jiwer.RemovePunctuation(), jiwer.ToLowerCase(),
+                               jiwer.RemoveMultipleSpaces(), jiwer.Strip(),
+                               jiwer.ReduceToListOfListOfWords()])
+    nfc = [unicodedata.normalize("NFC", text) for text in references]
+    hyp = [unicodedata.normalize("NFC", text) for text in hypotheses]
+    return round(float(jiwer.wer(nfc, hyp, reference_transform=normalise,
+                                 hypothesis_transform=normalise)), 4)
+

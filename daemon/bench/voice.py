@@ -19,6 +19,7 @@ import argparse
 import asyncio
 import json
 import sys
+import tempfile
 import threading
 import time
 from pathlib import Path
@@ -29,7 +30,12 @@ import soxr
 from bridge_protocol.client import BridgeClient
 from bridge_protocol.messages import Done, SpeechEnded, Transcript
 from daemon.bench.configs import Overrides, write_config_with
-from daemon.bench.stats import machine_description, machine_load, percentiles
+from daemon.bench.stats import (
+    machine_description,
+    machine_load,
+    percentiles,
+    word_error_rate,
+)
 from daemon.bench.ttfa import load_corpus
 from daemon.config import VoiceConfig
 from daemon.launcher import DaemonProcess
@@ -117,19 +123,6 @@ MODES: dict[str, Overrides] = {
 """Each mode's changes to the packaged config."""
 
 
-def word_error_rate(references: list[str], hypotheses: list[str]) -> float | None:
-    """WER of the transcripts (jiwer, after lower-casing and removing punctuation)."""
-    try:
-        import jiwer  # noqa: PLC0415 - the test extra; the figure is skipped without it
-    except ImportError:
-        return None
-    normalise = jiwer.Compose([jiwer.ToLowerCase(), jiwer.RemovePunctuation(),
-                               jiwer.RemoveMultipleSpaces(), jiwer.Strip(),
-                               jiwer.ReduceToListOfListOfWords()])
-    return round(jiwer.wer(references, hypotheses, reference_transform=normalise,
-                           hypothesis_transform=normalise), 4)
-
-
 def main(argv: list[str] | None = None) -> int:
     """Entry point: `npc-voice bench voice`."""
     parser = argparse.ArgumentParser(prog="npc-voice bench voice",
@@ -155,15 +148,18 @@ def main(argv: list[str] | None = None) -> int:
         overrides: Overrides = {section: dict(values) for section, values in MODES[mode].items()}
         if args.asr_threads:
             overrides.setdefault("asr", {})["cpu_threads"] = args.asr_threads
-        config_path = write_config_with(args.json.parent / f"voice-{mode}.toml", overrides)
-        with DaemonProcess(config_path) as daemon:
-            records = asyncio.run(run_mode(daemon.address, utterances))
+        # The mode's config lives only as long as its daemon; the JSON records the overrides.
+        with tempfile.TemporaryDirectory(prefix="npc-voice-bench-") as scratch:
+            config_path = write_config_with(Path(scratch) / f"voice-{mode}.toml", overrides)
+            with DaemonProcess(config_path) as daemon:
+                records = asyncio.run(run_mode(daemon.address, utterances))
         ok = [r for r in records if r["recognised"] and r["ttfa_from_end_of_speech_ms"]]
         report["modes"][mode] = {
             "ttfa_from_end_of_speech_ms": percentiles([r["ttfa_from_end_of_speech_ms"]
                                                        for r in ok]),
             "endpoint_ms": percentiles([r["endpoint_ms"] for r in ok if r["endpoint_ms"]]),
             "asr_ms": percentiles([r["asr_ms"] for r in ok if r["asr_ms"]]),
+            "config_overrides": overrides,
             "ended_by": {cause: sum(1 for r in ok if r["endpoint_by"] == cause)
                          for cause in sorted({str(r["endpoint_by"]) for r in ok})},
             "speculative_turns": sum(1 for r in ok if r["speculative"]),

@@ -14,6 +14,7 @@ import logging
 import sys
 from pathlib import Path
 
+from daemon.allocator import limit_malloc_arenas
 from daemon.cli.models import add_models_parser, models_command
 from daemon.config import DEFAULT_PORT
 from daemon.config_file import (
@@ -151,6 +152,7 @@ def _add_voices_parser(commands: argparse._SubParsersAction) -> None:
 
 
 def _serve(args: argparse.Namespace) -> int:
+    limit_malloc_arenas()  # before numpy and the engines start threads (daemon.allocator)
     from daemon.app import run_daemon  # noqa: PLC0415 - heavy imports only when serving
 
     try:

@@ -56,11 +56,17 @@ class SceneTranscript:
     Args:
       members: The NPCs, in speaking order.
       situation: What the scene is about ("" = nothing said).
+      lines_heard: Most lines a prompt holds; when a line passes it the oldest half
+        leaves the prompts at once (a sliding window would change the prompt's start,
+        and so re-evaluate it whole, at every line).
     """
 
     members: list[SceneMember]
     situation: str = ""
+    lines_heard: int = 10
     lines: list[tuple[str, str]] = field(default_factory=list)
+    first_heard: int = 0
+    """Index of the oldest line the prompts still hold."""
 
     def member(self, npc_id: str) -> SceneMember:
         """The member `npc_id`.
@@ -78,7 +84,14 @@ class SceneTranscript:
         if not text.strip():
             return None
         self.lines.append((speaker, " ".join(text.split())))
+        if len(self.lines) - self.first_heard > self.lines_heard:
+            self.first_heard = len(self.lines) - max(1, self.lines_heard // 2)
         return len(self.lines) - 1
+
+    @property
+    def heard(self) -> list[tuple[str, str]]:
+        """The lines the prompts hold: (speaker, text), oldest first."""
+        return self.lines[self.first_heard:]
 
     def replace(self, index: int, text: str) -> None:
         """What line `index` actually said (a line cut short says less than it wrote)."""
@@ -97,11 +110,21 @@ class SceneTranscript:
                   + f" Speak only as {me.first_name}: one or two short sentences, without "
                     "your name in front and without the others' lines.")
         if self.lines:
-            said = "\n".join(f"{speaker}: {text}" for speaker, text in self.lines)
+            said = "\n".join(f"{speaker}: {text}" for speaker, text in self.heard)
             user = f"What was said so far:\n{said}\n\nNow {me.first_name} speaks."
         else:
             user = f"{self.situation or 'Start the conversation.'} Now {me.first_name} speaks."
         return [{"role": "system", "content": system}, {"role": "user", "content": user}]
+
+    def prompt_prefix_for(self, npc_id: str) -> list[ChatMessage]:
+        """The part of `npc_id`'s next prompt that is already fixed.
+
+        The system message and the transcript so far, the user message left open:
+        `messages_for` continues it with the lines still to come and "Now ... speaks.".
+        """
+        system, _ = self.messages_for(npc_id)
+        said = "".join(f"{speaker}: {text}\n" for speaker, text in self.heard)
+        return [system, {"role": "user", "content": f"What was said so far:\n{said}"}]
 
     def view(self, npc_id: str) -> SceneDialogue:
         """`npc_id`'s side of the scene, as a turn records it (see `SceneDialogue`)."""
@@ -112,7 +135,8 @@ class SceneDialogue:
     """One NPC's line in a scene, with the interface a turn expects of its conversation.
 
     `messages_for` ignores its argument (the player's line, if any, is already in the
-    transcript); `record` adds what the NPC actually said to the transcript.
+    transcript); `record` does nothing, since the scene keeps the transcript itself
+    (`daemon.server.scenes`).
     """
 
     def __init__(self, transcript: SceneTranscript, npc_id: str) -> None:
@@ -124,8 +148,13 @@ class SceneDialogue:
         return self._transcript.messages_for(self._npc_id)
 
     def record(self, utterance: str, reply: str) -> bool:
-        """Add the spoken `reply` to the transcript; the history is never cut (False)."""
-        self._transcript.add(self._transcript.member(self._npc_id).name, reply)
+        """Nothing to do: the scene puts each line in the transcript itself.
+
+        It adds a line once its text is complete (so the next speaker can be prepared
+        while it still plays) and rewrites it to what was said only if the player cut
+        it short; recording it again when the turn ends would say it twice. The history
+        is never cut here (False).
+        """
         return False
 
     def __len__(self) -> int:

@@ -8,10 +8,11 @@ block that arrives after its play time:
 * DESIGN.md "underrun": at the first block's arrival plus the pre-buffer.
 
 A line the daemon held back and then released arrives with seconds of audio at once:
-the addon starts it at once, the DESIGN rule a pre-buffer later. The daemon schedules
-scene lines on the later of the two ends (`latest_end_s`), so that no client following
-either rule ever hears two lines at once; the scenes benchmark reports the gap a client
-following the addon's rule hears (`end_s`).
+the addon starts it at once, the DESIGN rule a pre-buffer later. The daemon releases
+a scene's next line the pause after the addon's end and no sooner than a pre-buffer
+before the DESIGN end, so that no client following either rule ever hears two lines at
+once; the scenes benchmark reports the gap a client following the addon's rule hears
+(`end_s`).
 """
 
 from __future__ import annotations

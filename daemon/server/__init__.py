@@ -109,7 +109,7 @@ class BridgeServer:
         self._sender = Sender(self._telemetry)
         self._turns = TurnManager(config, llm, voices, self._sender, self._tasks,
                                   self._telemetry, self._trimmer)
-        self._scenes = SceneManager(config, self._turns, self._sender, self._tasks)
+        self._scenes = SceneManager(config, self._turns, llm, self._sender, self._tasks)
         self._typing = TypingPrefill(config, self._turns, llm, self._sender, self._tasks)
         self._mic = (MicInput(self._turns, self._sender, self._tasks, asr, config.asr,
                               config.server.max_text_chars) if asr is not None else None)

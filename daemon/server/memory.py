@@ -8,6 +8,9 @@ reliability suite before this existed: +134 MB after a few dozen killed and idle
 clients and one message of 200,000 empty frames (which libzmq buffers whole).
 `malloc_trim(0)` returns the free pages of every arena to the kernel. Elsewhere (musl,
 macOS, Windows) this does nothing.
+
+Trimming returns free pages, not the high-water marks of glibc's per-thread arenas:
+`daemon.allocator` caps their number before the daemon starts its threads.
 """
 
 from __future__ import annotations

@@ -17,6 +17,11 @@ after the clause the client is playing (`interjection = "clause"`) or at once: t
 stops generating it and sends `scene_cut`, since the client may already hold seconds of
 the line's later audio. The line prepared is dropped, and the NPC the player addressed
 answers next, with the player's turn id, once the cut line has played to the cut.
+
+While lines play the LLM is mostly idle, so every member's prompt is evaluated ahead up
+to the transcript so far, at ambient priority (`_warm`): whoever speaks next, the NPC
+the player addresses included, starts from a warm prompt where only the newest lines
+are new, instead of evaluating its scene prompt cold.
 """
 
 from __future__ import annotations
@@ -41,6 +46,7 @@ from bridge_protocol.messages import (
     SceneStart,
 )
 from daemon.config import Config
+from daemon.llm.base import LlmStage
 from daemon.llm.scene_prompt import PLAYER, SceneMember, SceneTranscript, next_speaker
 from daemon.server.clients import Client
 from daemon.server.sender import Sender
@@ -59,6 +65,7 @@ class _Line:
     npc_id: str
     answers_player: bool
     transcript_index: int | None = None  # where its text went in the transcript
+    interrupted: bool = False  # the player spoke into it: it says less than it wrote
 
 
 @dataclass(eq=False)
@@ -78,6 +85,9 @@ class Scene:
     and by DESIGN's (`daemon.pipeline.playback`)."""
     release: asyncio.TimerHandle | None = None
     ended: bool = False
+    warmed_lines: int = -1
+    """Transcript length the members' prompts were last evaluated to (`_warm`)."""
+    warming: bool = False
 
 
 class SceneManager:
@@ -86,14 +96,16 @@ class SceneManager:
     Args:
       config: The configuration (`[scenes]`, NPCs, profiles).
       turns: Starts, releases and stops the lines' turns.
+      llm: Evaluates the members' prompts ahead (`_warm`).
       sender: Sends `scene_line`, `scene_ended` and errors.
-      tasks: Runs the background waits (a line's text being complete).
+      tasks: Runs the background waits (a line's text being complete) and warm-ups.
     """
 
-    def __init__(self, config: Config, turns: TurnManager, sender: Sender,
+    def __init__(self, config: Config, turns: TurnManager, llm: LlmStage, sender: Sender,
                  tasks: BackgroundTasks) -> None:
         self._config = config
         self._turns = turns
+        self._llm = llm
         self._sender = sender
         self._tasks = tasks
         self._scenes: dict[tuple[bytes, int], Scene] = {}
@@ -111,13 +123,15 @@ class SceneManager:
                                self._config.npc_system_prompt(npc_id))
                    for npc_id in request.npc_ids]
         scene = Scene(request.scene_id, client,
-                      SceneTranscript(members, request.situation.strip()),
+                      SceneTranscript(members, request.situation.strip(),
+                                      self._config.scenes.lines_heard),
                       request.max_exchanges or self._config.scenes.max_exchanges)
         self._scenes[key] = scene
         _LOGGER.info("client %s started scene %d with %s", client.label, scene.scene_id,
                      ", ".join(request.npc_ids))
         self._prepare(scene, next_speaker(members, None))
         self._release_when_due(scene)
+        self._warm(scene)
 
     def _start_problem(self, key: tuple[bytes, int], request: SceneStart) -> str | None:
         if key in self._scenes:
@@ -172,6 +186,7 @@ class SceneManager:
         for that point (plus the pause), not for the rest of the line.
         """
         handle = line.handle
+        line.interrupted = True
         at_once = self._config.scenes.interjection == "at_once"
         playing = handle.chunk_playing(time.perf_counter())
         if not handle.finished:
@@ -210,7 +225,7 @@ class SceneManager:
         handle = self._turns.start(
             client, say, time.perf_counter(), speculative=True,
             dialogue=scene.transcript.view(speaker),
-            key=f"scene-{scene.scene_id}/{speaker}/{client.identity.hex()}")
+            key=_line_key(scene, speaker))
         line = _Line(handle, speaker, answer is not None)
         handle.on_end.append(lambda terminal: self._line_ended(scene, line, terminal))
         scene.upcoming = line
@@ -230,6 +245,48 @@ class SceneManager:
         line.transcript_index = scene.transcript.add(member.name, line.handle.turn.reply_text)
         if line is scene.current:
             self._prepare_next(scene, line)
+        self._warm(scene)
+
+    def _warm(self, scene: Scene) -> None:
+        """Evaluate the members' prompts up to the transcript so far, in the background.
+
+        One warm-up runs at a time per scene; a line written meanwhile makes it go round
+        again. Skips a member whose line is being generated (its turn holds that state).
+        """
+        if scene.warming or scene.ended or scene.warmed_lines == len(scene.transcript.lines):
+            return
+        scene.warming = True
+        self._tasks.start(self._warm_members(scene), name=f"scene-{scene.scene_id}-warm")
+
+    async def _warm_members(self, scene: Scene) -> None:
+        try:
+            while not scene.ended and scene.warmed_lines != len(scene.transcript.lines):
+                lines = len(scene.transcript.lines)
+                for member in scene.transcript.members:
+                    if scene.ended:
+                        return
+                    if self._generating(scene, member.npc_id):
+                        continue
+                    started = time.perf_counter()
+                    await self._llm.prefill_typing(
+                        _line_key(scene, member.npc_id),
+                        scene.transcript.prompt_prefix_for(member.npc_id), member.npc_id,
+                        self._config.npc_tiers(member.npc_id))
+                    _LOGGER.debug("scene %d: %s's prompt evaluated to line %d in %.0f ms",
+                                  scene.scene_id, member.npc_id, lines,
+                                  (time.perf_counter() - started) * 1000.0)
+                scene.warmed_lines = lines
+        except ValueError as error:  # the transcript outgrew the context: lines trim it
+            _LOGGER.debug("scene %d: no warm-up (%s)", scene.scene_id, error)
+        finally:
+            scene.warming = False
+
+    @staticmethod
+    def _generating(scene: Scene, npc_id: str) -> bool:
+        """Whether a line of `npc_id` is writing its text now."""
+        return any(line is not None and line.npc_id == npc_id
+                   and not line.handle.turn.llm_done.is_set() and not line.handle.finished
+                   for line in (scene.current, scene.upcoming))
 
     def _prepare_next(self, scene: Scene, line: _Line) -> None:
         """Prepare the line after `line` (the one speaking), if the scene goes on."""
@@ -242,12 +299,16 @@ class SceneManager:
         """Release the prepared line when the previous one has played, plus the pause."""
         if scene.upcoming is None or scene.ended or scene.release is not None:
             return
-        # Either rule's client hears at least the pause: the addon starts a released line
-        # at once (it holds more than its pre-buffer), the DESIGN rule a pre-buffer later.
+        # The addon starts a released line at once (it holds more than its pre-buffer):
+        # its player hears the pause. A DESIGN-rule client starts it a pre-buffer later,
+        # so releasing a pre-buffer before its end is enough for it never to hear two
+        # lines at once. Waiting for the full pause on the DESIGN clock as well made the
+        # addon's pause pause + the previous speaker's pre-buffer - the next one's: 560
+        # ms after a CINEMATIC speaker (BENCHMARKS.md, Scenes).
         gap_s = self._config.scenes.gap_ms / 1000.0
         prebuffer_s = scene.upcoming.handle.turn.spec.profile.prebuffer_ms / 1000.0
         addon_end, design_end = scene.play_end_at
-        due = max(addon_end + gap_s, design_end + gap_s - prebuffer_s)
+        due = max(addon_end + gap_s, design_end - prebuffer_s)
         delay = max(0.0, due - time.perf_counter()) if scene.lines else 0.0
         scene.release = asyncio.get_running_loop().call_later(delay, self._release, scene)
 
@@ -282,7 +343,11 @@ class SceneManager:
         scene.lines += 1
         scene.last_speaker = line.npc_id
         progress = line.handle.turn.progress
-        if line.transcript_index is not None and isinstance(terminal, Done | Cancelled):
+        # Only a line cut short is rewritten to what it said: a line spoken whole keeps
+        # its written text (spoken_text is the cleaned text of the chunks), so that
+        # every prompt that already holds it stays a cached prefix.
+        if (line.transcript_index is not None and isinstance(terminal, Done | Cancelled)
+                and (line.interrupted or isinstance(terminal, Cancelled))):
             scene.transcript.replace(line.transcript_index, progress.spoken_text)
         played_at = line.handle.played_at()
         if played_at is not None:
@@ -326,3 +391,8 @@ class SceneManager:
                      client.label, reason, scene.lines)
         self._sender.send(client, SceneEnded(scene_id=scene.scene_id, reason=reason,
                                              lines=scene.lines))
+
+
+def _line_key(scene: Scene, npc_id: str) -> str:
+    """KV-state key of `npc_id`'s lines in `scene` (its prompt differs from its 1:1 one)."""
+    return f"scene-{scene.scene_id}/{npc_id}/{scene.client.identity.hex()}"
