@@ -26,6 +26,7 @@ from daemon.models import resolve_piper_voice
 from daemon.tts.piper import PiperEngine
 from tests.support.aio import run
 from tests.support.configs import write_config
+from tests.support.spoken import PLAYER_LINES
 
 pytest.importorskip("faster_whisper", reason="voice input needs the `voice` extra")
 smart_turn_module = pytest.importorskip("daemon.asr.smart_turn")
@@ -33,19 +34,7 @@ if smart_turn_module.bundled_model_path() is None:
     pytest.skip("no Smart Turn model (pipecat-ai, installed by the bootstrap on Python 3.11+)",
                 allow_module_level=True)
 
-FINISHED = [
-    "The dragon sleeps under the old bridge, so walk quietly now.",
-    "Can you repair my sword before nightfall?",
-    "I need a room for two nights.",
-    "Where can I find the captain of the guard?",
-    "How much does a loaf of bread cost?",
-    "Tell me about the old temple in the hills.",
-    "My horse lost a shoe on the road.",
-    "Have you seen a man in a red cloak?",
-    "I would like to buy some arrows.",
-    "What is the fastest way to the harbor?",
-    "Thank you for your help, my friend.",
-]
+FINISHED = PLAYER_LINES
 UNFINISHED = [
     "I need a room for",
     "Can you repair my sword and",

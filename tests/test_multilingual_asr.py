@@ -25,6 +25,7 @@ from bridge_protocol.client import BridgeClient
 from bridge_protocol.messages import Cancelled, Done, SpeechEnded, Transcript
 from daemon.asr.multilingual import PINNED_SHA256, whisper_base_dir
 from daemon.asr.routing import AsrRoute, asr_route
+from daemon.bench.languages import ESPEAK_RATE_WPM, SPOKEN
 from daemon.launcher import DaemonProcess
 from daemon.testing.espeak_speech import speak
 from tests.support.aio import run
@@ -34,25 +35,10 @@ from tests.support.voices import standin_piper_voice
 
 pytest.importorskip("faster_whisper", reason="voice input needs the `voice` extra")
 
-PT = ["Bom dia, eu gostaria de comprar uma espada nova.",
-      "Você sabe onde fica a casa do prefeito?",
-      "Eu preciso de um quarto para passar a noite.",
-      "Quanto custa um prato de comida e uma cerveja?",
-      "Obrigado pela ajuda, até amanhã.",
-      "A estrada para o norte é perigosa?",
-      "Eu perdi o meu cavalo perto do rio.",
-      "Você pode me contar uma história?"]
-ES = ["Buenos días, quiero comprar una espada nueva.",
-      "¿Sabes dónde está la casa del alcalde?",
-      "Necesito una habitación para pasar la noche.",
-      "¿Cuánto cuesta un plato de comida y una cerveza?",
-      "Gracias por la ayuda, hasta mañana.",
-      "¿El camino hacia el norte es peligroso?",
-      "Perdí mi caballo cerca del río.",
-      "¿Puedes contarme una historia?"]
+PT = SPOKEN["pt-BR"][1]
+ES = SPOKEN["es"][1]
 MIC_RATE_HZ = 16000
 BLOCK_SAMPLES = 1600
-ESPEAK_RATE_WPM = 130
 MAX_WER = 0.5
 """Measured 0.28 (pt-BR) and 0.38 (es) at beam 5 on these lines: see the docstring."""
 

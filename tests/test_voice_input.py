@@ -24,22 +24,11 @@ from daemon.models import resolve_piper_voice
 from daemon.tts.piper import PiperEngine
 from tests.support.aio import run
 from tests.support.configs import write_config
+from tests.support.spoken import PLAYER_LINES
 
 pytest.importorskip("faster_whisper", reason="voice input needs the `voice` extra")
 
-LINES = [
-    "The dragon sleeps under the old bridge, so walk quietly now.",
-    "Can you repair my sword before nightfall?",
-    "I need a room for two nights.",
-    "Where can I find the captain of the guard?",
-    "How much does a loaf of bread cost?",
-    "Tell me about the old temple in the hills.",
-    "My horse lost a shoe on the road.",
-    "Have you seen a man in a red cloak?",
-    "I would like to buy some arrows.",
-    "What is the fastest way to the harbor?",
-    "Thank you for your help, my friend.",
-]
+LINES = PLAYER_LINES
 MIC_RATE_HZ = 16000
 BLOCK_SAMPLES = 1600  # 100 ms blocks, as the Godot addon sends
 

@@ -44,7 +44,7 @@ ASR_BUDGET_MS = 150.0
 """Issue 18: more ASR time than this at p50 keeps tiny.en for English NPCs."""
 
 SPOKEN: dict[str, tuple[str, list[str]]] = {
-    # language -> (espeak-ng voice, player lines); the same lines as the tests'.
+    # language -> (espeak-ng voice, player lines); tests/test_multilingual_asr.py speaks them too.
     "pt-BR": ("pt-BR", [
         "Bom dia, eu gostaria de comprar uma espada nova.",
         "Você sabe onde fica a casa do prefeito?",
