@@ -280,6 +280,11 @@ class AsrConfig(_Section):
       device: "cpu" or "cuda".
       compute_type: CTranslate2 compute type ("int8" on CPU, "float16" on GPU).
       cpu_threads: Whisper threads.
+      encoder_window_s: Whisper's encoder window, in seconds, for utterances of English
+        NPCs that fit in it (1 s to spare); longer ones, and the multilingual model,
+        use Whisper's own 30 s. 10 s took tiny.en from 449 to 177 ms (p50) per line on
+        2 cores with the same or fewer word errors; shorter windows make Whisper repeat
+        the line (BENCHMARKS.md, "Voice input"). 30 = always Whisper's own window.
       language: Spoken language: "npc" = the addressed NPC's language (recognition
         forced to it), "auto" = detected by the multilingual model, or a BCP 47 tag
         for every NPC.
@@ -308,6 +313,7 @@ class AsrConfig(_Section):
     device: str = "cpu"
     compute_type: str = "int8"
     cpu_threads: Annotated[int, Meta(ge=1)] = 2
+    encoder_window_s: Annotated[float, Meta(ge=10.0, le=30.0)] = 10.0
     language: str = "npc"
     vad_threshold: Annotated[float, Meta(gt=0.15, lt=1.0)] = 0.5
     preroll_ms: Annotated[int, Meta(ge=0, le=2000)] = 200

@@ -43,6 +43,7 @@ def test_config_file_is_read_from_disk(tmp_path: Path) -> None:
     (("port = 5557", "port = 70000"), "port"),
     (('host = "127.0.0.1"', 'host = "0.0.0.0"'), "allow_remote"),
     (("[llm]", "[llm"), "not valid TOML"),
+    (("encoder_window_s = 10.0", "encoder_window_s = 5.0"), "encoder_window_s"),
 ])
 def test_invalid_configs_name_the_problem(change: tuple[str, str], message: str) -> None:
     text = default_config_text().replace(*change, 1)

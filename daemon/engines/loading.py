@@ -252,7 +252,7 @@ async def load_asr_engines(config: AsrConfig, npc_languages: dict[str, str] | No
     transcriber = await thread.call(Transcriber, model_path, config.cpu_threads,
                                     config.compute_type, config.device)
     started = time.perf_counter()
-    await thread.call(transcriber.warm_up)
+    await thread.call(transcriber.warm_up, config.encoder_window_s)
     _LOGGER.info("warmed Whisper in %.0f ms", (time.perf_counter() - started) * 1000)
     engines = AsrEngines(transcriber, thread, vad,
                          routes=asr_routes(config.language, npc_languages or {},

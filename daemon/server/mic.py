@@ -42,7 +42,7 @@ from bridge_protocol.messages import (
 from daemon.asr.endpointing import EndpointEvent, EndpointSettings
 from daemon.asr.engines import AsrEngines
 from daemon.asr.mic_stream import MicEvent, MicStream, frame_to_ms
-from daemon.asr.transcriber import DecodeOptions, Transcriber
+from daemon.asr.transcriber import WHISPER_WINDOW_S, DecodeOptions, Transcriber
 from daemon.asr.vad import SpeechProbability
 from daemon.config import AsrConfig
 from daemon.pipeline.timings import ms_since
@@ -174,8 +174,12 @@ class MicInput:
         transcriber, route = heard_by
         self._sessions[client.identity] = MicSession(
             request, stream, time.perf_counter(), transcriber=transcriber,
-            decode=dataclasses.replace(self._decode, language=route.language,
-                                       beam_size=route.beam_size or self._decode.beam_size))
+            decode=dataclasses.replace(
+                self._decode, language=route.language,
+                beam_size=route.beam_size or self._decode.beam_size,
+                # Measured on tiny.en only: the multilingual model keeps Whisper's window.
+                encoder_window_s=(WHISPER_WINDOW_S if route.multilingual
+                                  else self._config.encoder_window_s)))
         _LOGGER.info("client %s opened the microphone (%s, %d Hz) for %s", client.label,
                      request.mode, request.sample_rate_hz, request.npc_id)
 
