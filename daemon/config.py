@@ -298,6 +298,9 @@ class AsrConfig(_Section):
         (Python 3.10: pipecat-ai, which ships it, needs 3.11) silence alone decides.
       smart_turn_threshold: Probability of "complete" at or above which the turn ends.
       speculative: Start ASR and the LLM on a pause, before the endpoint is certain.
+      partial_transcript_ms: While the player speaks, transcribe the speech so far after
+        every this many ms of it and prefill the NPC's prompt with its finished words
+        (as `typing` does for a typed line); 0 = off.
       barge_in: Cancel the NPC's turn when the player starts speaking over it.
       max_utterance_s: Longest utterance; longer speech is cut there.
       multilingual_beam_size: Beam size for the NPCs heard by `multilingual_model`
@@ -324,6 +327,7 @@ class AsrConfig(_Section):
     smart_turn: bool = True
     smart_turn_threshold: Annotated[float, Meta(gt=0.0, lt=1.0)] = 0.5
     speculative: bool = True
+    partial_transcript_ms: Annotated[int, Meta(ge=0, le=10000)] = 1000
     barge_in: bool = True
     max_utterance_s: Annotated[float, Meta(gt=1.0, le=120.0)] = 30.0
     multilingual_beam_size: Annotated[int, Meta(ge=1, le=10)] | None = 5

@@ -2,7 +2,17 @@
 
 from __future__ import annotations
 
-from daemon.asr.endpointing import FRAME_MS, Endpointer, EndpointEvent, EndpointSettings
+import numpy as np
+
+from daemon.asr.endpointing import (
+    FRAME_MS,
+    FRAME_SAMPLES,
+    SAMPLE_RATE_HZ,
+    Endpointer,
+    EndpointEvent,
+    EndpointSettings,
+)
+from daemon.asr.mic_stream import MicStream
 
 SETTINGS = EndpointSettings(threshold=0.5, min_speech_ms=96, pause_ms=200,
                             end_silence_ms=450, preroll_ms=200)
@@ -54,3 +64,27 @@ def test_push_to_talk_release_ends_the_open_utterance_at_once() -> None:
     event = endpointer.force_end("listen_stop")
     assert event is not None and event.kind == "end" and event.speech_end_frame == 10
     assert endpointer.force_end("listen_stop") is None
+
+
+def test_speech_so_far_is_the_audio_while_the_player_speaks_and_none_otherwise() -> None:
+    script = iter([0.0] * 10 + [0.9] * 20 + [0.0] * frames(250) + [0.9] * 5 + [0.0] * 20)
+    stream = MicStream(lambda _frame: next(script), SETTINGS, in_rate_hz=SAMPLE_RATE_HZ)
+    rng = np.random.default_rng(0)
+    seen, events = [], []
+    for _ in range(10 + 20 + frames(250) + 5 + 20):
+        frame = rng.integers(-3000, 3000, FRAME_SAMPLES).astype("<i2")
+        events += stream.push(frame.tobytes())
+        seen.append(stream.speech_so_far())
+    assert [e.event.kind for e in events] == ["start", "pause", "resume", "pause", "end"]
+    assert all(entry is None for entry in seen[:12])  # idle, then under min_speech_ms
+    last_spoken = seen[29]  # the first run's last speech frame
+    assert last_spoken is not None and last_spoken[0] == 20
+    # The same audio, pre-roll included, that the pause then transcribes.
+    pause_audio = events[1].audio
+    assert pause_audio is not None and np.array_equal(last_spoken[1], pause_audio)
+    pause_from = 30 + round(SETTINGS.pause_ms / FRAME_MS)
+    assert all(entry is None for entry in seen[pause_from:30 + frames(250)])  # in the pause
+    resumed = seen[30 + frames(250)]  # speech again: the same utterance goes on
+    assert resumed is not None and resumed[0] == 20 + frames(250) + 1
+    assert resumed[1].size == pause_audio.size + (frames(250) + 1) * FRAME_SAMPLES
+    assert seen[-1] is None  # ended

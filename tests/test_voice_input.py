@@ -22,7 +22,7 @@ from daemon.config import VoiceConfig
 from daemon.launcher import DaemonProcess
 from daemon.models import resolve_piper_voice
 from daemon.tts.piper import PiperEngine
-from tests.support.aio import run
+from tests.support.aio import run, wait_until
 from tests.support.configs import write_config
 from tests.support.spoken import PLAYER_LINES
 
@@ -150,6 +150,45 @@ def test_open_mic_turn_with_a_pause_inside_the_sentence(voice_daemon: DaemonProc
     assert not [e for e in events if isinstance(e, Transcript)], events
     # The pause did start speculative work (how far it got depends on the machine's speed).
     assert "speculative start dropped" in voice_daemon.log_text()
+
+
+def test_speech_so_far_prefills_the_npc_prompt(voice_daemon: DaemonProcess,
+                                              spoken: dict[str, np.ndarray]) -> None:
+    line = LINES[0]  # the longest line, ~3.6 s: partial transcripts after 1 s and 2 s
+    audio = spoken[line]
+    cut = int(2.4 * MIC_RATE_HZ)  # mid-utterance, past the second partial transcript
+    log_start = len(voice_daemon.log_text())
+
+    def prefilled_after_two_seconds() -> bool:
+        log = voice_daemon.log_text()[log_start:]
+        heard = log.find("the first 20")  # the partial after 2 s of speech
+        return heard >= 0 and "prefilled blacksmith's prompt" in log[heard:]
+
+    async def scenario() -> TurnResult:
+        async with BridgeClient(voice_daemon.address) as client:
+            await client.listen_start("blacksmith", mode="open_mic")
+            await stream_audio(client, np.concatenate((silence(300), audio[:cut])),
+                               realtime=True)
+            # The player holds the rest back until the partial's prefill is done, so the
+            # test does not depend on how fast this machine runs it.
+            await wait_until(prefilled_after_two_seconds, timeout_s=60)
+            await stream_audio(client, np.concatenate((audio[cut:], silence(1300))),
+                               realtime=True)
+            transcript = await next_transcript(client)
+            result = await client.collect(transcript.turn_id, 0.0)
+            await client.listen_stop()
+            return result
+
+    result = run(scenario(), timeout_s=120)
+    assert result.transcript is not None
+    assert jiwer.wer(line.lower(), result.transcript.lower()) < 0.2, result.transcript
+    done = result.terminal
+    assert isinstance(done, Done)
+    timings = done.timings
+    assert timings.prompt_tokens is not None and timings.prefill_tokens is not None
+    # Only the words after the partial transcript and the end-of-turn markup are new.
+    assert timings.prefill_tokens <= 10, timings
+    assert timings.prompt_tokens >= timings.prefill_tokens + 10, timings
 
 
 def test_speculative_start_is_released_at_the_endpoint(voice_daemon: DaemonProcess,

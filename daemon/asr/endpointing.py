@@ -84,6 +84,11 @@ class Endpointer:
         return self._in_utterance
 
     @property
+    def speech_start_frame(self) -> int:
+        """First speech frame of the current (or last) utterance."""
+        return self._start_frame
+
+    @property
     def paused_at(self) -> int | None:
         """`speech_end_frame` of the pause the utterance is in, or None (speaking, idle)."""
         return self._end_frame if self._in_utterance and self._paused else None

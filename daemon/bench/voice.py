@@ -135,6 +135,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--encoder-window-s", type=float, default=None,
                         help="Whisper's encoder window ([asr] encoder_window_s, 10..30; "
                              "default: the config's)")
+    parser.add_argument("--partial-transcript-ms", type=int, default=None,
+                        help="[asr] partial_transcript_ms (0 = no partial transcripts; "
+                             "default: the config's)")
     parser.add_argument("--json", type=Path, default=Path("bench-results/voice.json"))
     args = parser.parse_args(argv)
     modes = [m.strip() for m in args.modes.split(",") if m.strip()]
@@ -147,13 +150,16 @@ def main(argv: list[str] | None = None) -> int:
     report: dict = {"machine": machine_description(), "machine_load_at_start": machine_load(),
                     "command": " ".join(["npc-voice bench voice", *(argv or sys.argv[2:])]),
                     "asr_threads": args.asr_threads,
-                    "encoder_window_s": args.encoder_window_s, "modes": {}}
+                    "encoder_window_s": args.encoder_window_s,
+                    "partial_transcript_ms": args.partial_transcript_ms, "modes": {}}
     for mode in modes:
         overrides: Overrides = {section: dict(values) for section, values in MODES[mode].items()}
         if args.asr_threads:
             overrides.setdefault("asr", {})["cpu_threads"] = args.asr_threads
         if args.encoder_window_s:
             overrides.setdefault("asr", {})["encoder_window_s"] = args.encoder_window_s
+        if args.partial_transcript_ms is not None:
+            overrides.setdefault("asr", {})["partial_transcript_ms"] = args.partial_transcript_ms
         # The mode's config lives only as long as its daemon; the JSON records the overrides.
         with tempfile.TemporaryDirectory(prefix="npc-voice-bench-") as scratch:
             config_path = write_config_with(Path(scratch) / f"voice-{mode}.toml", overrides)

@@ -112,7 +112,8 @@ class BridgeServer:
         self._scenes = SceneManager(config, self._turns, llm, self._sender, self._tasks)
         self._typing = TypingPrefill(config, self._turns, llm, self._sender, self._tasks)
         self._mic = (MicInput(self._turns, self._sender, self._tasks, asr, config.asr,
-                              config.server.max_text_chars) if asr is not None else None)
+                              config.server.max_text_chars, self._typing.prefill_words)
+                     if asr is not None else None)
         self.address: str | None = None
         """The ZeroMQ address actually bound (`tcp://127.0.0.1:5557`), once bound."""
 

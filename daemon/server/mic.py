@@ -14,6 +14,13 @@ End of turn: at the same pause the end-of-turn model (Smart Turn, `daemon.asr.sm
 judges whether the player has finished. If so, the utterance ends there; if not, it
 ends after `unfinished_silence_ms` of silence, so a player thinking mid-sentence is not
 cut off. Without the model, the utterance ends after `end_silence_ms` of silence.
+Partial transcripts: while the player speaks, every `partial_transcript_ms` of speech the
+utterance so far is transcribed and its finished words prefill the NPC's prompt, as a
+line being typed does (`daemon.server.typing`), so the turn started at the pause
+evaluates only the last words. One partial transcription at a time per microphone; one
+is started only while speech goes on, so it is done before the pause's own
+transcription needs the ASR thread (a pause is declared `pause_ms` plus the VAD's lag
+after the speech, a partial takes ~200 ms with the 10 s encoder window).
 TTFA of a voice turn counts from the end of speech (when the daemon received the last
 voiced audio), so the endpoint's silence wait is inside it.
 """
@@ -26,6 +33,7 @@ import dataclasses
 import logging
 import time
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -39,7 +47,7 @@ from bridge_protocol.messages import (
     SpeechStarted,
     Transcript,
 )
-from daemon.asr.endpointing import EndpointEvent, EndpointSettings
+from daemon.asr.endpointing import FRAME_MS, EndpointEvent, EndpointSettings
 from daemon.asr.engines import AsrEngines
 from daemon.asr.mic_stream import MicEvent, MicStream, frame_to_ms
 from daemon.asr.transcriber import WHISPER_WINDOW_S, DecodeOptions, Transcriber
@@ -113,6 +121,9 @@ class MicSession:
     """The Whisper model that hears the addressed NPC (None: the English one)."""
     decode: DecodeOptions | None = None
     """Decoding settings, with the addressed NPC's language (None: the defaults)."""
+    partial_at_ms: float = 0.0
+    """Speech (ms since the utterance's start) the last partial transcript covered."""
+    partial_running: bool = False
 
     def wall_time_of(self, frame: int) -> float:
         """perf_counter() at which input frame `frame` had been received."""
@@ -133,11 +144,15 @@ class MicInput:
       engines: Loaded ASR and VAD.
       config: The `[asr]` section.
       max_text_chars: Longest utterance text passed to a turn.
+      prefill: Prefills an NPC's prompt with a line so far: (client, npc_id, text), e.g.
+        `TypingPrefill.prefill_words`; None = no partial transcripts.
     """
 
     def __init__(self, turns: TurnManager, sender: Sender, tasks: BackgroundTasks,
-                 engines: AsrEngines, config: AsrConfig, max_text_chars: int) -> None:
+                 engines: AsrEngines, config: AsrConfig, max_text_chars: int,
+                 prefill: Callable[[Client, str, str], None] | None = None) -> None:
         self._turns = turns
+        self._prefill = prefill
         self._sender = sender
         self._tasks = tasks
         self._max_text_chars = max_text_chars
@@ -248,6 +263,7 @@ class MicInput:
             session.arrivals.append((session.stream.frames_seen, arrived_at))
             for mic_event in events:
                 self._on_event(client, session, mic_event)
+            self._maybe_transcribe_partial(client, session)
             await asyncio.sleep(0)  # one block at a time: other clients go on meanwhile
 
     def client_gone(self, client: Client) -> None:
@@ -265,6 +281,7 @@ class MicInput:
         event, audio = mic_event.event, mic_event.audio
         npc_id = session.request.npc_id
         if event.kind == "start":
+            session.partial_at_ms = 0.0
             self._sender.send(client, SpeechStarted(npc_id=npc_id,
                                                   at_ms=frame_to_ms(event.speech_start_frame)))
             if self._config.barge_in:
@@ -317,6 +334,40 @@ class MicInput:
         text = await self._engines.thread.call(transcriber.transcribe, audio,
                                                session.decode or self._decode)
         return text, round(ms_since(started), 1)
+
+    def _maybe_transcribe_partial(self, client: Client, session: MicSession) -> None:
+        """Start a partial transcription if `partial_transcript_ms` more speech came."""
+        interval_ms = self._config.partial_transcript_ms
+        if self._prefill is None or not interval_ms or session.partial_running:
+            return
+        so_far = session.stream.speech_so_far()
+        if so_far is None:
+            return
+        speech_frames, audio = so_far
+        speech_ms = speech_frames * FRAME_MS
+        if speech_ms < session.partial_at_ms + interval_ms:
+            return
+        session.partial_at_ms, session.partial_running = speech_ms, True
+        self._tasks.start(self._transcribe_partial(client, session, audio, speech_ms),
+                          name="voice-partial")
+
+    async def _transcribe_partial(self, client: Client, session: MicSession,
+                                  audio: np.ndarray, speech_ms: float) -> None:
+        try:
+            text, asr_ms = await self._transcribe(session, audio)
+        finally:
+            session.partial_running = False
+        _LOGGER.info("client %s: the first %.0f ms of speech transcribed in %.0f ms "
+                     "(%d characters)", client.label, speech_ms, asr_ms, len(text))
+        still_speaking = (self._sessions.get(client.identity) is session
+                          and session.speculation is None
+                          and session.stream.speech_so_far() is not None)
+        if text and still_speaking and self._prefill is not None:
+            # Whisper writes a line cut off mid-speech in lower case ("the dragon sleeps
+            # on") and the finished line in sentence case; the prefilled prompt is reused
+            # only up to the first differing token, so the partial gets the capital too.
+            sentence_case = text[0].upper() + text[1:]
+            self._prefill(client, session.request.npc_id, sentence_case[: self._max_text_chars])
 
     async def _speculate(self, client: Client, session: MicSession, speculation: _Speculation,
                          audio: np.ndarray) -> None:

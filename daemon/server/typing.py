@@ -10,6 +10,9 @@ typed would tokenize differently once finished ("blacks" vs "blacksmith"), and t
 final prompt would diverge from the cached one there. Prefills run at ambient priority
 and yield to any waiting turn, one at a time per conversation; a newer text replaces
 one not yet started, so a fast typist costs at most one prefill in flight.
+
+Voice turns use the same path: while the player speaks, `daemon.server.mic` transcribes
+the speech so far and passes the text to `prefill_words`, as if it had been typed.
 """
 
 from __future__ import annotations
@@ -89,16 +92,24 @@ class TypingPrefill:
                                 f"the typed line has {len(message.text)} characters; the "
                                 f"limit is {limit}")
             return
-        words = complete_words(message.text)
+        self.prefill_words(client, message.npc_id, message.text)
+
+    def prefill_words(self, client: Client, npc_id: str, text: str) -> None:
+        """Prefill `npc_id`'s prompt with the finished words of `text`, in the background.
+
+        `text` is the player's line so far (typed, or the speech so far transcribed);
+        `npc_id` must be a known NPC and `text` within `max_text_chars`.
+        """
+        words = complete_words(text)
         if not words:
             return
-        typed = self._typed.setdefault((client.identity, message.npc_id), _Typed())
-        conversation = self._turns.conversation(client, message.npc_id)
+        typed = self._typed.setdefault((client.identity, npc_id), _Typed())
+        conversation = self._turns.conversation(client, npc_id)
         typed.wanted = (len(conversation), words)
         if not typed.running and typed.wanted != typed.done:
             typed.running = True
-            self._tasks.start(self._prefill(client, message.npc_id, typed),
-                              name=f"typing-{client.identity.hex()}-{message.npc_id}")
+            self._tasks.start(self._prefill(client, npc_id, typed),
+                              name=f"typing-{client.identity.hex()}-{npc_id}")
 
     async def _prefill(self, client: Client, npc_id: str, typed: _Typed) -> None:
         key = conversation_key(npc_id, client.identity)
@@ -112,8 +123,9 @@ class TypingPrefill:
                 await self._llm.prefill_typing(key, conversation.messages_for(wanted[1]),
                                                npc_id, self._config.npc_tiers(npc_id))
                 typed.done = wanted
-                _LOGGER.debug("client %s: prefilled %d typed characters for %s in %.0f ms",
-                              client.label, len(wanted[1]), npc_id, ms_since(started))
+                _LOGGER.info("client %s: prefilled %s's prompt with %d characters of the "
+                             "line so far in %.0f ms", client.label, npc_id, len(wanted[1]),
+                             ms_since(started))
         finally:
             typed.running = False
             if client.gone:  # its states were forgotten; this prefill may have saved one
