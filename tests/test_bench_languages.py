@@ -26,3 +26,18 @@ def test_the_voices_benchmark_reports_first_audio_and_rtf(tmp_path: Path) -> Non
     assert report["voices"]["hibari:heart"]["sample_rate_hz"] == 24000
     for figures in report["voices"].values():
         assert figures["first_audio_ms"]["p50"] > 0 and figures["rtf"]["p50"] > 0
+
+
+def test_the_asr_benchmark_reports_time_and_wer_per_window(tmp_path: Path) -> None:
+    out = tmp_path / "asr.json"
+    subprocess.run([sys.executable, "-m", "daemon.bench.asr", "--lines", "3",
+                    "--windows", "30,10", "--multilingual-model", "", "--json", str(out)],
+                   check=True, timeout=300, stdout=subprocess.DEVNULL)
+    report = json.loads(out.read_text())
+    assert set(report["sets"]) == {"english", "english_long"}
+    assert report["sets"]["english_long"]["utterances"] == 1
+    for entry in report["sets"].values():
+        assert set(entry["windows"]) == {"30.0", "10.0"}
+        for window in entry["windows"].values():
+            assert window["asr_ms"]["p50"] > 0
+            assert window["wer"] is not None and window["wer"] < 0.5, window["transcripts"]

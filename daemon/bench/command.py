@@ -14,6 +14,8 @@ SUITES: dict[str, str] = {
             "stages, RTF, underruns, RSS)",
     "tiers": "two-tier replies: turns, random full-size Qwen GGUFs on the GPU, VRAM budget",
     "voice": "voice input: end of speech -> first audio, WER; Smart Turn, silence, endpoint",
+    "asr": "Whisper in process: encoder windows (ASR time, WER) on short, long, "
+           "Portuguese and Spanish lines",
     "xtts": "XTTS-v2 first audio and RTF, FP16 vs FP32 (run it in .venv-xtts; GPU)",
     "reliability": "hostile, vanishing and greedy clients against a live daemon (soak)",
     "languages": "hibari vs Piper (first audio, RTF); Whisper base vs tiny.en (WER, ASR "
