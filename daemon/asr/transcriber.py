@@ -12,8 +12,8 @@ Short encoder window: Whisper's encoder always reads 30 s of log-mel frames (the
 utterance padded with silence), so a 2 s line costs as much as a 30 s one, and the
 encoder is most of that time on a CPU. An utterance that fits in `encoder_window_s`
 seconds (with `WINDOW_MARGIN_S` to spare) is instead encoded in a window of that
-length: the audio zero-padded to it before the log-mel, as Whisper pads to 30 s, then
-decoded through CTranslate2's `generate`. Windows of 10 s keep the transcripts; shorter
+length, its log-mel frames followed by those of digital silence (`SILENCE_LOG_MEL`),
+then decoded through CTranslate2's `generate`. Windows of 10 s keep the transcripts; shorter
 ones make Whisper miss its end-of-text token and repeat the line (measured:
 BENCHMARKS.md, "Voice input"). A decode that runs to its length cap all the same is
 done again in the full 30 s window, so a loop costs time, never a wrong transcript.
