@@ -7,21 +7,17 @@ silero-vad and faster-whisper (tiny.en), then llama.cpp and Piper for the reply.
 from __future__ import annotations
 
 import asyncio
-import threading
 from collections.abc import Iterator
 
 import jiwer
 import numpy as np
 import pytest
-import soxr
 
 from bridge_protocol.client import BridgeClient, TurnResult
 from bridge_protocol.framing import DecodedAudio
 from bridge_protocol.messages import Cancelled, Done, Error, SpeechEnded, SpeechStarted, Transcript
-from daemon.config import VoiceConfig
+from daemon.bench.voice import speak_lines
 from daemon.launcher import DaemonProcess
-from daemon.models import resolve_piper_voice
-from daemon.tts.piper import PiperEngine
 from tests.support.aio import run, wait_until
 from tests.support.configs import write_config
 from tests.support.spoken import PLAYER_LINES
@@ -36,15 +32,7 @@ BLOCK_SAMPLES = 1600  # 100 ms blocks, as the Godot addon sends
 @pytest.fixture(scope="module")
 def spoken() -> dict[str, np.ndarray]:
     """Each line spoken by Piper (deterministic: no noise), int16 at 16 kHz."""
-    engine = PiperEngine(*resolve_piper_voice("joe"))
-    voice = VoiceConfig(noise_scale=0.0, noise_w_scale=0.0)
-    audio = {}
-    for line in LINES:
-        pieces: list[np.ndarray] = []
-        engine.synthesize(line, voice, pieces.append, threading.Event())
-        samples = np.concatenate(pieces)
-        audio[line] = soxr.resample(samples, engine.sample_rate_hz, MIC_RATE_HZ)
-    return audio
+    return dict(zip(LINES, speak_lines(LINES), strict=True))
 
 
 @pytest.fixture(scope="module")
@@ -108,18 +96,10 @@ def test_push_to_talk_transcripts_match_the_lines(voice_daemon: DaemonProcess,
 
 def test_open_mic_turn_with_a_pause_inside_the_sentence(voice_daemon: DaemonProcess,
                                                         spoken: dict[str, np.ndarray]) -> None:
-    first_half, second_half = "Can you repair my sword", "before nightfall?"
-    engine = PiperEngine(*resolve_piper_voice("joe"))
-    voice = VoiceConfig(noise_scale=0.0, noise_w_scale=0.0)
-
-    def say(text: str) -> np.ndarray:
-        pieces: list[np.ndarray] = []
-        engine.synthesize(text, voice, pieces.append, threading.Event())
-        return soxr.resample(np.concatenate(pieces), engine.sample_rate_hz, MIC_RATE_HZ)
-
+    first_half, second_half = speak_lines(["Can you repair my sword", "before nightfall?"])
     # A 700 ms pause: longer than pause_ms (a speculative turn starts), shorter than the
     # 1000 ms endpoint (so the turn must not end there).
-    audio = np.concatenate((silence(300), say(first_half), silence(700), say(second_half),
+    audio = np.concatenate((silence(300), first_half, silence(700), second_half,
                             silence(1300)))
 
     async def scenario() -> tuple[list[object], TurnResult, list[object]]:

@@ -8,12 +8,9 @@ observed by counting calls of faster-whisper's own `transcribe` (the 30 s path).
 from __future__ import annotations
 
 import logging
-import threading
 
-import jiwer
 import numpy as np
 import pytest
-import soxr
 
 from daemon.asr.transcriber import (
     SAMPLE_RATE_HZ,
@@ -22,9 +19,8 @@ from daemon.asr.transcriber import (
     Transcriber,
     resolve_whisper,
 )
-from daemon.config import VoiceConfig
-from daemon.models import resolve_piper_voice
-from daemon.tts.piper import PiperEngine
+from daemon.bench.stats import word_error_rate
+from daemon.bench.voice import speak_lines
 from tests.support.spoken import PLAYER_LINES
 
 pytest.importorskip("faster_whisper", reason="voice input needs the `voice` extra")
@@ -36,15 +32,8 @@ LOOPING_LINE = "Can you repair my sword before nightfall?"
 @pytest.fixture(scope="module")
 def spoken() -> dict[str, np.ndarray]:
     """Each player line spoken by Piper, float32 at 16 kHz."""
-    engine = PiperEngine(*resolve_piper_voice("joe"))
-    voice = VoiceConfig(noise_scale=0.0, noise_w_scale=0.0)
-    audio = {}
-    for line in PLAYER_LINES:
-        pieces: list[np.ndarray] = []
-        engine.synthesize(line, voice, pieces.append, threading.Event())
-        samples = soxr.resample(np.concatenate(pieces), engine.sample_rate_hz, SAMPLE_RATE_HZ)
-        audio[line] = samples.astype(np.float32) / 32768.0
-    return audio
+    return {line: samples.astype(np.float32) / 32768.0
+            for line, samples in zip(PLAYER_LINES, speak_lines(PLAYER_LINES), strict=True)}
 
 
 class CountedTranscriber:
@@ -72,12 +61,10 @@ def whisper() -> CountedTranscriber:
 
 
 def word_errors(references: list[str], hypotheses: list[str]) -> int:
-    normalise = jiwer.Compose([jiwer.ToLowerCase(), jiwer.RemovePunctuation(),
-                               jiwer.RemoveMultipleSpaces(), jiwer.Strip(),
-                               jiwer.ReduceToListOfListOfWords()])
-    out = jiwer.process_words(references, hypotheses, reference_transform=normalise,
-                              hypothesis_transform=normalise)
-    return out.substitutions + out.deletions + out.insertions
+    """Substitutions + deletions + insertions over the set (the benchmarks' WER, as a count)."""
+    rate = word_error_rate(references, hypotheses)
+    assert rate is not None, "jiwer is installed with the daemon lock"
+    return round(rate * sum(len(reference.split()) for reference in references))
 
 
 def test_short_window_hears_the_lines_as_well_as_whisper_window(
