@@ -102,18 +102,29 @@ class MicStream:
             event = self._endpointer.force_end("max_length")
         return event
 
+    @property
+    def speaking_frames(self) -> int | None:
+        """Speech frames of the utterance so far while the player speaks, else None.
+
+        None when idle or in a pause. Cheap (no audio copied): for per-block checks.
+        """
+        endpointer = self._endpointer
+        if not endpointer.in_utterance or endpointer.paused_at is not None:
+            return None
+        return self._next_frame - endpointer.speech_start_frame
+
     def speech_so_far(self) -> tuple[int, np.ndarray] | None:
         """While the player is speaking: (speech frames so far, float32 16 kHz audio).
 
         The audio runs from the pre-roll before the speech start to the last frame seen.
         None when idle or in a pause (the pause's own event carries the audio then).
         """
-        endpointer = self._endpointer
-        if not endpointer.in_utterance or endpointer.paused_at is not None:
+        speech_frames = self.speaking_frames
+        if speech_frames is None:
             return None
-        start = endpointer.speech_start_frame
+        start = self._next_frame - speech_frames
         first = max(self._first_frame, start - self._preroll_frames)
-        return self._next_frame - start, self._concatenated(first, self._next_frame)
+        return speech_frames, self._concatenated(first, self._next_frame)
 
     def force_end(self, cause: EndCause = "listen_stop") -> MicEvent | None:
         """End the open utterance now (push-to-talk released, by default)."""

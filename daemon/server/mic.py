@@ -340,13 +340,14 @@ class MicInput:
         interval_ms = self._config.partial_transcript_ms
         if self._prefill is None or not interval_ms or session.partial_running:
             return
-        so_far = session.stream.speech_so_far()
-        if so_far is None:
+        # Called for every block: the utterance's audio is copied only when it is due.
+        speech_frames = session.stream.speaking_frames
+        if speech_frames is None or speech_frames * FRAME_MS < session.partial_at_ms + interval_ms:
             return
+        so_far = session.stream.speech_so_far()
+        assert so_far is not None  # speaking, as just checked
         speech_frames, audio = so_far
         speech_ms = speech_frames * FRAME_MS
-        if speech_ms < session.partial_at_ms + interval_ms:
-            return
         session.partial_at_ms, session.partial_running = speech_ms, True
         self._tasks.start(self._transcribe_partial(client, session, audio, speech_ms),
                           name="voice-partial")
@@ -361,7 +362,7 @@ class MicInput:
                      "(%d characters)", client.label, speech_ms, asr_ms, len(text))
         still_speaking = (self._sessions.get(client.identity) is session
                           and session.speculation is None
-                          and session.stream.speech_so_far() is not None)
+                          and session.stream.speaking_frames is not None)
         if text and still_speaking and self._prefill is not None:
             # Whisper writes a line cut off mid-speech in lower case ("the dragon sleeps
             # on") and the finished line in sentence case; the prefilled prompt is reused
