@@ -20,6 +20,7 @@ to 30 s as the daemon does.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import sys
 import time
@@ -106,8 +107,7 @@ def main(argv: list[str] | None = None) -> int:
             "windows": by_window}
         for window_s in windows:
             texts, times = [], []
-            window_options = DecodeOptions(options.beam_size, options.best_of,
-                                           options.language, window_s)
+            window_options = dataclasses.replace(options, encoder_window_s=window_s)
             for samples in audio:
                 started = time.perf_counter()
                 texts.append(models[multilingual].transcribe(samples, window_options))
