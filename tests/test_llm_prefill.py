@@ -1,10 +1,22 @@
-"""Background prefill yields to a waiting turn and keeps what it evaluated."""
+"""Background prefill yields to a waiting turn, keeps what it evaluated, and forgets it
+when its client has left."""
 
 from __future__ import annotations
 
+import asyncio
+
 from daemon.config import LlmConfig
+from daemon.config_file import load_config
 from daemon.llm.llama import KvStateStore, LlamaContext
+from daemon.llm.pool import LlmPool
+from daemon.llm.tiers import TieredLlm
+from daemon.metrics import Telemetry
 from daemon.models import resolve_llm
+from daemon.server.clients import Client
+from daemon.server.memory import MemoryTrimmer
+from daemon.server.sender import Sender
+from daemon.server.tasks import BackgroundTasks
+from daemon.server.turns import TurnManager
 
 
 def long_conversation() -> list[dict[str, str]]:
@@ -43,3 +55,35 @@ def test_prefill_yields_then_resumes_from_what_it_kept() -> None:
     # Back on the first conversation: its saved state is restored and only the rest
     # is evaluated, in one go this time.
     assert context.prefill("smith/1", messages) == total
+
+
+def test_a_prefill_that_ends_after_its_client_left_keeps_no_state() -> None:
+    """The prefill after a turn saves a state; if its client left meanwhile, it goes.
+
+    Real llama.cpp (SmolLM2) behind the daemon's own pool and turn manager. The client
+    here leaves before the prefill runs; in the daemon the prefill waits for a free
+    context at ambient priority, so leaving first is the ordinary case under load.
+    A client still connected keeps its state: that case shows the check can fail.
+    """
+
+    config = load_config(None)
+    messages = long_conversation()[:3] + [{"role": "user", "content": ""}]
+
+    async def scenario() -> tuple[bool, bool]:
+        pool = await LlmPool.load(resolve_llm("smollm2"), config.llm, name="test")
+        try:
+            telemetry = Telemetry()
+            manager = TurnManager(config, TieredLlm(pool, config.llm), {}, Sender(telemetry),
+                                  BackgroundTasks(), telemetry, MemoryTrimmer())
+            left, stayed = Client(b"\x00left", 2**20), Client(b"\x00stayed", 2**20)
+            left.gone = True
+            await manager.after_turn(left, "blacksmith/left", messages, "fast", True)
+            await manager.after_turn(stayed, "blacksmith/stayed", messages, "fast", True)
+            return (pool._states.get("blacksmith/left") is not None,
+                    pool._states.get("blacksmith/stayed") is not None)
+        finally:
+            pool.close()
+
+    kept_for_the_one_who_left, kept_for_the_one_who_stayed = asyncio.run(scenario())
+    assert kept_for_the_one_who_stayed
+    assert not kept_for_the_one_who_left

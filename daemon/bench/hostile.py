@@ -117,54 +117,101 @@ def fuzz_cases(count: int, random_seed: int) -> list[list[bytes]]:
 
 @dataclass
 class FuzzReport:
-    """What fuzzing sent and got back."""
+    """What fuzzing sent and got back.
+
+    Attributes:
+      messages: Cases sent (an empty case sends nothing).
+      replies: Messages the daemon sent back.
+      undocumented_codes: Error codes outside `ErrorCode` (must stay empty).
+      reopened: Sockets replaced because a send did not complete in `SEND_TIMEOUT_S`.
+    """
 
     messages: int = 0
     replies: int = 0
     undocumented_codes: list[str] = field(default_factory=list)
+    reopened: int = 0
+
+
+SEND_TIMEOUT_S = 10.0
+"""Longest wait for one fuzz case to be handed to libzmq.
+
+The daemon closes a connection that sends a frame over its size limit, and the DEALER
+reconnects. Once, on a machine running two suites at once, a send after such a
+reconnect never completed although the new connection was up (the daemon received
+nothing on it; why the send stayed blocked was not found), and the suite hung for 25
+minutes. A send that takes this long gets a fresh socket instead: the case counts as
+unsent and `FuzzReport.reopened` counts the socket."""
+
+
+class _FuzzDealer:
+    """One DEALER of the fuzzer and the task that reads its replies."""
+
+    def __init__(self, context: zmq.asyncio.Context, address: str, with_hello: bool,
+                 report: FuzzReport) -> None:
+        self._context, self._address, self._with_hello = context, address, with_hello
+        self._report = report
+        self._socket: zmq.asyncio.Socket | None = None
+        self._reader: asyncio.Task[None] | None = None
+
+    async def open(self) -> None:
+        self._socket = self._context.socket(zmq.DEALER)
+        self._socket.linger = 0
+        self._socket.connect(self._address)
+        if self._with_hello:
+            await self._socket.send(HELLO)
+        self._reader = asyncio.create_task(self._read(self._socket))
+
+    async def send(self, frames: list[bytes]) -> bool:
+        """Send one case; on a stuck send, reopen the socket and return False."""
+        assert self._socket is not None
+        try:
+            await asyncio.wait_for(self._socket.send_multipart(frames), SEND_TIMEOUT_S)
+        except TimeoutError:
+            self._report.reopened += 1
+            await self.close()
+            await self.open()
+            return False
+        return True
+
+    async def close(self) -> None:
+        if self._reader is not None:
+            self._reader.cancel()
+            await asyncio.gather(self._reader, return_exceptions=True)
+        if self._socket is not None:
+            self._socket.close(linger=0)
+        self._socket, self._reader = None, None
+
+    async def _read(self, sock: zmq.asyncio.Socket) -> None:
+        while True:
+            frames = await sock.recv_multipart()
+            self._report.replies += 1
+            try:
+                reply = json.loads(frames[0])
+            except ValueError:
+                continue
+            code = reply.get("code") if reply.get("type") == "error" else None
+            if code is not None and code not in DOCUMENTED_CODES:
+                self._report.undocumented_codes.append(code)
 
 
 async def fuzz_dealers(address: str, cases: list[list[bytes]]) -> FuzzReport:
     """Send the cases over two DEALERs (one never says hello) and read every reply."""
     report = FuzzReport()
     context = zmq.asyncio.Context()
-    sockets = []
+    dealers = [_FuzzDealer(context, address, with_hello, report)
+               for with_hello in (False, True)]
     try:
-        for with_hello in (False, True):
-            sock = context.socket(zmq.DEALER)
-            sock.linger = 0
-            sock.connect(address)
-            if with_hello:
-                await sock.send(HELLO)
-            sockets.append(sock)
-
-        async def read(sock: zmq.asyncio.Socket) -> None:
-            while True:
-                frames = await sock.recv_multipart()
-                report.replies += 1
-                try:
-                    reply = json.loads(frames[0])
-                except ValueError:
-                    continue
-                code = reply.get("code") if reply.get("type") == "error" else None
-                if code is not None and code not in DOCUMENTED_CODES:
-                    report.undocumented_codes.append(code)
-
-        readers = [asyncio.create_task(read(sock)) for sock in sockets]
+        for dealer in dealers:
+            await dealer.open()
         for index, frames in enumerate(cases):
-            sock = sockets[index % 2]
-            if frames:
-                await sock.send_multipart(frames)
+            if frames and await dealers[index % 2].send(frames):
                 report.messages += 1
             if index % 200 == 199:
                 await asyncio.sleep(0.05)  # let replies flow; the daemon is not a sink
         await asyncio.sleep(1.0)
-        for reader in readers:
-            reader.cancel()
-        await asyncio.gather(*readers, return_exceptions=True)
     finally:
-        for sock in sockets:
-            sock.close(linger=0)
+        for dealer in dealers:
+            await dealer.close()
         context.term()
     return report
 

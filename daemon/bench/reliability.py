@@ -298,7 +298,8 @@ def _summary(report: dict) -> str:
     lines = [
         f"fuzzed messages        {phases['fuzz']['messages']} "
         f"(+{phases['raw']['connections']} raw connections, "
-        f"{phases['raw']['closed_by_daemon']} closed by the daemon)",
+        f"{phases['raw']['closed_by_daemon']} closed by the daemon; "
+        f"{phases['fuzz']['reopened']} fuzzing socket(s) reopened after a stuck send)",
         f"clients killed         {phases['killed']['killed']} mid-stream (RST)",
         f"idle connections       {phases['idle']['admitted']} admitted, "
         f"{phases['idle']['refused']} refused",

@@ -16,7 +16,9 @@ assistant turn already holding the opener, without an end-of-turn token
 
 from __future__ import annotations
 
+import ctypes
 import logging
+import mmap
 import threading
 import time
 from collections import OrderedDict
@@ -24,7 +26,13 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, cast
 
-from llama_cpp import Llama, LlamaState, llama_supports_gpu_offload
+from llama_cpp import (
+    Llama,
+    LlamaState,
+    llama_state_get_data,
+    llama_state_get_size,
+    llama_supports_gpu_offload,
+)
 from llama_cpp.llama_chat_format import CHATML_CHAT_TEMPLATE, Jinja2ChatFormatter
 
 from daemon.config import LlmConfig
@@ -245,17 +253,37 @@ class LlamaContext:
         emit(ReplyStats(len(tokens), prefill, reply_tokens, finish_reason, prompt))
 
     def _snapshot(self) -> LlamaState:
-        """`save_state()`, keeping one row of logits instead of up to n_batch of them.
+        """What `Llama.save_state()` saves, with one row of logits, in a mapping of its own.
 
-        llama-cpp-python copies the logits of every evaluated prompt token up to
-        n_batch rows: ~50 MB for SmolLM2's 49k vocabulary, ~70 ms to restore (measured,
-        BENCHMARKS.md), and a 256 MiB store then holds only ~5 conversations. Nothing
-        reads restored logits: every prompt has new tokens after the restored prefix,
-        and evaluating them produces fresh ones.
+        `save_state()` copies the logits of every evaluated prompt token (SmolLM2's 49k
+        vocabulary: ~36 MB for a 186-token prompt, ~50 MB at n_batch) and the state
+        twice through malloc'd buffers. Nothing reads restored logits (every prompt has
+        new tokens after the restored prefix, and evaluating them produces fresh ones),
+        so one row is kept: a 256 MiB store then holds dozens of conversations instead
+        of ~5 (BENCHMARKS.md).
+
+        The state itself (KV cells: SmolLM2 ~23 KB per token, so 1-5 MB) is written
+        straight into an anonymous mapping that is unmapped when the state is dropped.
+        Kept in glibc's heap instead, states of vanished clients left holes among live
+        allocations that `malloc_trim` could not return: the reliability suite's RSS
+        growth is measured with and without this in BENCHMARKS.md ("Reliability").
         """
-        state = self._llama.save_state()
-        state.scores = state.scores[-1:].copy()
-        return state
+        llama = self._llama
+        capacity = llama_state_get_size(llama.ctx)
+        region = mmap.mmap(-1, capacity)
+        view = (ctypes.c_uint8 * capacity).from_buffer(region)
+        n_bytes = llama_state_get_data(llama.ctx, view, capacity)
+        del view  # an exported buffer would keep the mapping from being closed
+        n_tokens = llama.n_tokens
+        return LlamaState(
+            input_ids=llama.input_ids.copy(),  # whole (n_ctx,): load_state assigns it as is
+            scores=llama.scores[max(n_tokens - 1, 0):n_tokens].copy(),
+            n_tokens=n_tokens,
+            # Read by `load_state` through the buffer protocol only (from_buffer_copy).
+            llama_state=cast(bytes, region),
+            llama_state_size=n_bytes,
+            seed=llama._seed,  # what save_state() records
+        )
 
     def _evaluate(self, tokens: list[int]) -> None:
         """Bring `tokens` into the KV cache (prefix reuse included), generating nothing.

@@ -20,8 +20,8 @@ from bridge_protocol.messages import (
     ErrorCode,
     Say,
 )
-from daemon.config import Config
-from daemon.llm.base import LlmStage
+from daemon.config import Config, Tiers
+from daemon.llm.base import ChatMessage, LlmStage
 from daemon.llm.conversation import Conversation, Dialogue
 from daemon.metrics import Telemetry
 from daemon.pipeline.turn import Turn, TurnSpec
@@ -308,8 +308,8 @@ class TurnManager:
         if not client.gone and (history_cut or (spec.tiers == "both"
                                                 and len(spec.conversation))):
             self._tasks.start(
-                self._llm.after_turn(spec.conversation_key, spec.conversation.messages_for(""),
-                                     spec.tiers, history_cut),
+                self.after_turn(client, spec.conversation_key,
+                                spec.conversation.messages_for(""), spec.tiers, history_cut),
                 name=f"prefill-{spec.conversation_key}")
         self._telemetry.turn_finished(client.label, spec, progress, terminal)
         for callback in handle.on_end:
@@ -319,6 +319,22 @@ class TurnManager:
                 _LOGGER.exception("a listener of turn %s failed", handle.turn_id)
         if not self._running:
             self._trimmer.request()  # idle: give the turns' buffers back to the OS
+
+    async def after_turn(self, client: Client, key: str, messages: list[ChatMessage],
+                         tiers: Tiers, history_cut: bool) -> None:
+        """Bring conversation `key`'s KV caches up to date (`LlmStage.after_turn`).
+
+        Runs in the background once a turn has ended. The prefill waits for a free
+        context at ambient priority, so `client` may leave first: its saved states are
+        forgotten then (`client_gone`), and this prefill would save one again, kept
+        until the state cache's LRU bound pushed it out. The reliability suite's quick
+        form left four or five such states (~20 MB) before this forgot them.
+        """
+        try:
+            await self._llm.after_turn(key, messages, tiers, history_cut)
+        finally:
+            if client.gone:
+                self._llm.forget([key])
 
     # ------------------------------------------------------------------ clients leaving
 
