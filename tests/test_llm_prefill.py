@@ -4,9 +4,11 @@ when its client has left."""
 from __future__ import annotations
 
 import asyncio
+import threading
 
 from daemon.config import LlmConfig
 from daemon.config_file import load_config
+from daemon.llm.base import ReplyStats
 from daemon.llm.llama import KvStateStore, LlamaContext
 from daemon.llm.pool import LlmPool
 from daemon.llm.tiers import TieredLlm
@@ -48,13 +50,41 @@ def test_prefill_yields_then_resumes_from_what_it_kept() -> None:
     assert 0 < partial < total
     saved = states.get("smith/1")
     assert saved is not None and saved.n_tokens == partial  # what was evaluated is kept
-    assert saved.scores.shape[0] <= 1  # one row of logits, not one per prompt token
+    assert saved.scores.shape[0] == 1  # one row of logits, not one per prompt token
 
     context.prefill("other", [{"role": "system", "content": "You are someone else."},
                               {"role": "user", "content": "Hi."}])  # switch conversations
     # Back on the first conversation: its saved state is restored and only the rest
     # is evaluated, in one go this time.
     assert context.prefill("smith/1", messages) == total
+
+
+def test_a_state_longer_than_one_batch_restores() -> None:
+    """A conversation past `n_batch` tokens is saved and restored like a short one.
+
+    llama-cpp-python keeps logits for one batch only (`Llama.scores` has n_batch rows
+    unless `logits_all`), so the row saved with a state must come from inside it. A
+    state saved with no row at all failed on restore ("could not broadcast ... (0,
+    49152)"), and every turn of that NPC after its history passed n_batch tokens was lost.
+    """
+    states = KvStateStore(64 * 2**20)
+    context = LlamaContext(resolve_llm("smollm2"), LlmConfig(n_ctx=2048, n_batch=32), states,
+                           "test")
+    messages = long_conversation()
+    total = len(context._tokens(context.format_prompt(messages)))
+    assert total > 2 * 32
+    assert context.prefill("smith/1", messages) == total
+    saved = states.get("smith/1")
+    assert saved is not None and saved.n_tokens == total and saved.scores.shape[0] == 1
+
+    context.prefill("other", [{"role": "system", "content": "You are someone else."},
+                              {"role": "user", "content": "Hi."}])  # switch conversations
+    messages[-1]["content"] = "And the seventh?"
+    deltas: list[object] = []
+    context.reply("smith/1", messages, deltas.append, threading.Event(), max_tokens=4)
+    stats = deltas[-1]
+    assert isinstance(stats, ReplyStats) and stats.reply_tokens > 0
+    assert stats.prefill_tokens < 16  # the restored state held everything before the line
 
 
 def test_a_prefill_that_ends_after_its_client_left_keeps_no_state() -> None:

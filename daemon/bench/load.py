@@ -9,11 +9,12 @@ together; TTFA and underruns are then read against K.
 from __future__ import annotations
 
 import asyncio
+import sys
 from dataclasses import dataclass
 from typing import Any
 
 from bridge_protocol.client import BridgeClient
-from bridge_protocol.messages import Done
+from bridge_protocol.messages import Done, Error
 from daemon.bench.stats import DEFAULT_PREBUFFER_MS, ProcessTreeMeter, TurnRecord, summarise
 from daemon.metrics import turn_outcome
 
@@ -64,6 +65,9 @@ async def client_turn(client: BridgeClient, mode: str, npc_id: str, line: str,
     terminal = result.terminal
     timings = getattr(terminal, "timings", None)
     outcome = turn_outcome(terminal)[0] if terminal is not None else "none"
+    if isinstance(terminal, Error):  # a failed turn is a figure; say why, as in-process
+        print(f"{mode}: turn failed ({npc_id}: {line!r}): {terminal.code}: {terminal.message}",
+              file=sys.stderr)
     reply = terminal.reply_text if isinstance(terminal, Done) else " ".join(result.subtitles)
     return TurnRecord.build(mode, npc_id, line, result, timings, outcome,
                             prebuffer_ms.get(npc_id, DEFAULT_PREBUFFER_MS), reply)

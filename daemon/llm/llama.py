@@ -275,9 +275,13 @@ class LlamaContext:
         n_bytes = llama_state_get_data(llama.ctx, view, capacity)
         del view  # an exported buffer would keep the mapping from being closed
         n_tokens = llama.n_tokens
+        # `scores` has n_batch rows (n_ctx only with logits_all): past n_batch tokens the
+        # last token's row is not at n_tokens - 1. One row always, so load_state's
+        # `scores[:n_tokens] = saved` broadcasts it (an empty one fails to).
+        last_row = max(min(n_tokens, llama.scores.shape[0]) - 1, 0)
         return LlamaState(
             input_ids=llama.input_ids.copy(),  # whole (n_ctx,): load_state assigns it as is
-            scores=llama.scores[max(n_tokens - 1, 0):n_tokens].copy(),
+            scores=llama.scores[last_row:last_row + 1].copy(),
             n_tokens=n_tokens,
             # Read by `load_state` through the buffer protocol only (from_buffer_copy).
             llama_state=cast(bytes, region),
