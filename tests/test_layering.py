@@ -147,4 +147,6 @@ def test_llama_cpp_is_imported_by_the_module_that_wraps_it_only() -> None:
             elif isinstance(node, ast.Import) and any(a.name.startswith("llama_cpp")
                                                       for a in node.names):
                 importers.append(name)
-    assert sorted(set(importers) - {"daemon.bench.llm"}) == ["daemon.llm.llama"]
+    # llama: contexts and KV states; gguf: model files (the quantizer, a file's predictions).
+    assert sorted(set(importers) - {"daemon.bench.llm"}) == ["daemon.llm.gguf",
+                                                              "daemon.llm.llama"]

@@ -9,11 +9,11 @@ import threading
 from daemon.config import LlmConfig
 from daemon.config_file import load_config
 from daemon.llm.base import ReplyStats
+from daemon.llm.gguf import llm_gguf
 from daemon.llm.llama import KvStateStore, LlamaContext
 from daemon.llm.pool import LlmPool
 from daemon.llm.tiers import TieredLlm
 from daemon.metrics import Telemetry
-from daemon.models import resolve_llm
 from daemon.server.clients import Client
 from daemon.server.memory import MemoryTrimmer
 from daemon.server.sender import Sender
@@ -34,7 +34,7 @@ def long_conversation() -> list[dict[str, str]]:
 
 def test_prefill_yields_then_resumes_from_what_it_kept() -> None:
     states = KvStateStore(64 * 2**20)
-    context = LlamaContext(resolve_llm("smollm2"), LlmConfig(n_ctx=2048), states, "test")
+    context = LlamaContext(llm_gguf("smollm2"), LlmConfig(n_ctx=2048), states, "test")
     messages = long_conversation()
     total = len(context._tokens(context.format_prompt(messages)))
     assert total > 3 * 32
@@ -68,7 +68,7 @@ def test_a_state_longer_than_one_batch_restores() -> None:
     49152)"), and every turn of that NPC after its history passed n_batch tokens was lost.
     """
     states = KvStateStore(64 * 2**20)
-    context = LlamaContext(resolve_llm("smollm2"), LlmConfig(n_ctx=2048, n_batch=32), states,
+    context = LlamaContext(llm_gguf("smollm2"), LlmConfig(n_ctx=2048, n_batch=32), states,
                            "test")
     messages = long_conversation()
     total = len(context._tokens(context.format_prompt(messages)))
@@ -100,7 +100,7 @@ def test_a_prefill_that_ends_after_its_client_left_keeps_no_state() -> None:
     messages = long_conversation()[:3] + [{"role": "user", "content": ""}]
 
     async def scenario() -> tuple[bool, bool]:
-        pool = await LlmPool.load(resolve_llm("smollm2"), config.llm, name="test")
+        pool = await LlmPool.load(llm_gguf("smollm2"), config.llm, name="test")
         try:
             telemetry = Telemetry()
             manager = TurnManager(config, TieredLlm(pool, config.llm), {}, Sender(telemetry),

@@ -18,8 +18,8 @@ from bridge_protocol.client import BridgeClient, TurnResult
 from bridge_protocol.messages import Cancelled, Error
 from daemon.config import LlmConfig
 from daemon.launcher import DaemonProcess, free_tcp_port
+from daemon.llm.gguf import llm_gguf
 from daemon.llm.server_process import LlamaServerProcess
-from daemon.models import bundled_llm_path
 from tests.support.aio import run
 from tests.support.assertions import assert_complete_turn
 from tests.support.configs import write_config
@@ -82,7 +82,7 @@ def remote(llama_server_binary: str, tmp_path: Path  # noqa: F811
     settings = LlmConfig(server_binary=llama_server_binary, instances=2, n_threads=2,
                          n_threads_batch=2)
     server = LlamaServerProcess("remote")
-    run(server.start(bundled_llm_path(), settings, port=port), timeout_s=240)
+    run(server.start(llm_gguf("smollm2"), settings, port=port), timeout_s=240)
     config = write_config(tmp_path / "remote.toml",
                           llm={"backend": "openai", "url": f"http://127.0.0.1:{port}/v1",
                                "model_name": "smollm2", "read_timeout_ms": 3000,
@@ -128,5 +128,5 @@ def test_the_remote_backend_survives_its_server_going_silent_dying_and_coming_ba
 
     # Back: the next turn works, without restarting the daemon.
     settings = LlmConfig(server_binary=llama_server_binary, instances=2)
-    run(server.start(bundled_llm_path(), settings, port=port), timeout_s=240)
+    run(server.start(llm_gguf("smollm2"), settings, port=port), timeout_s=240)
     assert_complete_turn(say_once(daemon.address))

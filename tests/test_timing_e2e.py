@@ -125,7 +125,10 @@ def test_words_and_visemes_follow_the_chunks_phonemes(timing_daemon: DaemonProce
         # The words are the chunk's words, in order, inside its samples.
         words = [w for t in mine for w in t.words]
         assert [w.text for w in words] == word_tokens(text)
-        assert all(start <= w.start_sample < w.end_sample <= end for w in words)
+        # A word may take no time at all: one said with its neighbour, or one whose
+        # phonemes the voice gave no frames ("a" before "few" in one reply).
+        assert all(start <= w.start_sample <= w.end_sample <= end for w in words)
+        assert any(w.start_sample < w.end_sample for w in words)
         assert all(a.end_sample <= b.start_sample for a, b in zip(words, words[1:], strict=False))
         # The last word ends within 100 ms of the end of the chunk's speech; after it
         # comes only the final punctuation's pause, silent (70-160 ms in Piper), and a

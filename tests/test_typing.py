@@ -12,9 +12,9 @@ from daemon.config import LlmConfig
 from daemon.launcher import DaemonProcess
 from daemon.llm.base import ReplyStats
 from daemon.llm.conversation import Conversation, persona_messages
+from daemon.llm.gguf import llm_gguf
 from daemon.llm.llama import KvStateStore, LlamaContext
 from daemon.llm.pool import LlmPool
-from daemon.models import resolve_llm
 from daemon.server.typing import complete_words
 from tests.support.aio import run
 from tests.support.assertions import assert_complete_turn
@@ -38,7 +38,7 @@ def test_only_complete_words_are_prefilled(typed: str, words: str) -> None:
 
 
 def test_the_typed_prefix_is_a_prefix_of_the_finished_prompt() -> None:
-    context = LlamaContext(resolve_llm("smollm2"), LlmConfig(n_ctx=1024),
+    context = LlamaContext(llm_gguf("smollm2"), LlmConfig(n_ctx=1024),
                            KvStateStore(2**26), "test")
     conversation = Conversation(PERSONA, 4)
     conversation.record("Hello.", "Well met, traveller.")
@@ -52,7 +52,7 @@ def test_the_typed_prefix_is_a_prefix_of_the_finished_prompt() -> None:
 
 def test_a_line_prefilled_while_typed_leaves_only_its_last_words_to_evaluate() -> None:
     async def scenario() -> tuple[ReplyStats, ReplyStats]:
-        pool = await LlmPool.load(resolve_llm("smollm2"),
+        pool = await LlmPool.load(llm_gguf("smollm2"),
                                   LlmConfig(n_ctx=1024, max_reply_tokens=8, seed=1))
         try:
             await pool.prefill({"smith": persona_messages(PERSONA)})

@@ -20,6 +20,8 @@ SUITES: dict[str, str] = {
     "reliability": "hostile, vanishing and greedy clients against a live daemon (soak)",
     "languages": "hibari vs Piper (first audio, RTF); Whisper base vs tiny.en (WER, ASR "
                  "time); Portuguese and Spanish WER",
+    "quant": "the bundled LLM's weight types (Q4_1 as shipped, Q8_0 as loaded): prefill, "
+             "decoding, drift from the shipped weights",
     "piper": "Piper streaming inside a chunk vs whole sentences: first audio, RTF, seams",
     "timing": "word and viseme timing: its cost on TTFA, and drift over a 20 s reply",
     "scenes": "scenes: gap between speakers at the client, overlaps, player interjections",

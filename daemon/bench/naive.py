@@ -26,8 +26,9 @@ from bridge_protocol.messages import TurnTimings
 from daemon.config import Config, VoiceConfig
 from daemon.llm.base import ReplyDelta, ReplyEvent, ReplyStarted, ReplyStats
 from daemon.llm.conversation import Conversation, persona_messages
+from daemon.llm.gguf import llm_gguf
 from daemon.llm.llama import KvStateStore, LlamaContext
-from daemon.models import resolve_llm, resolve_piper_voice
+from daemon.models import resolve_piper_voice
 from daemon.pipeline.blocks import samples_per_block
 from daemon.pipeline.chunker import PhraseChunker
 from daemon.pipeline.text import speakable
@@ -54,7 +55,7 @@ class InProcessModels:
         self._llm_thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="bench-llm")
         states = KvStateStore(config.llm.state_cache_bytes)
         self._llm: LlamaContext = self._llm_thread.submit(
-            LlamaContext, resolve_llm(config.llm.model), config.llm, states, "bench-llm"
+            LlamaContext, llm_gguf(config.llm.model), config.llm, states, "bench-llm"
         ).result()
         self._engines: dict[str, TtsEngine] = {}  # by model file, or "hibari"
         for npc in config.npcs.values():

@@ -100,6 +100,9 @@ async def one_utterance(client: BridgeClient, npc_id: str, audio: np.ndarray) ->
         "tts_first_audio_ms": timings.tts_first_audio_ms if timings else None,
         "daemon_first_block_ms": timings.first_block_ms if timings else None,
         "speculative": timings.speculative if timings else None,
+        "first_chunk_ms": timings.first_chunk_ms if timings else None,
+        "first_subtitle": result.subtitles[0] if result.subtitles else None,  # the 1st chunk
+        "reply": done.reply_text if done else None,
         "outcome": type(result.terminal).__name__.lower(),
     }
 
@@ -138,6 +141,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--partial-transcript-ms", type=int, default=None,
                         help="[asr] partial_transcript_ms (0 = no partial transcripts; "
                              "default: the config's)")
+    parser.add_argument("--llm-model", default=None,
+                        help="[llm] model (e.g. smollm2:q4_1; default: the config's)")
     parser.add_argument("--json", type=Path, default=Path("bench-results/voice.json"))
     args = parser.parse_args(argv)
     modes = [m.strip() for m in args.modes.split(",") if m.strip()]
@@ -151,7 +156,8 @@ def main(argv: list[str] | None = None) -> int:
                     "command": " ".join(["npc-voice bench voice", *(argv or sys.argv[2:])]),
                     "asr_threads": args.asr_threads,
                     "encoder_window_s": args.encoder_window_s,
-                    "partial_transcript_ms": args.partial_transcript_ms, "modes": {}}
+                    "partial_transcript_ms": args.partial_transcript_ms,
+                    "llm_model": args.llm_model, "modes": {}}
     for mode in modes:
         overrides: Overrides = {section: dict(values) for section, values in MODES[mode].items()}
         if args.asr_threads:
@@ -160,6 +166,8 @@ def main(argv: list[str] | None = None) -> int:
             overrides.setdefault("asr", {})["encoder_window_s"] = args.encoder_window_s
         if args.partial_transcript_ms is not None:
             overrides.setdefault("asr", {})["partial_transcript_ms"] = args.partial_transcript_ms
+        if args.llm_model is not None:
+            overrides.setdefault("llm", {})["model"] = args.llm_model
         # The mode's config lives only as long as its daemon; the JSON records the overrides.
         with tempfile.TemporaryDirectory(prefix="npc-voice-bench-") as scratch:
             config_path = write_config_with(Path(scratch) / f"voice-{mode}.toml", overrides)

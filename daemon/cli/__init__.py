@@ -49,7 +49,8 @@ def _add_serve_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--allow-remote", action="store_true", default=None,
                         help="allow binding a non-loopback address (needs --token)")
     parser.add_argument("--llm-model", metavar="NAME_OR_GGUF",
-                        help="LLM: 'smollm2' (bundled) or a .gguf path")
+                        help="LLM: 'smollm2' (bundled, run as Q8_0; 'smollm2:q4_1' as shipped), a "
+                             "fetched model name or a .gguf path")
     parser.add_argument("--llm-instances", type=int, metavar="N",
                         help="llama.cpp contexts, i.e. turns generating at once")
     parser.add_argument("--llm-threads", type=int, metavar="N", help="LLM generation threads")

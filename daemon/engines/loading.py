@@ -23,11 +23,12 @@ from daemon.config import AsrConfig, Config, LlmConfig, VoiceConfig
 from daemon.engines.thread import EngineThread
 from daemon.llm.base import TierEngine
 from daemon.llm.conversation import persona_messages
+from daemon.llm.gguf import llm_gguf
 from daemon.llm.openai import OpenAiTier, api_key
 from daemon.llm.pool import LlmPool
 from daemon.llm.server_process import LlamaServerProcess
 from daemon.llm.tiers import TieredLlm
-from daemon.models import resolve_llm, resolve_piper_voice
+from daemon.models import resolve_piper_voice
 from daemon.pipeline.timings import ms_since
 from daemon.tts.base import TtsEngine, Voice
 from daemon.tts.hibari import HibariEngine
@@ -186,7 +187,7 @@ async def load_tier(config: LlmConfig, name: str, servers: list[LlamaServerProce
         _LOGGER.info("%s: streaming from the OpenAI-compatible server %s (model %s)", name,
                      config.url, model)
         return OpenAiTier(config.url, model, config, api_key(config))
-    model_path = resolve_llm(config.model)
+    model_path = llm_gguf(config.model)
     if config.backend == "llama_server":
         server = LlamaServerProcess(name)
         servers.append(server)

@@ -128,8 +128,11 @@ class PhraseChunker:
                 return end
         if last_text <= limit:
             return None  # everything fits: wait for a boundary or the end of the stream
-        # Over the limit: cut at the best position that fits, never inside a word.
-        fitting = [end for end in word_ends if end <= limit]
+        # Over the limit: cut at the best position that fits, never inside a word, and not
+        # before the minimum while a word ends between the two (XTTS babbles on a first
+        # chunk as short as "A merry bard,").
+        fitting = ([end for end in word_ends if minimum <= end <= limit]
+                   or [end for end in word_ends if end <= limit])
         for marks in (sentence_marks, rules.clause_marks):
             for end in reversed(fitting):
                 if ends_phrase(text, end, marks, rules):
