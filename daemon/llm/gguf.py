@@ -116,7 +116,7 @@ def requantized(source: Path, target: Path, quant: str) -> Path:
         except (OSError, ValueError):
             pass  # an unreadable stamp: write the file again
     target.parent.mkdir(parents=True, exist_ok=True)
-    _LOGGER.info("re-quantizing %s to %s once, into %s (about a second)", source.name,
+    _LOGGER.info("re-quantizing %s to %s once, into %s (a second or two)", source.name,
                  quant.upper(), target)
     started = time.perf_counter()
     handle, temporary = tempfile.mkstemp(prefix=f".{target.name}.", dir=target.parent)
