@@ -30,7 +30,7 @@ from pathlib import Path
 
 import numpy as np
 
-from daemon.models import BUNDLED_LLM, bundled_llm_path, models_dir, resolve_llm
+from daemon.models import BUNDLED_LLM, models_dir, resolve_llm
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -59,11 +59,11 @@ def llm_gguf(model: str, directory: Path | None = None) -> Path:
       ModelNotFoundError: naming what was looked for and how to get it.
       ValueError: llama.cpp could not re-quantize the bundled file.
     """
-    path = resolve_llm(model, directory)
+    path = resolve_llm(model, directory)  # for the bundled model: the shipped file
     base, _, quant = model.partition(":")
     if base != BUNDLED_LLM or quant == "q4_1":
         return path
-    shipped = bundled_llm_path()
+    shipped = path
     target = (directory or models_dir()) / BUNDLED_LLM / shipped.name.replace("Q4_1", "Q8_0")
     try:
         return requantized(shipped, target, "q8_0")
