@@ -99,9 +99,17 @@ class LlmConfig(_Section):
       n_ctx: Context length in tokens (llama.cpp's default of 512 is too small).
       n_threads: Threads per instance while generating (leave cores for TTS).
       n_threads_batch: Threads per instance during prompt prefill. More than one on a
-        machine whose cores are busy (the game, TTS) makes llama.cpp's spinning
-        OpenMP barriers stall: measured on 2 cores under load, first token p50 3981 ms
-        with 2 prefill threads vs 324 ms with 1 (BENCHMARKS.md).
+        machine whose cores are busy (the game, TTS) stalls: measured on 2 cores with
+        one core busy, first token p50 3981 ms with 2 OpenMP threads vs 324 ms with 1,
+        and 928 vs 505 ms with llama.cpp's own pool (BENCHMARKS.md). `burst_threads`
+        adds threads only while a core is free.
+      burst_threads: in_process: threads for the prompt and the first reply tokens of a
+        turn while a core is free (nothing else of the daemon running, other processes
+        leaving a core idle; `daemon.llm.threads`); <= n_threads = off. Needs a
+        llama.cpp built without OpenMP (scripts/bootstrap.sh does). Measured on 2 cores:
+        prompt + first token 134 -> 88 ms, 19.5 -> 13.0 ms per token (BENCHMARKS.md).
+      burst_tokens: Most reply tokens decoded with `burst_threads` (about the first
+        chunk; the TTS needs the other core after it).
       n_batch: Prompt tokens evaluated per llama.cpp batch.
       n_gpu_layers: Layers offloaded to the GPU; -1 = all (needs a CUDA build).
       flash_attn: Enable flash attention (recommended on GPU).
@@ -136,6 +144,8 @@ class LlmConfig(_Section):
     n_ctx: Annotated[int, Meta(ge=256)] = 2048
     n_threads: Annotated[int, Meta(ge=1)] = 1
     n_threads_batch: Annotated[int, Meta(ge=1)] = 1
+    burst_threads: Annotated[int, Meta(ge=0, le=256)] = 2
+    burst_tokens: Annotated[int, Meta(ge=0, le=4096)] = 12
     n_batch: Annotated[int, Meta(ge=8)] = 256
     n_gpu_layers: int = 0
     flash_attn: bool = False

@@ -21,9 +21,14 @@ python="${PYTHON:-python3}"
 # A portable CPU build of llama.cpp: GGML_NATIVE would compile for every instruction
 # of the build machine (AMX, AVX-512...), and some VMs and sandboxes forbid AMX tiles
 # (the daemon then dies with SIGILL in the first decode). AVX2+FMA is x86-64-v3.
-# Override CMAKE_ARGS for a GPU build, e.g. CMAKE_ARGS="-DGGML_CUDA=on".
+# llama.cpp's own thread pool instead of OpenMP: OpenMP's spin barriers stall when a
+# core is taken by another process, so the daemon's second thread (`[llm]
+# burst_threads`, BENCHMARKS.md "Threads") is only safe with this build.
+# Override CMAKE_ARGS for a GPU build, e.g. CMAKE_ARGS="-DGGML_CUDA=on -DGGML_OPENMP=OFF".
 if [ "$(uname -m)" = "x86_64" ]; then
-  export CMAKE_ARGS="${CMAKE_ARGS:--DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON -DGGML_BMI2=ON}"
+  export CMAKE_ARGS="${CMAKE_ARGS:--DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON -DGGML_BMI2=ON -DGGML_OPENMP=OFF}"
+else
+  export CMAKE_ARGS="${CMAKE_ARGS:--DGGML_OPENMP=OFF}"
 fi
 
 stamp_of() {  # a name that changes whenever what the environment is built from changes
@@ -54,8 +59,15 @@ setup_venv() {
     entry="$(mktemp --suffix=.txt)"
     lock_entry "$lock" llama-cpp-python >"$entry"
     # Never from pip's wheel cache: a cached wheel may have been compiled with other
-    # CMAKE_ARGS (e.g. native AMX code) on this same machine.
-    pip_in "$venv" --no-cache-dir --no-build-isolation --require-hashes --no-deps -r "$entry"
+    # CMAKE_ARGS (e.g. native AMX code) on this same machine. Rebuilt when the locked
+    # version or CMAKE_ARGS changed (pip alone would keep an installed build as it is).
+    local built="$venv/.llama-cpp-build" wanted
+    wanted="$(head -1 "$entry") $CMAKE_ARGS"
+    if [ "$(cat "$built" 2>/dev/null)" != "$wanted" ]; then
+      pip_in "$venv" --no-cache-dir --no-build-isolation --require-hashes --no-deps \
+        --force-reinstall -r "$entry"
+      echo "$wanted" >"$built"
+    fi
     rm -f "$entry"
   fi
   pip_in "$venv" --no-build-isolation --require-hashes -r "$lock"

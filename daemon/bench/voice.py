@@ -143,6 +143,8 @@ def main(argv: list[str] | None = None) -> int:
                              "default: the config's)")
     parser.add_argument("--llm-model", default=None,
                         help="[llm] model (e.g. smollm2:q4_1; default: the config's)")
+    parser.add_argument("--llm-burst-threads", type=int, default=None,
+                        help="[llm] burst_threads (0 = off; default: the config's)")
     parser.add_argument("--json", type=Path, default=Path("bench-results/voice.json"))
     args = parser.parse_args(argv)
     modes = [m.strip() for m in args.modes.split(",") if m.strip()]
@@ -157,7 +159,8 @@ def main(argv: list[str] | None = None) -> int:
                     "asr_threads": args.asr_threads,
                     "encoder_window_s": args.encoder_window_s,
                     "partial_transcript_ms": args.partial_transcript_ms,
-                    "llm_model": args.llm_model, "modes": {}}
+                    "llm_model": args.llm_model,
+                    "llm_burst_threads": args.llm_burst_threads, "modes": {}}
     for mode in modes:
         overrides: Overrides = {section: dict(values) for section, values in MODES[mode].items()}
         if args.asr_threads:
@@ -168,6 +171,8 @@ def main(argv: list[str] | None = None) -> int:
             overrides.setdefault("asr", {})["partial_transcript_ms"] = args.partial_transcript_ms
         if args.llm_model is not None:
             overrides.setdefault("llm", {})["model"] = args.llm_model
+        if args.llm_burst_threads is not None:
+            overrides.setdefault("llm", {})["burst_threads"] = args.llm_burst_threads
         # The mode's config lives only as long as its daemon; the JSON records the overrides.
         with tempfile.TemporaryDirectory(prefix="npc-voice-bench-") as scratch:
             config_path = write_config_with(Path(scratch) / f"voice-{mode}.toml", overrides)

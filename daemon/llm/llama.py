@@ -12,6 +12,10 @@ generated with `create_completion` on the tokens. Owning the prompt text is what
 the narrative tier of a two-tier reply continue an opener: its prompt ends with the
 assistant turn already holding the opener, without an end-of-turn token
 (assistant prefill), so the model goes on from exactly that text.
+
+A reply's prompt and first tokens may run with more threads than configured while a
+core is free (`[llm] burst_threads`, `daemon.llm.threads`): llama.cpp's thread counts
+are set before each step with `llama_set_n_threads`.
 """
 
 from __future__ import annotations
@@ -29,6 +33,8 @@ from typing import Any, cast
 from llama_cpp import (
     Llama,
     LlamaState,
+    llama_print_system_info,
+    llama_set_n_threads,
     llama_state_get_data,
     llama_state_get_size,
     llama_supports_gpu_offload,
@@ -37,6 +43,7 @@ from llama_cpp.llama_chat_format import CHATML_CHAT_TEMPLATE, Jinja2ChatFormatte
 
 from daemon.config import LlmConfig
 from daemon.llm.base import ChatMessage, OpenerSource, ReplyDelta, ReplyStarted, ReplyStats
+from daemon.llm.threads import ThreadBurst, Threads
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -125,6 +132,7 @@ class LlamaContext:
             verbose=False,
         )
         self._formatter = self._chat_formatter(model_path)
+        self._burst = self._thread_burst(config)
         _LOGGER.info(
             "%s: loaded %s (n_ctx=%d, threads=%d/%d, gpu_layers=%d, flash_attn=%s) in %.0f ms",
             name,
@@ -136,6 +144,23 @@ class LlamaContext:
             config.flash_attn,
             (time.perf_counter() - started) * 1000,
         )
+
+    def _thread_burst(self, config: LlmConfig) -> ThreadBurst | None:
+        """The policy for `burst_threads`, or None when bursts are off or unsafe here."""
+        floor = Threads(config.n_threads, config.n_threads_batch)
+        if config.burst_threads <= max(floor.decode, floor.batch) or config.n_gpu_layers:
+            return None
+        if b"OPENMP = 1" in llama_print_system_info():
+            _LOGGER.warning(
+                "%s: burst_threads = %d is off: this llama-cpp-python build uses OpenMP, "
+                "whose threads stall for seconds when another process takes a core "
+                "(scripts/bootstrap.sh builds it with CMAKE_ARGS=-DGGML_OPENMP=OFF)",
+                self.name, config.burst_threads)
+            return None
+        return ThreadBurst(floor, config.burst_threads, config.burst_tokens)
+
+    def _use_threads(self, threads: Threads) -> None:
+        llama_set_n_threads(self._llama.ctx, threads.decode, threads.batch)
 
     def _chat_formatter(self, model_path: Path) -> Jinja2ChatFormatter:
         llama = self._llama
@@ -319,8 +344,22 @@ class LlamaContext:
         )
         reply_tokens = 0
         finish_reason = "cancelled"
+        burst = self._burst
+        if burst is not None:
+            self._use_threads(burst.start_reply())
+        step_started = time.perf_counter()
+        sampled = 0
         try:
             for chunk in stream:
+                # A chunk = one more sampled token; the next step decodes it. The first
+                # decoding step after the prompt is not comparable either: llama.cpp
+                # plans its graph again for one token (up to 2.5x a later step, seen).
+                if burst is not None and burst.bursting:
+                    now = time.perf_counter()
+                    sampled += 1
+                    self._use_threads(burst.after_step(
+                        sampled, now - step_started if sampled > 2 else None))
+                    step_started = now
                 if stop.is_set():
                     break
                 if should_yield is not None and should_yield():
@@ -335,6 +374,12 @@ class LlamaContext:
                     finish_reason = choice["finish_reason"]
         finally:
             stream.close()  # no extra token after a stop (GeneratorExit inside llama.cpp)
+            if burst is not None:
+                if (floor := burst.end_reply()) is not None:
+                    self._use_threads(floor)
+                _LOGGER.debug("%s: %d of the reply's steps ran with %d threads (then: %s)",
+                              self.name, burst.burst_steps, burst.threads.decode,
+                              burst.reason)
         return reply_tokens, finish_reason
 
     def prefill(self, key: str, messages: list[ChatMessage],
