@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import json
 import sys
 import time
 from pathlib import Path
@@ -37,7 +36,13 @@ from daemon.asr.transcriber import (
     resolve_whisper,
 )
 from daemon.bench.languages import ESPEAK_RATE_WPM, SPOKEN
-from daemon.bench.stats import machine_description, machine_load, percentiles, word_error_rate
+from daemon.bench.stats import (
+    machine_description,
+    machine_load,
+    percentiles,
+    word_error_rate,
+    write_report,
+)
 from daemon.bench.ttfa import load_corpus
 from daemon.bench.voice import speak_lines
 from daemon.testing.espeak_speech import speak
@@ -117,9 +122,7 @@ def main(argv: list[str] | None = None) -> int:
                                         "transcripts": texts}
             print(f"{name:13} {window_s:6.0f} {percentiles(times)['p50']!s:>8} "
                   f"{percentiles(times)['p95']!s:>6} {wer!s:>7}")
-    args.json.parent.mkdir(parents=True, exist_ok=True)
-    args.json.write_text(json.dumps(report, indent=2, ensure_ascii=False))
-    print(f"wrote {args.json}")
+    write_report(args.json, report)
     return 0
 
 

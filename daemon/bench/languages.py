@@ -18,7 +18,6 @@ ASR time at p50, English NPCs keep tiny.en and base serves the other languages o
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import threading
 import time
@@ -28,7 +27,7 @@ import numpy as np
 import soxr
 
 from daemon.asr.transcriber import DecodeOptions, Transcriber, resolve_whisper
-from daemon.bench.stats import machine_description, percentiles, word_error_rate
+from daemon.bench.stats import machine_description, percentiles, word_error_rate, write_report
 from daemon.bench.ttfa import load_corpus
 from daemon.bench.voice import MIC_RATE_HZ, speak_lines
 from daemon.config import VoiceConfig
@@ -191,9 +190,7 @@ def main(argv: list[str] | None = None) -> int:
                                 for label in ("forced_greedy", "forced_beam5",
                                               "detected_greedy"))
             print(f"{language} ({runs['speech']}): {figures}")
-    args.json.parent.mkdir(parents=True, exist_ok=True)
-    args.json.write_text(json.dumps(report, indent=2, ensure_ascii=False))
-    print(f"wrote {args.json}")
+    write_report(args.json, report)
     return 0
 
 

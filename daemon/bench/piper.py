@@ -21,7 +21,6 @@ Prints a table and writes JSON (`--out`, default bench-results/piper.json).
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
 import sys
 import threading
@@ -42,6 +41,7 @@ from daemon.bench.stats import (
     machine_load,
     percentiles,
     word_error_rate,
+    write_report,
 )
 from daemon.bench.ttfa import load_corpus
 from daemon.bench.voice import MIC_RATE_HZ
@@ -361,10 +361,7 @@ def main(argv: list[str] | None = None) -> int:
         report[name] = step()
     report["machine_load_at_end"] = machine_load()
     _print_report(report)
-    args.out.mkdir(parents=True, exist_ok=True)
-    path = args.out / "piper.json"
-    path.write_text(json.dumps(report, indent=2))
-    print(f"wrote {path}")
+    write_report(args.out / "piper.json", report)
     return 0
 
 

@@ -23,7 +23,6 @@ this run's own, and every copy is loaded the way the daemon loads the bundled mo
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
 import sys
 import tempfile
@@ -33,7 +32,7 @@ from pathlib import Path
 
 import numpy as np
 
-from daemon.bench.stats import machine_description, machine_load, percentiles
+from daemon.bench.stats import machine_description, machine_load, percentiles, write_report
 from daemon.bench.ttfa import load_corpus
 from daemon.config_file import load_config
 from daemon.llm.base import ReplyDelta
@@ -147,7 +146,5 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{quant:7} {row['file_mb']:5.0f}MB {first['p50']:13.1f}ms {first['p95']:5.0f} "
               f"{row['decode_ms_per_token_p50']:8.1f}ms {row['kl_nats_per_token']:17.4f} "
               f"{row['top1_agreement'] * 100:5.1f}% {row['perplexity']:7.2f}")
-    args.json.parent.mkdir(parents=True, exist_ok=True)
-    args.json.write_text(json.dumps(report, indent=2) + "\n")
-    print(f"wrote {args.json}")
+    write_report(args.json, report)
     return 0

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import sys
 import time
 from dataclasses import dataclass
@@ -26,7 +25,7 @@ from pathlib import Path
 
 from bridge_protocol.client import BridgeClient, TurnResult
 from bridge_protocol.messages import Done, Error, SceneCut, SceneEnded, SceneLine
-from daemon.bench.stats import machine_description, machine_load, percentiles
+from daemon.bench.stats import machine_description, machine_load, percentiles, write_report
 from daemon.bench.ttfa import load_corpus
 from daemon.launcher import DaemonProcess
 from daemon.pipeline.playback import PlaybackClock
@@ -227,7 +226,5 @@ def main(argv: list[str] | None = None) -> int:
     print(f"the answer's first audio was ready {report['answer_audio_ready_ms']['p50']} ms "
           f"after the player's say (p50): x{report['answer_audio_ready_over_typed_ttfa_p50']} "
           "the typed TTFA")
-    args.json.parent.mkdir(parents=True, exist_ok=True)
-    args.json.write_text(json.dumps(report, indent=2))
-    print(f"wrote {args.json}")
+    write_report(args.json, report)
     return 0 if report["exchanges"] and not report["overlaps"] else 1

@@ -9,11 +9,13 @@ underruns and the per-stage split are computed one way for all of them.
 from __future__ import annotations
 
 import contextlib
+import json
 import platform
 import threading
 import time
 import unicodedata
 from dataclasses import asdict, dataclass
+from pathlib import Path
 
 import msgspec
 import numpy as np
@@ -106,6 +108,13 @@ class ProcessTreeMeter:
                 pass
         return {"cpu_percent": round((self._cpu() - self._cpu_s) / elapsed * 100.0, 1),
                 "rss_mb": round(rss / 2**20, 1)}
+
+
+def write_report(path: Path, report: dict) -> None:
+    """Write a bench's figures as indented JSON at `path` (folders made) and say where."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(report, indent=2, ensure_ascii=False) + "\n", "utf-8")
+    print(f"wrote {path}")
 
 
 def machine_description() -> str:

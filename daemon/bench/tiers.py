@@ -20,7 +20,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import json
 import logging
 import sys
 import time
@@ -34,7 +33,7 @@ import msgspec
 from bridge_protocol.client import BridgeClient, TurnResult
 from bridge_protocol.framing import DecodedAudio
 from bridge_protocol.messages import Done
-from daemon.bench.stats import machine_description, machine_load, percentiles
+from daemon.bench.stats import machine_description, machine_load, percentiles, write_report
 from daemon.config_file import default_config_text
 from daemon.launcher import DaemonProcess
 
@@ -295,10 +294,8 @@ def main(argv: list[str] | None = None) -> int:
         report = vram_table(args.n_ctx)
         print_vram(report)
     if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
         report["written_at"] = datetime.now(timezone.utc).isoformat(timespec="seconds")
-        args.json.write_text(json.dumps(report, indent=2))
-        print(f"wrote {args.json}")
+        write_report(args.json, report)
     return 0
 
 

@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import sys
 import threading
 from collections.abc import AsyncGenerator
@@ -37,7 +36,7 @@ from typing import Any
 import numpy as np
 
 from bridge_protocol.messages import AudioBlock, Subtitle, Timing
-from daemon.bench.stats import machine_description, machine_load, percentiles
+from daemon.bench.stats import machine_description, machine_load, percentiles, write_report
 from daemon.config import Tiers, VoiceConfig
 from daemon.engines.thread import EngineThread
 from daemon.llm.base import ChatMessage, ReplyDelta, ReplyItem, ReplyStarted, ReplyStats
@@ -281,10 +280,7 @@ def main(argv: list[str] | None = None) -> int:
               f"{ttfa['timing']['p50']}/{ttfa['timing']['p95']}, without "
               f"{ttfa['no_timing']['p50']}/{ttfa['no_timing']['p95']} "
               f"(p50 difference {ttfa['p50_difference_ms']} ms)")
-    args.out.mkdir(parents=True, exist_ok=True)
-    path = args.out / "timing.json"
-    path.write_text(json.dumps(report, indent=2))
-    print(f"wrote {path}")
+    write_report(args.out / "timing.json", report)
     return 0
 
 

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import sys
 import tempfile
 import threading
@@ -35,6 +34,7 @@ from daemon.bench.stats import (
     machine_load,
     percentiles,
     word_error_rate,
+    write_report,
 )
 from daemon.bench.ttfa import load_corpus
 from daemon.config import VoiceConfig
@@ -200,9 +200,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{mode:14} {ttfa['p50']!s:>9} {ttfa['p95']!s:>8} "
               f"{entry['endpoint_ms']['p50']!s:>13} {entry['asr_ms']['p50']!s:>8} "
               f"{entry['wer']!s:>6}  ended by {entry['ended_by']}")
-    args.json.parent.mkdir(parents=True, exist_ok=True)
-    args.json.write_text(json.dumps(report, indent=2))
-    print(f"wrote {args.json}")
+    write_report(args.json, report)
     return 0
 
 
