@@ -112,6 +112,11 @@ class Typing(Message, kw_only=True):
     it debounced (e.g. 150-300 ms after the last keystroke) with the whole text typed
     so far; nothing is answered, and a line never sent costs nothing visible.
 
+    A text that ends a sentence ("Where is the smithy?") starts its reply at once, held
+    back until a `say` with the same text (NPC, profile and priority) takes it; send
+    such a text without waiting for the debounce. A changed text, another `say`, or
+    10 s without one drop it unheard (`TurnTimings.speculative_lead_ms`).
+
     Attributes:
       npc_id: The NPC the line is for.
       text: The text typed so far, at most `Limits.max_text_chars` characters.
@@ -405,7 +410,12 @@ class TurnTimings(Record, kw_only=True):
       rtf: Real-time factor of TTS, tts_busy_ms / audio_ms.
       endpoint_ms: Voice turns: end of speech -> endpoint decided (the silence wait).
       asr_ms: Voice turns: speech recognition time of the transcript used.
-      speculative: Voice turns: the reply started on a pause, before the endpoint.
+      speculative: The reply started before the line was certain: on a pause, before
+        the endpoint (voice turns), or on a `typing` message whose text ended a
+        sentence, before the `say` (typed turns).
+      speculative_lead_ms: Typed turns started on a `typing` message: how long before
+        the `say` the reply began. The milestones count from the `say`; one reached
+        before it is 0.
       endpoint_by: Voice turns: what ended the utterance: "smart_turn" (a short silence
         and the end-of-turn model judged it complete), "silence" (the full silence
         wait), "listen_stop" (push-to-talk released) or "max_length".
@@ -436,6 +446,7 @@ class TurnTimings(Record, kw_only=True):
     endpoint_ms: float | None = None
     asr_ms: float | None = None
     speculative: bool = False
+    speculative_lead_ms: float | None = None
     endpoint_by: str | None = None
     turn_complete: float | None = None
     narrative_first_token_ms: float | None = None

@@ -36,6 +36,9 @@ class ServerConfig(_Section):
       token: Shared secret a client must send in `hello`; "" = none.
       allow_remote: Must be true to bind a non-loopback address (a token is then required).
       max_text_chars: Longest accepted player line.
+      speculative_typing: A `typing` message whose text ends a sentence starts the
+        reply at once, held back until the `say` with that text (dropped without a
+        word otherwise; `daemon.server.typing`).
       max_turns_in_flight: Unfinished turns per connection.
       max_turns_total: Unfinished turns of all connections together.
       max_connections: TCP connections admitted at once; more are refused in the ZMTP
@@ -58,6 +61,7 @@ class ServerConfig(_Section):
     token: str = ""
     allow_remote: bool = False
     max_text_chars: Annotated[int, Meta(ge=1, le=20000)] = 500
+    speculative_typing: bool = True
     max_turns_in_flight: Annotated[int, Meta(ge=1, le=64)] = 4
     max_turns_total: Annotated[int, Meta(ge=1, le=4096)] = 32
     max_connections: Annotated[int, Meta(ge=1, le=10000)] = 64
@@ -300,8 +304,8 @@ class AsrConfig(_Section):
         for every NPC.
       vad_threshold: silero-vad speech probability threshold.
       preroll_ms: Audio kept before the detected start of speech.
-      pause_ms, end_silence_ms, unfinished_silence_ms, beam_size: Override the
-        profile's values.
+      pause_ms, speculate_ms, end_silence_ms, unfinished_silence_ms, beam_size: Override
+        the profile's values.
       smart_turn: Decide the end of the turn from the words and intonation too (Smart
         Turn v3.2, BSD-2-Clause): at the pause, an utterance the model judges complete
         ends at once; an unfinished one waits `unfinished_silence_ms`. Without the model
@@ -331,6 +335,7 @@ class AsrConfig(_Section):
     vad_threshold: Annotated[float, Meta(gt=0.15, lt=1.0)] = 0.5
     preroll_ms: Annotated[int, Meta(ge=0, le=2000)] = 200
     pause_ms: Annotated[int, Meta(ge=0, le=5000)] | None = None
+    speculate_ms: Annotated[int, Meta(ge=0, le=5000)] | None = None
     end_silence_ms: Annotated[int, Meta(ge=100, le=10000)] | None = None
     unfinished_silence_ms: Annotated[int, Meta(ge=100, le=10000)] | None = None
     beam_size: Annotated[int, Meta(ge=1, le=10)] | None = None
@@ -353,6 +358,8 @@ class AsrConfig(_Section):
             if self.speculative or self.smart_turn else 0,
             end_silence_ms=self.end_silence_ms or base.end_silence_ms,
             unfinished_silence_ms=self.unfinished_silence_ms or base.unfinished_silence_ms,
+            speculate_ms=(self.speculate_ms if self.speculate_ms is not None
+                          else base.speculate_ms) if self.speculative else 0,
         )
 
 

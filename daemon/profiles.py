@@ -61,8 +61,11 @@ class AsrProfile(msgspec.Struct, frozen=True, kw_only=True):
 
     Attributes:
       beam_size, best_of: Whisper decoding (the original system: beam 5, best_of 1).
-      pause_ms: Silence that starts ASR and the LLM speculatively and, with the
-        end-of-turn model, the moment it judges whether the player has finished.
+      pause_ms: Silence after which the end-of-turn model judges whether the player
+        has finished (and ASR and the LLM start speculatively, unless `speculate_ms`
+        came first).
+      speculate_ms: Silence that starts ASR and the LLM speculatively, when shorter
+        than `pause_ms`; 0 = at the pause.
       end_silence_ms: Silence that ends the utterance when there is no end-of-turn
         model.
       unfinished_silence_ms: With the end-of-turn model: silence that ends an utterance
@@ -74,6 +77,7 @@ class AsrProfile(msgspec.Struct, frozen=True, kw_only=True):
     pause_ms: int
     end_silence_ms: int
     unfinished_silence_ms: int
+    speculate_ms: int = 0
 
 
 ASR_PROFILES: dict[str, AsrProfile] = {
@@ -85,8 +89,12 @@ ASR_PROFILES: dict[str, AsrProfile] = {
     # player expects an answer sooner, and says so by speaking again).
     "quality": AsrProfile(beam_size=5, best_of=1, pause_ms=300, end_silence_ms=700,
                           unfinished_silence_ms=1500),
+    # The speculative start comes before the pause: its ASR and LLM work is on the
+    # critical path, the judgement is not. 96 ms (3 VAD frames) took spoken TTFA p50
+    # from ~670 to ~610 ms here, and dropped 4 starts in 31 utterances instead of 1
+    # (BENCHMARKS.md, "Voice input").
     "balanced": AsrProfile(beam_size=1, best_of=1, pause_ms=200, end_silence_ms=450,
-                           unfinished_silence_ms=1000),
+                           unfinished_silence_ms=1000, speculate_ms=96),
     "responsive": AsrProfile(beam_size=1, best_of=1, pause_ms=120, end_silence_ms=300,
-                             unfinished_silence_ms=700),
+                             unfinished_silence_ms=700, speculate_ms=64),
 }

@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 
 from daemon.bench import peer_libraries
+from daemon.bench.configs import config_text_with, parse_setting
 from daemon.bench.stats import KEPT_MILESTONES, SEGMENTS
 from daemon.bench.ttfa import load_corpus, parse_clients, select_modes
 from tests.support.configs import write_config
@@ -65,6 +66,7 @@ def test_bench_command_end_to_end(tmp_path: Path) -> None:
             == [t["line"] for t in report["modes"]["naive"]["turns"]])
     assert set(report["ratios"]["naive/streaming"]) == {"p50", "p95"}
     assert report["modes"]["typing"]["chars_per_s"] == 100
+    assert report["modes"]["typing"]["enter_ms"] == 10  # one more keystroke at 100/s
 
     load = report["load"]
     assert [level["clients"] for level in load["levels"]] == [1, 2]
@@ -75,6 +77,35 @@ def test_bench_command_end_to_end(tmp_path: Path) -> None:
     assert sorted(report["plots"]) == ["load.png", "stages_by_mode.png", "ttfa_by_mode.png"]
     for name in report["plots"]:
         assert (out / name).read_bytes().startswith(PNG_MAGIC), name
+
+
+@pytest.mark.parametrize(("text", "expected"), [
+    ("asr.pause_ms=120", ("asr", "pause_ms", 120)),
+    ("asr.smart_turn = false", ("asr", "smart_turn", False)),
+    ('llm.model="smollm2:q4_1"', ("llm", "model", "smollm2:q4_1")),
+    ("tts.speed=1.5", ("tts", "speed", 1.5)),
+])
+def test_a_bench_setting_is_read_as_toml(text: str, expected: tuple[str, str, object]) -> None:
+    assert parse_setting(text) == expected
+
+
+@pytest.mark.parametrize(("text", "problem"), [
+    ("pause_ms=120", "SECTION.KEY=VALUE"),
+    ("asr.pause_ms", "SECTION.KEY=VALUE"),
+    ("llm.model=smollm2", "quote strings"),
+    ("asr.pause_ms=[1, 2]", "only strings, numbers and booleans"),
+])
+def test_a_bad_bench_setting_says_what_is_wrong(text: str, problem: str) -> None:
+    with pytest.raises(ValueError, match=problem):
+        parse_setting(text)
+
+
+def test_a_bench_setting_reaches_the_config_and_a_misspelt_key_is_refused() -> None:
+    section, key, value = parse_setting("asr.speculate_ms=96")
+    assert "speculate_ms = 96" in config_text_with({section: {key: value}})
+    section, key, value = parse_setting("asr.speculat_ms=96")
+    with pytest.raises(ValueError, match="speculat_ms"):
+        config_text_with({section: {key: value}})
 
 
 def test_packaged_corpus_covers_three_npcs_with_thirty_lines() -> None:

@@ -50,6 +50,29 @@ def test_speech_after_a_pause_resumes_the_same_utterance() -> None:
     assert events[-1].speech_start_frame == events[0].speech_start_frame
 
 
+def test_a_shorter_speculate_silence_comes_before_the_pause_and_speech_resumes_after_it(
+        ) -> None:
+    settings = EndpointSettings(threshold=0.5, min_speech_ms=96, pause_ms=200,
+                                speculate_ms=96, end_silence_ms=450, preroll_ms=200)
+    endpointer = Endpointer(settings)
+    events = feed(endpointer, [0.9] * 10 + [0.0] * frames(128) + [0.9] * 10
+                  + [0.0] * frames(600))
+    assert [e.kind for e in events] == ["start", "speculate", "resume", "speculate",
+                                        "pause", "end"]
+    first, _, resume, speculate, pause, end = events
+    # Both silences count from the same end of speech, the speculate first.
+    assert speculate.speech_end_frame == pause.speech_end_frame == end.speech_end_frame
+    assert (speculate.frame - speculate.speech_end_frame + 1) * FRAME_MS >= 96
+    assert speculate.frame < pause.frame
+    assert resume.speech_start_frame == first.speech_start_frame
+    # Not shorter than the pause: no speculate event, the pause serves both.
+    for speculate_ms in (0.0, 200.0, 300.0):
+        same = EndpointSettings(threshold=0.5, min_speech_ms=96, pause_ms=200,
+                                speculate_ms=speculate_ms, end_silence_ms=450)
+        kinds = [e.kind for e in feed(Endpointer(same), [0.9] * 10 + [0.0] * frames(600))]
+        assert kinds == ["start", "pause", "end"], speculate_ms
+
+
 def test_probabilities_between_the_thresholds_neither_extend_speech_nor_count_as_silence(
         ) -> None:
     endpointer = Endpointer(SETTINGS)

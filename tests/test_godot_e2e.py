@@ -261,16 +261,20 @@ def test_the_demos_face_moves_its_mouth_and_shows_the_words(demo_run: GodotResul
 
 
 def test_the_demo_sends_the_line_while_it_is_typed(demo_run: GodotResult) -> None:
-    """Typed key by key, "Hello " went out after the pause; Enter said the whole line and sent
-    no typing of it (whatever went out in between, on a slow machine, is a prefix of it)."""
+    """Typed key by key, "Hello " went out after the pause and "Hello there!" at once, as it
+    ends a sentence (whatever went out in between, on a slow machine, is a prefix of it). The
+    daemon started the reply on it, and Enter's say took that reply."""
     run = demo_run
     run.assert_clean()
     sent = run.one("typing")["sent"]
-    npc_id = run.of("speech_finished")[0]["npc_id"]
-    assert sent[0] == f"{npc_id}: Hello ", sent
+    finished = run.of("speech_finished")[0]
+    npc_id = finished["npc_id"]
+    assert sent[0] == f"{npc_id}: Hello " and sent[-1] == f"{npc_id}: Hello there!", sent
     texts = [entry.split(": ", 1)[1] for entry in sent]
-    assert all("Hello there!".startswith(t) and t != "Hello there!" for t in texts), sent
+    assert all("Hello there!".startswith(t) for t in texts), sent
     assert len(set(texts)) == len(texts), sent  # never the same text twice
+    timings = finished["timings"]
+    assert timings["speculative"] is True and timings["speculative_lead_ms"] > 0, timings
 
 
 def test_the_demo_starts_a_scene_the_player_joins_and_ends(demo_run: GodotResult) -> None:

@@ -103,13 +103,19 @@ class MicStream:
         return event
 
     @property
+    def in_utterance(self) -> bool:
+        """True between an utterance's start and its end (speaking or in a silence)."""
+        return self._endpointer.in_utterance
+
+    @property
     def speaking_frames(self) -> int | None:
         """Speech frames of the utterance so far while the player speaks, else None.
 
-        None when idle or in a pause. Cheap (no audio copied): for per-block checks.
+        None when idle or in a silence (from its `speculate` or `pause` on). Cheap (no
+        audio copied): for per-block checks.
         """
         endpointer = self._endpointer
-        if not endpointer.in_utterance or endpointer.paused_at is not None:
+        if not endpointer.in_utterance or endpointer.in_silence:
             return None
         return self._next_frame - endpointer.speech_start_frame
 
@@ -142,7 +148,7 @@ class MicStream:
 
     def _with_audio(self, event: EndpointEvent) -> MicEvent:
         # Snapshot now: frames after an `end` are trimmed while the stream is idle.
-        if event.kind not in ("pause", "end"):
+        if event.kind not in ("speculate", "pause", "end"):
             return MicEvent(event, None)
         first = max(self._first_frame, event.speech_start_frame - self._preroll_frames)
         last = max(first, event.speech_end_frame)

@@ -12,6 +12,8 @@ import json
 import re
 from pathlib import Path
 
+import msgspec
+
 from daemon.config_file import default_config_text, parse_config
 
 Overrides = dict[str, dict[str, str | int | float | bool]]
@@ -28,6 +30,28 @@ def _section_of(line: str) -> str | None:
 def _toml_value(value: str | int | float | bool) -> str:
     # JSON's literals are TOML's for these types (true/false, numbers, "strings").
     return json.dumps(value)
+
+
+def parse_setting(text: str) -> tuple[str, str, str | int | float | bool]:
+    """"SECTION.KEY=VALUE" (VALUE in TOML) -> (section, key, value).
+
+    >>> parse_setting("asr.pause_ms=120"), parse_setting('llm.model="smollm2:q4_1"')
+    (('asr', 'pause_ms', 120), ('llm', 'model', 'smollm2:q4_1'))
+
+    Raises:
+      ValueError: not of that form, or VALUE is not a TOML string, number or boolean.
+    """
+    name, equals, value_text = text.partition("=")
+    section, dot, key = name.strip().rpartition(".")
+    if not (equals and dot and section and key):
+        raise ValueError(f"{text!r}: expected SECTION.KEY=VALUE, e.g. asr.pause_ms=120")
+    try:
+        value = msgspec.toml.decode(f"value = {value_text.strip()}")["value"]
+    except msgspec.DecodeError as exc:
+        raise ValueError(f"{text!r}: the value is not TOML ({exc}); quote strings") from None
+    if not isinstance(value, (str, int, float, bool)):
+        raise ValueError(f"{text!r}: only strings, numbers and booleans can be set")
+    return section, key.strip(), value
 
 
 def config_text_with(overrides: Overrides, base: str | None = None) -> str:

@@ -17,6 +17,7 @@ from bridge_protocol.client import BridgeClient
 from bridge_protocol.messages import Done, Error
 from daemon.bench.stats import DEFAULT_PREBUFFER_MS, ProcessTreeMeter, TurnRecord, summarise
 from daemon.metrics import turn_outcome
+from daemon.pipeline.text import ends_sentence
 
 Corpus = list[tuple[str, str]]
 """(npc_id, player line) pairs."""
@@ -29,27 +30,41 @@ class Typist:
     Attributes:
       chars_per_s: Typing speed.
       debounce_ms: The client's least time between two `typing` messages.
+      enter_ms: From the last character to Enter; None = one more keystroke
+        (1 / `chars_per_s`). 0 = Enter together with the last character (the
+        benchmark's only timing before 2026-12-06).
     """
 
     chars_per_s: float = 5.0
     debounce_ms: float = 200.0
+    enter_ms: float | None = None
 
 
 async def type_line(client: BridgeClient, npc_id: str, line: str, typing: Typist) -> None:
     """Type `line` as a player would, sending `typing` messages as the Godot addon does.
 
     One character every 1 / `chars_per_s` seconds; a `typing` message with the text so
-    far once the player has paused for `debounce_ms` or every `debounce_ms` while typing
-    on (the addon's debounce). Returns at "Enter" (the line complete, nothing sent yet).
+    far once the player has paused for `debounce_ms`, every `debounce_ms` while typing
+    on, and at once when the text ends a sentence (the addon's debounce). Enter comes
+    `enter_ms` after the last character. Returns at Enter (nothing of it sent yet).
     """
     interval_s = 1.0 / typing.chars_per_s
-    last_sent = asyncio.get_running_loop().time()
+    loop = asyncio.get_running_loop()
+    last_sent, sent = loop.time(), ""
     for end in range(1, len(line) + 1):
         await asyncio.sleep(interval_s)
-        now = asyncio.get_running_loop().time()
-        if now - last_sent >= typing.debounce_ms / 1000.0:
-            await client.typing(npc_id, line[:end])
+        now = loop.time()
+        if now - last_sent >= typing.debounce_ms / 1000.0 or (
+                end == len(line) and ends_sentence(line, "en")):
+            sent = line[:end]
+            await client.typing(npc_id, sent)
             last_sent = now
+    enter_s = interval_s if typing.enter_ms is None else typing.enter_ms / 1000.0
+    if sent != line and enter_s >= typing.debounce_ms / 1000.0:
+        await asyncio.sleep(typing.debounce_ms / 1000.0)  # the pause ends the debounce
+        await client.typing(npc_id, line)
+        enter_s -= typing.debounce_ms / 1000.0
+    await asyncio.sleep(enter_s)
 
 
 async def client_turn(client: BridgeClient, mode: str, npc_id: str, line: str,

@@ -3,7 +3,7 @@
 One run, same models, same lines, same sampling seed:
   * streaming: a real daemon process, measured as a client (TTFA includes IPC);
   * typing: the same, each line typed at `--typing-cps` with `typing` messages first
-    (TTFA from "Enter");
+    (TTFA from Enter, one keystroke after the last character unless `--typing-enter-ms`);
   * naive: whole LLM reply, then TTS of the first chunk, then send (daemon/bench/naive.py);
   * realtimetts: the RealtimeTTS library fed by the same token stream
     (daemon/bench/peer_libraries.py, the optional `peers` extra; skipped with a one-line
@@ -125,6 +125,10 @@ def add_bench_args(parser: argparse.ArgumentParser) -> None:
                         help="turns per client at each load level (default: %(default)s)")
     parser.add_argument("--typing-cps", type=float, default=5.0, metavar="N",
                         help="typing mode: characters per second (default: %(default)s)")
+    parser.add_argument("--typing-enter-ms", type=float, metavar="MS",
+                        help="typing mode: last character -> Enter (default: one more "
+                             "keystroke, 1000 / --typing-cps; 0 = Enter with the last "
+                             "character)")
     parser.add_argument("--seed", type=int, default=DEFAULT_SEED,
                         help="sampling seed for every mode, so they speak the same replies; "
                              "-1 = random (default: %(default)s)")
@@ -178,12 +182,14 @@ def _run_daemon_modes(args: argparse.Namespace, corpus: list[tuple[str, str]],
                 records, peak_rss_mb=rss(), rss_of="daemon process (VmHWM)")
         if "typing" in modes:
             bar = _bar(args, args.turns, "typing")
+            typist = Typist(args.typing_cps, enter_ms=args.typing_enter_ms)
             records = asyncio.run(run_streaming(address, corpus, args.turns, args.warmup, bar,
-                                                Typist(args.typing_cps), mode="typing"))
+                                                typist, mode="typing"))
             bar.close()
             report["modes"]["typing"] = _mode_entry(
                 records, peak_rss_mb=rss(), rss_of="daemon process (VmHWM)",
-                chars_per_s=args.typing_cps)
+                chars_per_s=args.typing_cps,
+                enter_ms=1000.0 / args.typing_cps if typist.enter_ms is None else typist.enter_ms)
         if levels:
             bar = _bar(args, sum(levels) * args.load_turns, "load")
             pid = daemon.process.pid if daemon and daemon.process else None

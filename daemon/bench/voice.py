@@ -28,7 +28,7 @@ import soxr
 
 from bridge_protocol.client import BridgeClient
 from bridge_protocol.messages import Done, SpeechEnded, Transcript
-from daemon.bench.configs import Overrides, write_config_with
+from daemon.bench.configs import Overrides, parse_setting, write_config_with
 from daemon.bench.stats import (
     machine_description,
     machine_load,
@@ -145,8 +145,15 @@ def main(argv: list[str] | None = None) -> int:
                         help="[llm] model (e.g. smollm2:q4_1; default: the config's)")
     parser.add_argument("--llm-burst-threads", type=int, default=None,
                         help="[llm] burst_threads (0 = off; default: the config's)")
+    parser.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE",
+                        help="any other config value, as TOML (e.g. asr.pause_ms=120); "
+                             "repeatable")
     parser.add_argument("--json", type=Path, default=Path("bench-results/voice.json"))
     args = parser.parse_args(argv)
+    try:
+        settings = [parse_setting(text) for text in args.set]
+    except ValueError as exc:
+        parser.error(str(exc))
     modes = [m.strip() for m in args.modes.split(",") if m.strip()]
     unknown = sorted(set(modes) - set(MODES))
     if unknown:
@@ -173,11 +180,16 @@ def main(argv: list[str] | None = None) -> int:
             overrides.setdefault("llm", {})["model"] = args.llm_model
         if args.llm_burst_threads is not None:
             overrides.setdefault("llm", {})["burst_threads"] = args.llm_burst_threads
+        for section, key, value in settings:
+            overrides.setdefault(section, {})[key] = value
         # The mode's config lives only as long as its daemon; the JSON records the overrides.
         with tempfile.TemporaryDirectory(prefix="npc-voice-bench-") as scratch:
             config_path = write_config_with(Path(scratch) / f"voice-{mode}.toml", overrides)
             with DaemonProcess(config_path) as daemon:
                 records = asyncio.run(run_mode(daemon.address, utterances))
+                # Work begun on a silence and dropped when the player spoke on: the
+                # CPU an earlier speculative start costs (daemon.server.mic logs each).
+                dropped = daemon.log_text().count("speculative start dropped")
         ok = [r for r in records if r["recognised"] and r["ttfa_from_end_of_speech_ms"]]
         report["modes"][mode] = {
             "ttfa_from_end_of_speech_ms": percentiles([r["ttfa_from_end_of_speech_ms"]
@@ -188,6 +200,7 @@ def main(argv: list[str] | None = None) -> int:
             "ended_by": {cause: sum(1 for r in ok if r["endpoint_by"] == cause)
                          for cause in sorted({str(r["endpoint_by"]) for r in ok})},
             "speculative_turns": sum(1 for r in ok if r["speculative"]),
+            "speculative_starts_dropped": dropped,
             "wer": word_error_rate(lines, [r.get("transcript", "") for r in records]),
             "recognised": len(ok),
             "utterances": len(records),
@@ -199,7 +212,8 @@ def main(argv: list[str] | None = None) -> int:
         ttfa = entry["ttfa_from_end_of_speech_ms"]
         print(f"{mode:14} {ttfa['p50']!s:>9} {ttfa['p95']!s:>8} "
               f"{entry['endpoint_ms']['p50']!s:>13} {entry['asr_ms']['p50']!s:>8} "
-              f"{entry['wer']!s:>6}  ended by {entry['ended_by']}")
+              f"{entry['wer']!s:>6}  ended by {entry['ended_by']}, "
+              f"{entry['speculative_starts_dropped']} speculative starts dropped")
     write_report(args.json, report)
     return 0
 

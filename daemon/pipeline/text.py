@@ -137,6 +137,20 @@ def ends_phrase(text: str, end: int, marks: frozenset[str],
     return is_boundary_mark(text, mark_pos, marks, rules)
 
 
+def ends_sentence(text: str, language: str) -> bool:
+    """Whether `text` (a typed line) ends with a sentence mark of `language` (BCP 47 tag).
+
+    The mark may be followed by closing quotes; "." after an abbreviation or an
+    initial ends nothing (`is_boundary_mark`).
+
+    >>> ends_sentence("Where is the smithy?", "en"), ends_sentence("I saw Dr.", "en")
+    (True, False)
+    """
+    text = text.rstrip()
+    rules = rules_for(language)
+    return bool(text) and ends_phrase(text, len(text), rules.sentence_marks, rules)
+
+
 # Markdown emphasis, headings and code marks that small chat models emit; TTS would
 # read them or stumble. Characters outside the Basic Multilingual Plane are emoji.
 _UNSPEAKABLE = re.compile(r"[*_#`~|<>\U00010000-\U0010FFFF]")

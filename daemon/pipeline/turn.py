@@ -35,6 +35,7 @@ from daemon.pipeline.blocks import BlockCutter, samples_per_block
 from daemon.pipeline.chunker import Chunk, PhraseChunker
 from daemon.pipeline.text import speakable
 from daemon.pipeline.timing_wire import energy_message, visemes_message
+from daemon.pipeline.timings import MILESTONES
 from daemon.priorities import NORMAL
 from daemon.profiles import Profile
 from daemon.tts.base import ChunkResampler, SpeechTiming, Voice
@@ -45,6 +46,8 @@ SendFn = Callable[[AudioBlock | Subtitle | Timing, bytes | None], None]
 """Queues a message (and its PCM) for the client; raises `ClientTooSlow` when full."""
 
 _CHUNK_QUEUE_SIZE = 32
+_MILESTONE_FIELDS = (*MILESTONES, "llm_done_ms", "last_block_ms", "narrative_first_token_ms")
+"""The `TurnTimings` fields that are times since the utterance (`Turn.rebase`)."""
 _END = object()
 
 
@@ -167,6 +170,28 @@ class Turn:
         if self.progress.block_count:
             timings = self.progress.timings
             timings.first_block_ms = max(timings.first_block_ms or 0.0, self._ms())
+
+    def rebase(self, received_at: float) -> None:
+        """Count the turn's times from `received_at`, later than its start.
+
+        For a reply started on a typed line before its `say` (a speculative turn, see
+        `daemon.server.typing`): its TTFA counts from the `say`, so every milestone
+        moves back by the lead, and one reached before the `say` becomes 0 ms.
+        `speculative` is set and `speculative_lead_ms` records the lead.
+
+        Args:
+          received_at: `time.perf_counter()` of the `say`; not before the turn's own
+            `received_at`.
+        """
+        lead_ms = max((received_at - self.spec.received_at) * 1000.0, 0.0)
+        self.spec.received_at = received_at
+        timings = self.progress.timings
+        for name in _MILESTONE_FIELDS:
+            at = getattr(timings, name)
+            if at is not None:
+                setattr(timings, name, round(max(at - lead_ms, 0.0), 2))
+        timings.speculative = True
+        timings.speculative_lead_ms = round(lead_ms, 1)
 
     def note_voice_input(self, asr_ms: float | None, speculative: bool,
                          endpoint_ms: float, endpoint_by: str | None = None,

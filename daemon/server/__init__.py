@@ -110,7 +110,8 @@ class BridgeServer:
         self._turns = TurnManager(config, llm, voices, self._sender, self._tasks,
                                   self._telemetry, self._trimmer)
         self._scenes = SceneManager(config, self._turns, llm, self._sender, self._tasks)
-        self._typing = TypingPrefill(config, self._turns, llm, self._sender, self._tasks)
+        self._typing = TypingPrefill(config, self._turns, llm, self._sender, self._tasks,
+                                     self._scenes.in_scene)
         self._mic = (MicInput(self._turns, self._sender, self._tasks, asr, config.asr,
                               config.server.max_text_chars, self._typing.prefill_words)
                      if asr is not None else None)
@@ -298,8 +299,12 @@ class BridgeServer:
                 self._sender.reject(client, ErrorCode.HANDSHAKE_REQUIRED,
                              "send a `hello` message before anything else")
             case Say(scene_id=None):
-                self._turns.say(client, message)
+                speculation = self._typing.take_speculation(client, message.npc_id)
+                self._turns.say(client, message, speculation)
             case Say():
+                speculation = self._typing.take_speculation(client, message.npc_id)
+                if speculation is not None:  # started before the scene: not its line
+                    self._turns.drop(client, speculation)
                 self._scenes.player_says(client, message)
             case Typing():
                 self._typing.typing(client, message)

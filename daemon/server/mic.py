@@ -164,7 +164,8 @@ class MicInput:
                           else profile.end_silence_ms)
         self._settings = EndpointSettings(
             threshold=config.vad_threshold, pause_ms=profile.pause_ms,
-            end_silence_ms=end_silence_ms, preroll_ms=config.preroll_ms)
+            speculate_ms=profile.speculate_ms, end_silence_ms=end_silence_ms,
+            preroll_ms=config.preroll_ms)
         self._decode = DecodeOptions(beam_size=profile.beam_size, best_of=profile.best_of)
         self._sessions: dict[bytes, MicSession] = {}
 
@@ -286,14 +287,16 @@ class MicInput:
                                                   at_ms=frame_to_ms(event.speech_start_frame)))
             if self._config.barge_in:
                 self._turns.barge_in(client, npc_id)
-        elif event.kind == "pause" and audio is not None:
-            self._drop_speculation(client, session)
-            if self._config.speculative:
+        elif event.kind in ("speculate", "pause") and audio is not None:
+            held = session.speculation
+            if self._config.speculative and (
+                    held is None or held.event.speech_end_frame != event.speech_end_frame):
+                self._drop_speculation(client, session)
                 started = _Speculation(event)
                 started.task = self._tasks.start(
                     self._speculate(client, session, started, audio), name="voice-speculation")
                 session.speculation = started
-            if self._engines.smart_turn is not None:
+            if event.kind == "pause" and self._engines.smart_turn is not None:
                 heard = audio if mic_event.silence is None else np.concatenate(
                     (audio, mic_event.silence))
                 self._tasks.start(self._judge_turn(client, session, event, heard),
@@ -360,10 +363,12 @@ class MicInput:
             session.partial_running = False
         _LOGGER.info("client %s: the first %.0f ms of speech transcribed in %.0f ms "
                      "(%d characters)", client.label, speech_ms, asr_ms, len(text))
-        still_speaking = (self._sessions.get(client.identity) is session
-                          and session.speculation is None
-                          and session.stream.speaking_frames is not None)
-        if text and still_speaking and self._prefill is not None:
+        # Also in a silence the player may speak through (a speculative start may be
+        # transcribing it): the prefill yields to any turn that starts, and one that has
+        # started already keeps it from running (`TypingPrefill`).
+        in_utterance = (self._sessions.get(client.identity) is session
+                        and session.stream.in_utterance)
+        if text and in_utterance and self._prefill is not None:
             # Whisper writes a line cut off mid-speech in lower case ("the dragon sleeps
             # on") and the finished line in sentence case; the prefilled prompt is reused
             # only up to the first differing token, so the partial gets the capital too.

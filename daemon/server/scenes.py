@@ -206,6 +206,10 @@ class SceneManager:
             now = time.perf_counter()
             scene.play_end_at = played_at if played_at is not None else (now, now)
 
+    def in_scene(self, client: Client) -> bool:
+        """Whether `client` has a scene running (its typed lines belong to the scene)."""
+        return any(key[0] == client.identity for key in self._scenes)
+
     def client_gone(self, client: Client) -> None:
         """Forget `client`'s scenes (its turns are cancelled by the turn manager)."""
         for key in [key for key in self._scenes if key[0] == client.identity]:

@@ -130,17 +130,46 @@ class TurnManager:
         """Why `say` cannot start a turn now (text, NPC, profile, limits), or None."""
         return self._say_problem(client, say)
 
-    def say(self, client: Client, say: Say) -> None:
-        """A typed line: check it and start its turn, or end it with an error."""
+    def say(self, client: Client, say: Say, speculation: TurnHandle | None = None) -> None:
+        """A typed line: check it and start its turn, or end it with an error.
+
+        Args:
+          client: Who said it.
+          say: The request.
+          speculation: A reply already started on this line while it was typed
+            (`daemon.server.typing`): released as this turn when it is for the same
+            text, profile and priority; dropped otherwise.
+        """
         received_at = time.perf_counter()
         if not self.accept_turn_id(client, say.turn_id):
+            if speculation is not None:
+                self.drop(client, speculation)
             return
+        if speculation is not None:
+            if self._matches(speculation, say) and self.release(client, speculation,
+                                                                 say.turn_id) is not None:
+                speculation.turn.rebase(received_at)
+                _LOGGER.info("turn %d of %s: the reply started %.0f ms before the say, on "
+                             "the typed line", say.turn_id, client.label,
+                             speculation.turn.progress.timings.speculative_lead_ms or 0.0)
+                self.go_live(client, speculation)
+                return
+            self.drop(client, speculation)
         problem = self._say_problem(client, say)
         if problem is not None:
             code, text = problem
             self._sender.send(client, Error(code=code, message=text, turn_id=say.turn_id))
             return
         self.start(client, say, received_at)
+
+    def _matches(self, speculation: TurnHandle, say: Say) -> bool:
+        """Whether the speculative `speculation` is the reply `say` asks for."""
+        spec = speculation.turn.spec
+        if not speculation.speculative or spec.npc_id != say.npc_id:
+            return False
+        profile_name, _ = self._config.npc_profiles(say.npc_id, say.profile)
+        return (spec.utterance == say.text.strip() and spec.profile_name == profile_name
+                and spec.priority == rank(say.priority))
 
     def cancel(self, client: Client, turn_id: int) -> None:
         """The game cancels a turn (`cancel`)."""

@@ -13,24 +13,43 @@ one not yet started, so a fast typist costs at most one prefill in flight.
 
 Voice turns use the same path: while the player speaks, `daemon.server.mic` transcribes
 the speech so far and passes the text to `prefill_words`, as if it had been typed.
+
+A typed line that ends a sentence ("Where is the smithy?") is likely what the player
+is about to send, so its reply starts at once as a *speculative turn*
+(`[server] speculative_typing`): the LLM and TTS work while the player reaches for
+Enter, and everything is held back. A `say` with the same text releases it, so the
+first audio can leave as soon as the `say` arrives; any other text, another `say`, a
+scene, or `_SPECULATION_KEPT_S` without a `say` drops it without a word to the client.
+The voice path's speculative turns work the same way, started on a pause
+(`daemon.server.mic`). LiveKit Agents' `preemptive_generation` starts replies on a
+transcript the same way, before the end of turn is confirmed.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
-from bridge_protocol.messages import ErrorCode, Typing
+from bridge_protocol.messages import ErrorCode, Say, Typing
 from daemon.config import Config
 from daemon.llm.base import LlmStage
+from daemon.pipeline.text import ends_sentence
 from daemon.pipeline.timings import ms_since
 from daemon.server.clients import Client
 from daemon.server.sender import Sender
 from daemon.server.tasks import BackgroundTasks
+from daemon.server.turn_handle import TurnHandle
 from daemon.server.turns import TurnManager, conversation_key
 
 _LOGGER = logging.getLogger(__name__)
+
+
+_SPECULATION_KEPT_S = 10.0
+"""A speculative reply to a typed line is dropped when no `say` came this long after it
+began: it holds a turn of the client's `max_turns_in_flight` and its audio meanwhile."""
 
 
 def complete_words(text: str) -> str:
@@ -55,34 +74,45 @@ class _Typed:
     done: tuple[int, str] = (0, "")
     """What the last prefill put there."""
     running: bool = False
+    speculation: TurnHandle | None = None
+    """The reply started on the typed line (a speculative turn), until said or dropped."""
+    expiry: asyncio.TimerHandle | None = None
+    """Drops `speculation` after `_SPECULATION_KEPT_S`."""
 
 
 class TypingPrefill:
     """Prefills conversations from `typing` messages.
 
     Args:
-      config: The daemon's configuration (`max_text_chars`).
+      config: The daemon's configuration (`max_text_chars`, `speculative_typing`).
       turns: Knows the conversations and which turns run.
       llm: Evaluates the prompts.
       sender: Sends errors.
       tasks: Runs the prefills.
+      in_scene: Whether a client has a scene running (its lines are the scene's: no
+        speculative reply then).
     """
 
     def __init__(self, config: Config, turns: TurnManager, llm: LlmStage, sender: Sender,
-                 tasks: BackgroundTasks) -> None:
+                 tasks: BackgroundTasks, in_scene: Callable[[Client], bool]) -> None:
         self._config = config
         self._turns = turns
         self._llm = llm
         self._sender = sender
         self._tasks = tasks
+        self._in_scene = in_scene
         self._typed: dict[tuple[bytes, str], _Typed] = {}
 
     def typing(self, client: Client, message: Typing) -> None:
-        """Note the line being typed; start a prefill if its complete words changed.
+        """Note the line being typed: its reply starts if it ends a sentence.
+
+        Otherwise a prefill starts if its complete words changed. A reply started on
+        an earlier text of the line is dropped.
 
         Errors (`unknown_npc`, `text_too_long`) are sent to the client; nothing else is.
         """
-        problem = self._turns.npc_problem(message.npc_id, None)
+        npc_id, text = message.npc_id, message.text.strip()
+        problem = self._turns.npc_problem(npc_id, None)
         if problem is not None:
             self._sender.reject(client, *problem)
             return
@@ -92,7 +122,60 @@ class TypingPrefill:
                                 f"the typed line has {len(message.text)} characters; the "
                                 f"limit is {limit}")
             return
-        self.prefill_words(client, message.npc_id, message.text)
+        typed = self._typed.setdefault((client.identity, npc_id), _Typed())
+        held = typed.speculation
+        if held is not None and not held.finished and held.turn.spec.utterance == text:
+            return  # the same line again: its reply is under way
+        self._drop_speculation(client, typed, "the line changed")
+        if (self._config.server.speculative_typing
+                and ends_sentence(text, self._config.npc_language(npc_id))
+                and self._speculate(client, npc_id, text, typed)):
+            return
+        self.prefill_words(client, npc_id, message.text)
+
+    def take_speculation(self, client: Client, npc_id: str) -> TurnHandle | None:
+        """The reply started on what `client` typed to `npc_id`, for its `say` to settle.
+
+        Called for every `say`; the caller releases the reply or drops it
+        (`TurnManager.say`). None when there is none, or it ended meanwhile.
+        """
+        typed = self._typed.get((client.identity, npc_id))
+        if typed is None or typed.speculation is None:
+            return None
+        handle, typed.speculation = typed.speculation, None
+        if typed.expiry is not None:
+            typed.expiry.cancel()
+            typed.expiry = None
+        return None if handle.finished else handle
+
+    def _speculate(self, client: Client, npc_id: str, text: str, typed: _Typed) -> bool:
+        """Start the reply to `text` as a speculative turn; False if it may not start.
+
+        It may not while the NPC has a turn (no barge-in on a line not yet said), while
+        a scene runs, or when the client's or the daemon's turn limits are reached.
+        """
+        if (client.active_turn_for(npc_id) is not None or self._in_scene(client)
+                or self._turns.limit_problem(client, npc_id) is not None):
+            return False
+        say = Say(turn_id=client.speculative_turn_id(), npc_id=npc_id, text=text)
+        typed.speculation = self._turns.start(client, say, time.perf_counter(),
+                                              speculative=True)
+        typed.expiry = asyncio.get_running_loop().call_later(
+            _SPECULATION_KEPT_S, self._drop_speculation, client, typed,
+            f"no say within {_SPECULATION_KEPT_S:.0f} s")
+        _LOGGER.info("client %s typed a sentence to %s: its reply starts before the say "
+                     "(%d characters)", client.label, npc_id, len(text))
+        return True
+
+    def _drop_speculation(self, client: Client, typed: _Typed, why: str) -> None:
+        handle, typed.speculation = typed.speculation, None
+        if typed.expiry is not None:
+            typed.expiry.cancel()
+            typed.expiry = None
+        if handle is not None and not handle.finished:
+            _LOGGER.info("client %s: the reply started on a typed line was dropped (%s)",
+                         client.label, why)
+            self._turns.drop(client, handle)
 
     def prefill_words(self, client: Client, npc_id: str, text: str) -> None:
         """Prefill `npc_id`'s prompt with the finished words of `text`, in the background.
@@ -132,6 +215,8 @@ class TypingPrefill:
                 self._llm.forget([key])
 
     def client_gone(self, client: Client) -> None:
-        """Forget what `client` was typing."""
+        """Forget what `client` was typing (its turns are stopped by the turn manager)."""
         for key in [key for key in self._typed if key[0] == client.identity]:
-            del self._typed[key]
+            typed = self._typed.pop(key)
+            if typed.expiry is not None:
+                typed.expiry.cancel()

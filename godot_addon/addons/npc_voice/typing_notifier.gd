@@ -1,9 +1,10 @@
 extends RefCounted
 ## Tells the daemon what the player is typing to an NPC ([code]typing[/code], PROTOCOL.md 3.1),
 ## debounced: an NPC's line goes out once the player has paused for [member debounce_ms] (a
-## trailing debounce: the text typed so far, at most one message per pause). The daemon
-## evaluates the line's complete words in the background, so that the [code]say[/code] that
-## follows starts sooner. Nothing is sent for a text already sent (or said), nor for a blank
+## trailing debounce: the text typed so far, at most one message per pause), or at once when it
+## ends a sentence. The daemon evaluates the line's complete words in the background, and
+## starts the reply to a finished sentence, so that the [code]say[/code] that follows starts
+## sooner. Nothing is sent for a text already sent (or said), nor for a blank
 ## one; once a line is said, what is still pending of it is dropped, and a late
 ## [code]text_changed[/code] carrying the said text is ignored.
 ##
@@ -21,6 +22,9 @@ signal typing_sent(npc_id: String, text: String)
 const LocalChecks := preload("local_checks.gd")
 ## Meta of an attached [LineEdit]: [code][npc_id, on_text_changed, on_text_submitted][/code].
 const META: StringName = &"npc_voice_typing"
+## Marks that end a sentence, and closing marks that may follow them ([method ends_sentence]).
+const SENTENCE_MARKS := ".!?…。！？"
+const CLOSING_MARKS := "\"')]»”’」』"
 #endregion
 
 #region Public Variables
@@ -60,7 +64,10 @@ func notify(npc_id: String, text: String) -> void:
 	elif _last.get(npc_id) == text:
 		_pending.erase(npc_id)  # back to what the daemon has
 	else:
-		_pending[npc_id] = [text, int(clock.call()) + debounce_ms]
+		# A line that ends a sentence is likely the one the player will send: it goes out at
+		# once, and the daemon starts its reply before Enter (held back until the say).
+		var wait_ms: int = 0 if ends_sentence(text) else debounce_ms
+		_pending[npc_id] = [text, int(clock.call()) + wait_ms]
 
 
 ## Sends every text whose pause is over. Call once per frame.
@@ -75,6 +82,15 @@ func poll() -> void:
 			_last[npc_id] = entry[0]
 			if _send_typing(npc_id, entry[0]):
 				typing_sent.emit(npc_id, entry[0])
+
+
+## True when [param text] ends with a sentence mark ([code]. ? ! …[/code] or CJK's), closing
+## quotes allowed after it. The daemon applies its own rules (abbreviations) on top.
+static func ends_sentence(text: String) -> bool:
+	var trimmed: String = text.strip_edges()
+	while not trimmed.is_empty() and CLOSING_MARKS.contains(trimmed[-1]):
+		trimmed = trimmed.left(-1)
+	return not trimmed.is_empty() and SENTENCE_MARKS.contains(trimmed[-1])
 
 
 ## [param text] was said to [param npc_id]: nothing more of that line goes out.

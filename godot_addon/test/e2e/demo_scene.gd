@@ -35,7 +35,11 @@ func run() -> void:
 	line.grab_focus()
 	await type_keys("Hello ")
 	await wait_until(func() -> bool: return not _typed.is_empty(), "typing sent")
-	await type_keys("there!", true, true)
+	await type_keys("there!")
+	# A sentence goes out at once; the daemon starts its reply, then Enter says it.
+	var sent_whole: Callable = func() -> bool: return _typed[-1].ends_with(": Hello there!")
+	await wait_until(sent_whole, "the sentence sent")
+	await type_keys("", false, true)
 	var finished: Dictionary = await wait_for_event("speech_finished")
 	report("typing", {"sent": _typed})
 	var words: Label = face.get(&"words")

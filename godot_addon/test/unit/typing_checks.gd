@@ -42,6 +42,7 @@ func _init(check: Callable) -> void:
 ## Runs the checks; [param tree] must be running.
 func run(tree: SceneTree) -> void:
 	_test_debounce()
+	_test_a_sentence_goes_at_once()
 	_test_what_is_not_sent()
 	_test_line_edit(tree)
 	_test_the_autoload(tree)
@@ -117,6 +118,24 @@ func _test_debounce() -> void:
 	notifier.notify("inn", "Now")
 	_poll_at(notifier, 9000)
 	_check.call(_typed().slice(3) == ["smith: Where is the smith?", "inn: Now"], str(_typed()))
+
+
+func _test_a_sentence_goes_at_once() -> void:
+	var notifier: TypingNotifier = _new_notifier()
+	_now = 0
+	notifier.notify("smith", "Where is the smith")
+	_poll_at(notifier, 10)
+	_check.call(_sent.is_empty(), "a line still being typed waits for the pause")
+	notifier.notify("smith", "Where is the smith?")
+	_poll_at(notifier, 10)
+	_check.call(_typed() == ["smith: Where is the smith?"], "a sentence at once: %s" % [_typed()])
+	notifier.notify("smith", "Where is the smith? And")
+	_poll_at(notifier, 20)
+	_check.call(_sent.size() == 1 and notifier.has_pending(), "typing on: the pause again")
+	for text: String in ['Go away."', "Wait…", "どこ？", "Really?!  "]:
+		_check.call(TypingNotifier.ends_sentence(text), "ends a sentence: %s" % text)
+	for text: String in ["Go away", "?!x", "", ' " ']:
+		_check.call(not TypingNotifier.ends_sentence(text), "no sentence end: %s" % text)
 
 
 func _test_what_is_not_sent() -> void:
