@@ -21,7 +21,7 @@ from daemon.llm.llama import KvStateStore, LlamaContext
 from daemon.llm.pool import LlmPool
 from daemon.pipeline.text import ends_sentence
 from daemon.server.typing import complete_words
-from tests.support.aio import run
+from tests.support.aio import run, wait_until
 from tests.support.assertions import assert_complete_turn
 
 PERSONA = "You are Brom, the village blacksmith. Answer in one short sentence."
@@ -198,3 +198,23 @@ def test_typing_a_sentence_while_the_npc_speaks_does_not_interrupt_it(
     assert not isinstance(speaking.terminal, Cancelled)
     assert isinstance(speaking.terminal, Done)
     assert not assert_complete_turn(said).timings.speculative
+
+
+def test_a_reply_typed_ahead_and_never_said_is_dropped_after_ten_seconds(
+        daemon: DaemonProcess) -> None:
+    """The player typed a sentence and walked away: its reply goes (it holds a turn of
+    the client's limit); the line said later starts a reply of its own."""
+    expired = "the reply started on a typed line was dropped (no say within 10 s)"
+
+    async def scenario() -> tuple[TurnResult, list[object]]:
+        async with BridgeClient(daemon.address) as client:
+            log_before = len(daemon.log_text())
+            await client.typing("innkeeper", "Do you have a room for the night?")
+            await wait_until(lambda: expired in daemon.log_text()[log_before:],
+                             timeout_s=60)
+            result = await client.run_turn("innkeeper", "Do you have a room for the night?")
+            return result, list(client.unrouted)
+
+    result, unrouted = run(scenario(), timeout_s=120)
+    assert not unrouted, unrouted
+    assert not assert_complete_turn(result).timings.speculative

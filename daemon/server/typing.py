@@ -80,6 +80,15 @@ class _Typed:
     """Drops `speculation` after `_SPECULATION_KEPT_S`."""
 
 
+def _detach_speculation(typed: _Typed) -> TurnHandle | None:
+    """Take `typed`'s speculative reply off it (its expiry cancelled); None if none."""
+    handle, typed.speculation = typed.speculation, None
+    if typed.expiry is not None:
+        typed.expiry.cancel()
+        typed.expiry = None
+    return handle
+
+
 class TypingPrefill:
     """Prefills conversations from `typing` messages.
 
@@ -140,13 +149,8 @@ class TypingPrefill:
         (`TurnManager.say`). None when there is none, or it ended meanwhile.
         """
         typed = self._typed.get((client.identity, npc_id))
-        if typed is None or typed.speculation is None:
-            return None
-        handle, typed.speculation = typed.speculation, None
-        if typed.expiry is not None:
-            typed.expiry.cancel()
-            typed.expiry = None
-        return None if handle.finished else handle
+        handle = _detach_speculation(typed) if typed is not None else None
+        return None if handle is None or handle.finished else handle
 
     def _speculate(self, client: Client, npc_id: str, text: str, typed: _Typed) -> bool:
         """Start the reply to `text` as a speculative turn; False if it may not start.
@@ -168,10 +172,7 @@ class TypingPrefill:
         return True
 
     def _drop_speculation(self, client: Client, typed: _Typed, why: str) -> None:
-        handle, typed.speculation = typed.speculation, None
-        if typed.expiry is not None:
-            typed.expiry.cancel()
-            typed.expiry = None
+        handle = _detach_speculation(typed)
         if handle is not None and not handle.finished:
             _LOGGER.info("client %s: the reply started on a typed line was dropped (%s)",
                          client.label, why)
@@ -217,6 +218,4 @@ class TypingPrefill:
     def client_gone(self, client: Client) -> None:
         """Forget what `client` was typing (its turns are stopped by the turn manager)."""
         for key in [key for key in self._typed if key[0] == client.identity]:
-            typed = self._typed.pop(key)
-            if typed.expiry is not None:
-                typed.expiry.cancel()
+            _detach_speculation(self._typed.pop(key))
