@@ -13,6 +13,7 @@ import importlib.util
 import json
 import os
 import re
+import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -238,6 +239,19 @@ WHISPER_PREFIX = "whisper:"
 WHISPER_NAMES = ("tiny", "tiny.en", "base", "base.en", "small", "small.en", "medium",
                  "medium.en", "large-v2", "large-v3")
 """Whisper models fetchable by name (Systran's faster-whisper conversions, MIT)."""
+
+
+def cache_temporary(target: Path) -> Path:
+    """A new empty file beside `target`, to write and then `os.replace` onto it.
+
+    In the same folder, so the rename is atomic (a daemon starting meanwhile never sees
+    half a model); mode 0644, because `tempfile.mkstemp`'s 0600 would hide a model cache
+    shared between users. The caller removes it if it does not rename it.
+    """
+    handle, name = tempfile.mkstemp(prefix=f".{target.name}.", dir=target.parent)
+    os.close(handle)
+    os.chmod(name, 0o644)
+    return Path(name)
 
 
 def piper_hub_model(voice: str) -> HubModel:

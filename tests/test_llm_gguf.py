@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 import os
 import shutil
+import stat
 from pathlib import Path
 
 import llama_cpp
@@ -29,6 +30,7 @@ def test_the_bundled_model_loads_as_a_q8_0_copy_written_once(tmp_path: Path) -> 
     path = llm_gguf("smollm2", tmp_path)
     assert path.parent == tmp_path / "smollm2" and "smollm" in path.name.lower()
     assert file_type(path) == llama_cpp.LLAMA_FTYPE_MOSTLY_Q8_0
+    assert stat.S_IMODE(path.stat().st_mode) == 0o644  # a shared cache: not mkstemp's 0600
     assert file_type(bundled_llm_path()) == llama_cpp.LLAMA_FTYPE_MOSTLY_Q4_1
     written = path.stat().st_mtime_ns
     assert llm_gguf("smollm2:q8_0", tmp_path) == path

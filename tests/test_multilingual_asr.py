@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import os
+import stat
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -167,6 +168,8 @@ def test_the_bundled_halves_join_into_a_checked_model(tmp_path: Path) -> None:
     folder = whisper_base_dir(tmp_path)
     for name, sha256 in PINNED_SHA256.items():
         assert hashlib.sha256((folder / name).read_bytes()).hexdigest() == sha256
+        # Readable by every user of a shared cache (not tempfile's 0600).
+        assert stat.S_IMODE((folder / name).stat().st_mode) == 0o644, name
     joined_at = os.stat(folder / "model.bin").st_mtime_ns
     assert whisper_base_dir(tmp_path) == folder  # joined once, then reused as is
     assert os.stat(folder / "model.bin").st_mtime_ns == joined_at

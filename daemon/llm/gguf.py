@@ -24,13 +24,12 @@ import ctypes
 import json
 import logging
 import os
-import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
 
-from daemon.models import BUNDLED_LLM, models_dir, resolve_llm
+from daemon.models import BUNDLED_LLM, cache_temporary, models_dir, resolve_llm
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -119,10 +118,8 @@ def requantized(source: Path, target: Path, quant: str) -> Path:
     _LOGGER.info("re-quantizing %s to %s once, into %s (a second or two)", source.name,
                  quant.upper(), target)
     started = time.perf_counter()
-    handle, temporary = tempfile.mkstemp(prefix=f".{target.name}.", dir=target.parent)
-    os.close(handle)
+    temporary = str(cache_temporary(target))
     try:
-        os.chmod(temporary, 0o644)  # mkstemp's 0600 would hide a shared cache from others
         params = llama_cpp.llama_model_quantize_default_params()
         params.ftype = ftype
         params.allow_requantize = True  # the source is quantized already (Q4_1)
