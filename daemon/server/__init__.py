@@ -298,14 +298,15 @@ class BridgeServer:
             case _ if not client.welcomed:
                 self._sender.reject(client, ErrorCode.HANDSHAKE_REQUIRED,
                              "send a `hello` message before anything else")
-            case Say(scene_id=None):
-                speculation = self._typing.take_speculation(client, message.npc_id)
-                self._turns.say(client, message, speculation)
             case Say():
+                # A reply started while the line was typed: this say settles it.
                 speculation = self._typing.take_speculation(client, message.npc_id)
-                if speculation is not None:  # started before the scene: not its line
-                    self._turns.drop(client, speculation)
-                self._scenes.player_says(client, message)
+                if message.scene_id is None:
+                    self._turns.say(client, message, speculation)
+                else:
+                    if speculation is not None:  # started before the scene: not its line
+                        self._turns.drop(client, speculation)
+                    self._scenes.player_says(client, message)
             case Typing():
                 self._typing.typing(client, message)
             case SceneStart():

@@ -163,9 +163,12 @@ class TurnManager:
         self.start(client, say, received_at)
 
     def _matches(self, speculation: TurnHandle, say: Say) -> bool:
-        """Whether the speculative `speculation` is the reply `say` asks for."""
+        """Whether `speculation` is the reply `say` asks for (same NPC, text, profile, priority).
+
+        That it is still speculative is for `release` to check.
+        """
         spec = speculation.turn.spec
-        if not speculation.speculative or spec.npc_id != say.npc_id:
+        if spec.npc_id != say.npc_id:
             return False
         profile_name, _ = self._config.npc_profiles(say.npc_id, say.profile)
         return (spec.utterance == say.text.strip() and spec.profile_name == profile_name
