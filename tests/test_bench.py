@@ -57,10 +57,16 @@ def test_bench_command_end_to_end(tmp_path: Path) -> None:
         assert set(summary["segments_mean_ms"]) == set(summary["segments_p50_ms"]) == set(SEGMENTS)
         assert isinstance(summary["underruns_total"], int)
         assert mode["peak_rss_mb"] is not None
+        if name != "naive":  # the daemon's modes: its RSS after the turns so far
+            assert 0 < mode["rss_mb"] <= mode["peak_rss_mb"]
         assert len(mode["turns"]) == 2
         for turn in mode["turns"]:
             assert turn["mode"] == name and turn["outcome"] == "done"
             assert turn["ttfa_ms"] is not None and turn["audio_s"] > 0
+    # Warm-up and recorded turns, counted over the daemon's life: 1 + 2, then 3 more.
+    assert report["modes"]["streaming"]["rss_after_turns"] == 3
+    assert report["modes"]["typing"]["rss_after_turns"] == 6
+    assert "daemon RSS after its first 6 turns: " in stdout
     # Same lines in both modes, in the same order.
     assert ([t["line"] for t in report["modes"]["streaming"]["turns"]]
             == [t["line"] for t in report["modes"]["naive"]["turns"]])

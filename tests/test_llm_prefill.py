@@ -62,10 +62,11 @@ def test_prefill_yields_then_resumes_from_what_it_kept() -> None:
 def test_a_state_longer_than_one_batch_restores() -> None:
     """A conversation past `n_batch` tokens is saved and restored like a short one.
 
-    llama-cpp-python keeps logits for one batch only (`Llama.scores` has n_batch rows
-    unless `logits_all`), so the row saved with a state must come from inside it. A
-    state saved with no row at all failed on restore ("could not broadcast ... (0,
+    llama-cpp-python's `Llama.scores` holds n_batch rows of logits unless `logits_all`;
+    a state saved with no row at all failed on restore ("could not broadcast ... (0,
     49152)"), and every turn of that NPC after its history passed n_batch tokens was lost.
+    The context now keeps one row (`load_state` filled all n_batch rows, 48 MiB resident
+    with n_batch 256), and a state saves that row.
     """
     states = KvStateStore(64 * 2**20)
     context = LlamaContext(llm_gguf("smollm2"), LlmConfig(n_ctx=2048, n_batch=32), states,
@@ -85,6 +86,7 @@ def test_a_state_longer_than_one_batch_restores() -> None:
     stats = deltas[-1]
     assert isinstance(stats, ReplyStats) and stats.reply_tokens > 0
     assert stats.prefill_tokens < 16  # the restored state held everything before the line
+    assert context._llama.scores.shape == (1, context._llama.n_vocab())  # after 2 restores
 
 
 def test_a_prefill_that_ends_after_its_client_left_keeps_no_state() -> None:

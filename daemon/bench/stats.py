@@ -64,6 +64,22 @@ def peak_rss_mb(pid: int) -> float | None:
         return None
 
 
+def resident_mb(pid: int, settle_s: float = 2.0) -> float | None:
+    """Resident memory of process `pid` now, in MiB; None if it is gone.
+
+    Args:
+      pid: The process (the daemon).
+      settle_s: Wait this long first: the daemon trims its heap (`malloc_trim`) within
+        a second after its last turn ends (`daemon.server.memory`), and issue 16's
+        memory goal is read after that, as a game would see it between two lines.
+    """
+    time.sleep(settle_s)
+    try:
+        return round(psutil.Process(pid).memory_info().rss / 2**20, 1)
+    except psutil.Error:
+        return None
+
+
 class ProcessTreeMeter:
     """CPU and memory of a process and its children (the daemon and its llama-server).
 

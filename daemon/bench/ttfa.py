@@ -36,6 +36,7 @@ from daemon.bench.stats import (
     machine_description,
     machine_load,
     peak_rss_mb,
+    resident_mb,
     summarise,
     ttfa_ratios,
 )
@@ -173,21 +174,32 @@ def _run_daemon_modes(args: argparse.Namespace, corpus: list[tuple[str, str]],
     def rss() -> float | None:
         return peak_rss_mb(daemon.process.pid) if daemon and daemon.process else None
 
+    def resident(turns: int) -> dict[str, float | int | None]:
+        """The daemon's RSS now, after `turns` turns of its life (issue 16's memory goal)."""
+        now = resident_mb(daemon.process.pid) if daemon and daemon.process else None
+        return {"rss_mb": now, "rss_after_turns": turns}
+
+    turns_so_far = 0
+
     try:
         if "streaming" in modes:
             bar = _bar(args, args.turns, "streaming")
             records = asyncio.run(run_streaming(address, corpus, args.turns, args.warmup, bar))
             bar.close()
+            turns_so_far += args.warmup + args.turns
             report["modes"]["streaming"] = _mode_entry(
-                records, peak_rss_mb=rss(), rss_of="daemon process (VmHWM)")
+                records, peak_rss_mb=rss(), rss_of="daemon process (VmHWM)",
+                **resident(turns_so_far))
         if "typing" in modes:
             bar = _bar(args, args.turns, "typing")
             typist = Typist(args.typing_cps, enter_ms=args.typing_enter_ms)
             records = asyncio.run(run_streaming(address, corpus, args.turns, args.warmup, bar,
                                                 typist, mode="typing"))
             bar.close()
+            turns_so_far += args.warmup + args.turns
             report["modes"]["typing"] = _mode_entry(
                 records, peak_rss_mb=rss(), rss_of="daemon process (VmHWM)",
+                **resident(turns_so_far),
                 chars_per_s=args.typing_cps,
                 enter_ms=1000.0 / args.typing_cps if typist.enter_ms is None else typist.enter_ms)
         if levels:
@@ -270,6 +282,9 @@ def _print_report(report: dict) -> None:
         print(format_summary(mode["summary"], name))
         if mode.get("peak_rss_mb") is not None:
             print(f"  peak RSS: {mode['peak_rss_mb']} MiB ({mode['rss_of']})")
+        if mode.get("rss_mb") is not None:
+            print(f"  daemon RSS after its first {mode['rss_after_turns']} turns: "
+                  f"{mode['rss_mb']} MiB = {mode['rss_mb'] * 2**20 / 1e6:.0f} MB")
     quiet = report["machine_load_during_run"]
     print(f"other processes during the run: CPU mean "
           f"{quiet['other_processes_cpu_percent_mean']}%, max "

@@ -30,6 +30,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, cast
 
+import numpy as np
 from llama_cpp import (
     Llama,
     LlamaState,
@@ -131,6 +132,11 @@ class LlamaContext:
             seed=config.seed if config.seed >= 0 else 0xFFFFFFFF,
             verbose=False,
         )
+        # llama-cpp-python keeps an n_batch x n_vocab float32 `scores` array (48 MiB for
+        # SmolLM2's 49k vocabulary) that only logits_all fills; sampling reads llama.cpp's
+        # own logits. `load_state` writes it row by row, so every page became resident
+        # at the first NPC switch. One row keeps what its readers index (the last row).
+        self._llama.scores = np.zeros((1, self._llama.n_vocab()), dtype=np.single)
         self._formatter = self._chat_formatter(model_path)
         self._burst = self._thread_burst(config)
         _LOGGER.info(
@@ -300,13 +306,11 @@ class LlamaContext:
         n_bytes = llama_state_get_data(llama.ctx, view, capacity)
         del view  # an exported buffer would keep the mapping from being closed
         n_tokens = llama.n_tokens
-        # `scores` has n_batch rows (n_ctx only with logits_all): past n_batch tokens the
-        # last token's row is not at n_tokens - 1. One row always, so load_state's
-        # `scores[:n_tokens] = saved` broadcasts it (an empty one fails to).
-        last_row = max(min(n_tokens, llama.scores.shape[0]) - 1, 0)
         return LlamaState(
             input_ids=llama.input_ids.copy(),  # whole (n_ctx,): load_state assigns it as is
-            scores=llama.scores[last_row:last_row + 1].copy(),
+            # `scores` is one row here (see __init__): load_state's `scores[:n_tokens] =
+            # saved` writes that row (an empty array would fail to broadcast).
+            scores=llama.scores.copy(),
             n_tokens=n_tokens,
             # Read by `load_state` through the buffer protocol only (from_buffer_copy).
             llama_state=cast(bytes, region),
