@@ -69,6 +69,17 @@ def test_a_folder_left_half_written_is_built_again(tmp_path: Path, stock: G2P) -
         "Hello there, traveller.")
 
 
+def test_a_damaged_table_is_built_again_with_a_warning(
+        tmp_path: Path, stock: G2P, caplog: pytest.LogCaptureFixture) -> None:
+    folder = ensure_tables(cache_root=tmp_path)
+    (folder / "weights.marisa").write_bytes(b"not a trie")  # complete folder, bad file
+    with caplog.at_level(logging.WARNING, logger="daemon.tts.hibari_g2p"):
+        g2p = packed_g2p(cache_root=tmp_path)
+    assert g2p("I read the record.") == stock("I read the record.")
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert len(warnings) == 1 and "cannot be read" in warnings[0], warnings
+
+
 GOLD: dict = _load_json("lexicon_us_gold.json.gz")
 GOLD_KEYS = sorted(GOLD)
 

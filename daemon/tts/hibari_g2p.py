@@ -171,19 +171,24 @@ def packed_g2p(british: bool = False, cache_root: Path | None = None) -> Any:
     Returns:
       A `hibari.g2p.G2P`: call it with a sentence, get its phonemes (a str).
 
+    A cached table that cannot be read (damaged outside the daemon) is built again,
+    with one warning.
+
     Raises:
-      OSError: see `ensure_tables`; a cached table that cannot be read.
+      OSError: see `ensure_tables`.
+      RuntimeError: the tables built again cannot be read either.
       ImportError: hibari-tts is not installed.
     """
     from hibari.g2p import G2P, Lexicon, Tagger, Tokenizer, _load_json  # noqa: PLC0415
 
     folder = ensure_tables(british, cache_root)
-    tables = {}
-    for name in _TABLES:
-        trie = marisa_trie.BytesTrie()
-        trie.load(str(folder / f"{name}.marisa"))
-        tables[name] = PackedTable(trie)
-    tags = json.loads((folder / _TAGS).read_text(encoding="utf-8"))
+    try:
+        tables, tags = _load_tables(folder)
+    except (OSError, RuntimeError, ValueError) as exc:  # marisa: RuntimeError; JSON: ValueError
+        _LOGGER.warning("hibari's G2P tables in %s cannot be read (%s): building them again",
+                        folder, exc)
+        (folder / _TAGS).unlink(missing_ok=True)
+        tables, tags = _load_tables(ensure_tables(british, cache_root))
     # hibari's G2P.__init__ reads the JSON into dicts; this builds the same object
     # around the tries instead (its attributes as hibari-tts 0.2.1 sets them).
     g2p = G2P.__new__(G2P)
@@ -197,3 +202,13 @@ def packed_g2p(british: bool = False, cache_root: Path | None = None) -> Any:
     g2p.unk = ""
     g2p.british = british
     return g2p
+
+
+def _load_tables(folder: Path) -> tuple[dict[str, PackedTable], list[str]]:
+    tables = {}
+    for name in _TABLES:
+        trie = marisa_trie.BytesTrie()
+        trie.load(str(folder / f"{name}.marisa"))
+        tables[name] = PackedTable(trie)
+    tags = json.loads((folder / _TAGS).read_text(encoding="utf-8"))
+    return tables, tags
