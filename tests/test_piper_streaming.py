@@ -99,10 +99,19 @@ def test_the_structural_margins_are_exact_too(engine: PiperEngine, split: SplitV
                                               decoder: WindowDecoder) -> None:
     prior, _ = seeded_prior(engine, split, PARAGRAPH, seed=7)
     reference = decoder.decode_all(prior)
-    plan = WindowPlan(split.receptive_left_frames, split.receptive_right_frames,
-                      first_frames=8, chunk_first_frames=8, growth=2, max_frames=40)
-    audio = np.concatenate(windowed(decoder, prior, plan, turn_start=True))
-    assert float(np.abs(audio - reference).max()) < 1e-6
+
+    def largest_error(left_frames: int, right_frames: int) -> float:
+        plan = WindowPlan(left_frames, right_frames, first_frames=8, chunk_first_frames=8,
+                          growth=2, max_frames=40)
+        audio = np.concatenate(windowed(decoder, prior, plan, turn_start=True))
+        return float(np.abs(audio - reference).max())
+
+    # Windows of other widths take other kernel paths, so float32 rounding differs:
+    # 1.6e-6 with AVX-512, < 1e-6 with AVX2. 1e-5 is a third of one int16 step.
+    assert largest_error(split.receptive_left_frames, split.receptive_right_frames) < 1e-5
+    # Half the margins cut into the decoder's reach (1.5e-3 measured): the check can fail.
+    assert largest_error(split.receptive_left_frames // 2,
+                         split.receptive_right_frames // 2) > 1e-4
 
 
 def test_window_joins_are_no_larger_jumps_than_inside_the_windows(
