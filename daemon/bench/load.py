@@ -187,7 +187,7 @@ def format_load(load: dict) -> str:
     """The terminal table of the load levels."""
     lines = [f"load: K simultaneous clients, {load['turns_per_client']} turns each",
              f"  {'K':>3} {'turns':>7} {'TTFA p50':>9} {'p95':>8} {'p99':>8} "
-             f"{'underruns':>10} {'turns w/ underruns':>19} {'CPU %':>6} {'RSS MB':>7}"]
+             f"{'underruns':>10} {'turns w/ underruns':>19} {'CPU %':>6} {'RSS MiB':>7}"]
     for level in load["levels"]:
         s = level["summary"]
         ttfa = s["ttfa_ms"]

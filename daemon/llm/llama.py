@@ -388,7 +388,7 @@ class LlamaContext:
 
     def prefill(self, key: str, messages: list[ChatMessage],
                 should_yield: Callable[[], bool] | None = None,
-                step_tokens: int = 64, partial: bool = False,
+                step_tokens: int = 16, partial: bool = False,
                 fallback_key: str | None = None) -> int:
         """Evaluate the prompt of `messages` and save the KV state under `key`.
 
@@ -403,7 +403,9 @@ class LlamaContext:
           key: The conversation whose KV state is extended and saved.
           messages: Its chat messages, system persona first.
           should_yield: See above.
-          step_tokens: Tokens evaluated between two `should_yield` checks.
+          step_tokens: Tokens evaluated between two `should_yield` checks: the longest
+            a turn waits behind this prefill. 16 (~60-100 ms on one thread) rather than
+            64: a turn after a history cut waited up to 490 ms (BENCHMARKS.md, "Queue").
           partial: The last message is a line being typed: evaluate only up to the
             end of its text (`format_prompt_prefix`).
           fallback_key: State to start from when `key` has none yet (the persona's).
