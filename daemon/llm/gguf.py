@@ -23,13 +23,12 @@ from __future__ import annotations
 import ctypes
 import json
 import logging
-import os
 import time
 from pathlib import Path
 
 import numpy as np
 
-from daemon.models import BUNDLED_LLM, cache_temporary, models_dir, resolve_llm
+from daemon.models import BUNDLED_LLM, models_dir, replaced_atomically, resolve_llm
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -118,26 +117,20 @@ def requantized(source: Path, target: Path, quant: str) -> Path:
     _LOGGER.info("re-quantizing %s to %s once, into %s (a second or two)", source.name,
                  quant.upper(), target)
     started = time.perf_counter()
-    temporary = str(cache_temporary(target))
-    try:
+    with replaced_atomically(target) as temporary:
         params = llama_cpp.llama_model_quantize_default_params()
         params.ftype = ftype
         params.allow_requantize = True  # the source is quantized already (Q4_1)
         params.nthread = _QUANTIZE_THREADS
         # llama.cpp logs each tensor through llama-cpp-python's logger; errors only.
         logging.getLogger("llama-cpp-python").setLevel(logging.ERROR)
-        status = llama_cpp.llama_model_quantize(str(source).encode(), temporary.encode(),
-                                                ctypes.byref(params))
-        if status != 0 or Path(temporary).stat().st_size == 0:
+        status = llama_cpp.llama_model_quantize(str(source).encode(),
+                                                str(temporary).encode(), ctypes.byref(params))
+        if status != 0 or temporary.stat().st_size == 0:
             raise ValueError(f"llama.cpp could not re-quantize {source} to {quant} "
                              f"(status {status})")
-        os.replace(temporary, target)
-        stamp_temporary = f"{temporary}.json"
-        Path(stamp_temporary).write_text(json.dumps(stamp) + "\n")
-        os.replace(stamp_temporary, stamp_path)
-    finally:
-        Path(temporary).unlink(missing_ok=True)
-        Path(f"{temporary}.json").unlink(missing_ok=True)
+    with replaced_atomically(stamp_path) as stamp_temporary:
+        stamp_temporary.write_text(json.dumps(stamp) + "\n")
     _LOGGER.info("re-quantized %s to %s in %.0f ms (%.0f MB)", source.name, quant.upper(),
                  (time.perf_counter() - started) * 1000, target.stat().st_size / 1e6)
     return target

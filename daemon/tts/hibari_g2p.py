@@ -11,8 +11,8 @@ per line instead of 0.43 ms, the same phonemes (BENCHMARKS.md, "Memory").
 The tries are built once from hibari's packaged JSON into
 `<user cache>/hibari-g2p/<key>/` (key: hibari's version and the files' sizes), and
 loaded from there afterwards. `packed_g2p` returns hibari's own `G2P` class with the
-tables swapped, so every rule of hibari's runs unchanged on them; `tests/test_hibari.py`
-checks the phonemes against the stock G2P.
+tables swapped, so every rule of hibari's runs unchanged on them;
+`tests/test_hibari_g2p.py` checks the phonemes against the stock G2P.
 """
 
 from __future__ import annotations
@@ -21,7 +21,6 @@ import hashlib
 import importlib.metadata
 import json
 import logging
-import os
 import time
 from pathlib import Path
 from typing import Any
@@ -29,7 +28,7 @@ from typing import Any
 import marisa_trie
 import msgspec
 
-from daemon.models import cache_temporary, user_cache_dir
+from daemon.models import replaced_atomically, user_cache_dir
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -140,13 +139,8 @@ def ensure_tables(british: bool = False, cache_root: Path | None = None) -> Path
     _save(marisa_trie.BytesTrie(_packed(tagger["weights"])), folder / "weights.marisa")
     _save(marisa_trie.BytesTrie((word, b"1") for word in tagger["vocab"]),
           folder / "vocab.marisa")
-    target = folder / _TAGS
-    temporary = cache_temporary(target)
-    try:
+    with replaced_atomically(folder / _TAGS) as temporary:
         temporary.write_text(json.dumps(tagger["tags"]), encoding="utf-8")
-        os.replace(temporary, target)
-    finally:
-        temporary.unlink(missing_ok=True)
     _LOGGER.info("packed hibari's G2P tables (%s) in %.0f ms (cached in %s)", accent,
                  (time.perf_counter() - started) * 1000, folder)
     return folder
@@ -157,12 +151,8 @@ def _packed(table: dict[str, Any]) -> list[tuple[str, bytes]]:
 
 
 def _save(trie: marisa_trie.BytesTrie, target: Path) -> None:
-    temporary = cache_temporary(target)
-    try:
+    with replaced_atomically(target) as temporary:
         trie.save(str(temporary))
-        os.replace(temporary, target)
-    finally:
-        temporary.unlink(missing_ok=True)
 
 
 def packed_g2p(british: bool = False, cache_root: Path | None = None) -> Any:
