@@ -117,6 +117,13 @@ class LlmConfig(_Section):
       n_batch: Prompt tokens evaluated per llama.cpp batch.
       n_gpu_layers: Layers offloaded to the GPU; -1 = all (needs a CUDA build).
       flash_attn: Enable flash attention (recommended on GPU).
+      cache_type_k: Type of the KV cache's keys: "f16" (llama.cpp's default) or "q8_0",
+        which halves them (SmolLM2 at n_ctx 2048: -10 MiB, and saved NPC states a
+        quarter smaller) at nearly the same drift from the F16 weights (KL 0.0032
+        against 0.0027 nats per token), but replies reached their first chunk later in
+        the daemon: first token -> first chunk p50 79-106 ms against 57-67, typed-ahead
+        TTFA 40-61 ms against 6-11 (BENCHMARKS.md, "Memory"). Values stay F16 (quantized values need
+        flash attention, +24 ms of prefill per turn on the CPU).
       max_reply_tokens: Hard cap on reply length, in tokens.
       temperature, top_p, top_k, repeat_penalty: Sampling.
       seed: Sampling seed; -1 = random per turn.
@@ -153,6 +160,7 @@ class LlmConfig(_Section):
     n_batch: Annotated[int, Meta(ge=8)] = 256
     n_gpu_layers: int = 0
     flash_attn: bool = False
+    cache_type_k: Literal["f16", "q8_0"] = "f16"
     max_reply_tokens: Annotated[int, Meta(ge=1, le=4096)] = 96
     temperature: Annotated[float, Meta(ge=0.0, le=5.0)] = 0.7
     top_p: Annotated[float, Meta(gt=0.0, le=1.0)] = 0.9

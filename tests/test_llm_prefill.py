@@ -96,26 +96,61 @@ def test_a_prefill_that_ends_after_its_client_left_keeps_no_state() -> None:
     here leaves before the prefill runs; in the daemon the prefill waits for a free
     context at ambient priority, so leaving first is the ordinary case under load.
     A client still connected keeps its state: that case shows the check can fail.
+    With no turn running, the end of each prefill asks for a trim of the heap.
     """
 
     config = load_config(None)
     messages = long_conversation()[:3] + [{"role": "user", "content": ""}]
 
-    async def scenario() -> tuple[bool, bool]:
+    async def scenario() -> tuple[bool, bool, bool]:
         pool = await LlmPool.load(llm_gguf("smollm2"), config.llm, name="test")
+        trimmer = MemoryTrimmer(settle_s=60.0)  # stays pending: the request is what counts
         try:
             telemetry = Telemetry()
             manager = TurnManager(config, TieredLlm(pool, config.llm), {}, Sender(telemetry),
-                                  BackgroundTasks(), telemetry, MemoryTrimmer())
+                                  BackgroundTasks(), telemetry, trimmer)
             left, stayed = Client(b"\x00left", 2**20), Client(b"\x00stayed", 2**20)
             left.gone = True
             await manager.after_turn(left, "blacksmith/left", messages, "fast", True)
             await manager.after_turn(stayed, "blacksmith/stayed", messages, "fast", True)
             return (pool._states.get("blacksmith/left") is not None,
-                    pool._states.get("blacksmith/stayed") is not None)
+                    pool._states.get("blacksmith/stayed") is not None,
+                    trimmer.pending or trimmer.trims > 0)
         finally:
+            trimmer.close()
             pool.close()
 
-    kept_for_the_one_who_left, kept_for_the_one_who_stayed = asyncio.run(scenario())
+    kept_for_the_one_who_left, kept_for_the_one_who_stayed, trimmed = asyncio.run(scenario())
     assert kept_for_the_one_who_stayed
     assert not kept_for_the_one_who_left
+    assert trimmed or not MemoryTrimmer().available
+
+
+def test_q8_0_keys_make_smaller_states_that_restore() -> None:
+    """`cache_type_k = "q8_0"`: keys at 34 bytes per 32 values instead of 64, values F16.
+
+    The saved state of the same conversation shrinks by that ratio (KV cells are most of
+    it), and a turn after switching NPCs restores it and replies.
+    """
+    messages = long_conversation()
+    sizes = {}
+    for cache_type in ("f16", "q8_0"):
+        states = KvStateStore(64 * 2**20)
+        context = LlamaContext(llm_gguf("smollm2"), LlmConfig(n_ctx=2048,
+                                                              cache_type_k=cache_type),
+                               states, "test")
+        context.prefill("smith/1", messages)
+        saved = states.get("smith/1")
+        assert saved is not None
+        sizes[cache_type] = saved.llama_state_size
+        context.prefill("other", [{"role": "system", "content": "You are someone else."},
+                                  {"role": "user", "content": "Hi."}])
+        messages[-1]["content"] = "And the seventh?"
+        deltas: list[object] = []
+        context.reply("smith/1", messages, deltas.append, threading.Event(), max_tokens=4)
+        stats = deltas[-1]
+        assert isinstance(stats, ReplyStats) and stats.reply_tokens > 0
+        assert stats.prefill_tokens < 16  # restored, not evaluated again
+        messages[-1]["content"] = ""
+    expected = (34 / 32 + 2) / 4  # (q8_0 keys + F16 values) / (F16 keys + F16 values)
+    assert abs(sizes["q8_0"] / sizes["f16"] - expected) < 0.02

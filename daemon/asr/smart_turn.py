@@ -30,6 +30,7 @@ from pathlib import Path
 import numpy as np
 
 from daemon.asr.endpointing import SAMPLE_RATE_HZ
+from daemon.asr.pyav import defer_pyav
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -70,6 +71,8 @@ class SmartTurn:
 
     def __init__(self, model_path: Path | None = None, threads: int = 1) -> None:
         import onnxruntime  # noqa: PLC0415 - optional dependency (voice extra)
+
+        defer_pyav()  # faster_whisper's package import would load PyAV, unused here
         from faster_whisper.feature_extractor import FeatureExtractor  # noqa: PLC0415
 
         path = model_path or bundled_model_path()

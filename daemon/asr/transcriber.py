@@ -30,6 +30,7 @@ from pathlib import Path
 import numpy as np
 
 from daemon.asr.multilingual import whisper_base_dir
+from daemon.asr.pyav import defer_pyav
 from daemon.models import WHISPER_PREFIX, ModelNotFoundError, hub_model, variant_dir
 
 _LOGGER = logging.getLogger(__name__)
@@ -121,6 +122,7 @@ class Transcriber:
 
     def __init__(self, model_path: Path, cpu_threads: int = 1, compute_type: str = "int8",
                  device: str = "cpu") -> None:
+        defer_pyav()  # faster_whisper's package import would load PyAV, unused here
         from faster_whisper import WhisperModel  # noqa: PLC0415 - optional dependency
 
         started = time.perf_counter()

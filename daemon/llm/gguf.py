@@ -136,9 +136,15 @@ def requantized(source: Path, target: Path, quant: str) -> Path:
     return target
 
 
-def next_token_log_probs(path: Path, text: str, max_tokens: int = 1024
-                         ) -> tuple[list[int], np.ndarray]:
+def next_token_log_probs(path: Path, text: str, max_tokens: int = 1024,
+                         cache_type_k: str = "f16") -> tuple[list[int], np.ndarray]:
     """How a GGUF predicts each next token of `text` (to compare two copies of a model).
+
+    Args:
+      path: The GGUF.
+      text: What is read.
+      max_tokens: Tokens of `text` read.
+      cache_type_k: Type of the KV cache's keys, as `llm.cache_type_k` ("f16", "q8_0").
 
     Returns:
       (tokens, log_probs): the first `max_tokens` tokens of `text`, and float64
@@ -148,7 +154,8 @@ def next_token_log_probs(path: Path, text: str, max_tokens: int = 1024
     import llama_cpp  # noqa: PLC0415 - loads the native library; only when needed
 
     llama = llama_cpp.Llama(model_path=str(path), n_ctx=max_tokens + 8, n_batch=512,
-                            n_threads=2, logits_all=True, verbose=False)
+                            n_threads=2, logits_all=True, verbose=False,
+                            type_k=getattr(llama_cpp, f"GGML_TYPE_{cache_type_k.upper()}"))
     tokens = llama.tokenize(text.encode())[:max_tokens]
     llama.eval(tokens)
     logits = np.array(llama.scores[:len(tokens)], dtype=np.float64)

@@ -32,6 +32,8 @@ from typing import Any, cast
 
 import numpy as np
 from llama_cpp import (
+    GGML_TYPE_F16,
+    GGML_TYPE_Q8_0,
     Llama,
     LlamaState,
     llama_print_system_info,
@@ -47,6 +49,9 @@ from daemon.llm.base import ChatMessage, OpenerSource, ReplyDelta, ReplyStarted,
 from daemon.llm.threads import ThreadBurst, Threads
 
 _LOGGER = logging.getLogger(__name__)
+
+KV_CACHE_TYPES = {"f16": GGML_TYPE_F16, "q8_0": GGML_TYPE_Q8_0}
+"""`llm.cache_type_k` -> ggml's type constant."""
 
 class KvStateStore:
     """Saved llama.cpp states per NPC, shared by the contexts of one model (LRU by bytes).
@@ -129,6 +134,7 @@ class LlamaContext:
             n_threads_batch=config.n_threads_batch,
             n_gpu_layers=config.n_gpu_layers,
             flash_attn=config.flash_attn,
+            type_k=KV_CACHE_TYPES[config.cache_type_k],
             seed=config.seed if config.seed >= 0 else 0xFFFFFFFF,
             verbose=False,
         )
@@ -140,10 +146,12 @@ class LlamaContext:
         self._formatter = self._chat_formatter(model_path)
         self._burst = self._thread_burst(config)
         _LOGGER.info(
-            "%s: loaded %s (n_ctx=%d, threads=%d/%d, gpu_layers=%d, flash_attn=%s) in %.0f ms",
+            "%s: loaded %s (n_ctx=%d, K cache %s, threads=%d/%d, gpu_layers=%d, flash_attn=%s) "
+            "in %.0f ms",
             name,
             model_path.name,
             config.n_ctx,
+            config.cache_type_k,
             config.n_threads,
             config.n_threads_batch,
             config.n_gpu_layers,

@@ -58,6 +58,7 @@ def server_command(binary: str, model_path: Path, config: LlmConfig, port: int) 
         "--threads", str(config.n_threads), "--threads-batch", str(config.n_threads_batch),
         "--batch-size", str(config.n_batch), "--n-gpu-layers", str(config.n_gpu_layers),
         "--flash-attn", "on" if config.flash_attn else "off",
+        "--cache-type-k", config.cache_type_k,
         "--cache-ram", str(config.cache_ram_mib), "--cont-batching", "--no-webui",
     ]
     if config.seed >= 0:

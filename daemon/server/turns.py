@@ -222,6 +222,7 @@ class TurnManager:
                             TurnState.SPECULATIVE if speculative else TurnState.LIVE)
         client.turns[say.turn_id] = handle
         self._running[handle] = client
+        self._trimmer.hold()  # a trim now would take back the pages this turn is about to use
         handle.task = asyncio.create_task(
             self._drive(client, handle), name=f"turn-{client.identity.hex()}-{say.turn_id}")
         return handle
@@ -367,6 +368,8 @@ class TurnManager:
         finally:
             if client.gone:
                 self._llm.forget([key])
+            if not self._running:
+                self._trimmer.request()  # the prefill's batches and the old state are freed
 
     # ------------------------------------------------------------------ clients leaving
 
