@@ -53,6 +53,7 @@ _LOGGER = logging.getLogger(__name__)
 KV_CACHE_TYPES = {"f16": GGML_TYPE_F16, "q8_0": GGML_TYPE_Q8_0}
 """`llm.cache_type_k` -> ggml's type constant."""
 
+
 class KvStateStore:
     """Saved llama.cpp states per NPC, shared by the contexts of one model (LRU by bytes).
 
