@@ -153,9 +153,11 @@ def next_token_log_probs(path: Path, text: str, max_tokens: int = 1024,
     """
     import llama_cpp  # noqa: PLC0415 - loads the native library; only when needed
 
+    from daemon.llm.llama import KV_CACHE_TYPES  # noqa: PLC0415 - imports llama_cpp too
+
     llama = llama_cpp.Llama(model_path=str(path), n_ctx=max_tokens + 8, n_batch=512,
                             n_threads=2, logits_all=True, verbose=False,
-                            type_k=getattr(llama_cpp, f"GGML_TYPE_{cache_type_k.upper()}"))
+                            type_k=KV_CACHE_TYPES[cache_type_k])
     tokens = llama.tokenize(text.encode())[:max_tokens]
     llama.eval(tokens)
     logits = np.array(llama.scores[:len(tokens)], dtype=np.float64)

@@ -60,7 +60,6 @@ class MemoryTrimmer:
         self._settle_s = settle_s
         self._last = float("-inf")
         self._task: asyncio.Task[None] | None = None
-        self._trimming = False
         self.trims = 0
 
     @property
@@ -85,16 +84,11 @@ class MemoryTrimmer:
         await asyncio.sleep(wait_s)
         self._last = time.monotonic()
         self.trims += 1
-        self._trimming = True
-        try:
-            await asyncio.get_running_loop().run_in_executor(None, malloc_trim, 0)
-        finally:
-            self._trimming = False
+        await asyncio.get_running_loop().run_in_executor(None, malloc_trim, 0)
 
     def hold(self) -> None:
         """Drop a trim still waiting (a turn started); one already running finishes."""
-        if self.pending and not self._trimming:
-            self.close()
+        self.close()
 
     async def wait(self) -> None:
         """Until the pending trim, if any, has run."""
