@@ -110,7 +110,7 @@ def main(argv: list[str] | None = None) -> int:
                                      description=__doc__.split("\n\n")[0])
     parser.add_argument("--quants", default="q4_1,q8_0",
                         help="comma-separated weight types: q4_1 (as shipped), q8_0 (what "
-                             "the daemon loads), also q4_0, iq4_nl, f16")
+                             "the daemon loads), also q4_0, iq4_nl, q5_0, q5_1, f16")
     parser.add_argument("--lines", type=int, default=31, help="corpus lines (at most 31)")
     parser.add_argument("--repeats", type=int, default=2, help="passes over the lines")
     parser.add_argument("--decode-tokens", type=int, default=7,

@@ -33,7 +33,8 @@ from daemon.models import BUNDLED_LLM, models_dir, replaced_atomically, resolve_
 _LOGGER = logging.getLogger(__name__)
 
 QUANT_FTYPES = {"q8_0": "LLAMA_FTYPE_MOSTLY_Q8_0", "f16": "LLAMA_FTYPE_MOSTLY_F16",
-                "q4_0": "LLAMA_FTYPE_MOSTLY_Q4_0", "iq4_nl": "LLAMA_FTYPE_MOSTLY_IQ4_NL"}
+                "q4_0": "LLAMA_FTYPE_MOSTLY_Q4_0", "iq4_nl": "LLAMA_FTYPE_MOSTLY_IQ4_NL",
+                "q5_0": "LLAMA_FTYPE_MOSTLY_Q5_0", "q5_1": "LLAMA_FTYPE_MOSTLY_Q5_1"}
 """Types `requantized` writes: name -> llama.cpp's `llama_ftype` constant. The daemon loads
 Q8_0; `npc-voice bench quant` compares it with the others (F16 as the reference)."""
 
