@@ -122,8 +122,8 @@ class LlmConfig(_Section):
         quarter smaller) at nearly the same drift from the F16 weights (KL 0.0032
         against 0.0027 nats per token), but replies reached their first chunk later in
         the daemon: first token -> first chunk p50 79-106 ms against 57-67, typed-ahead
-        TTFA 40-61 ms against 6-11 (BENCHMARKS.md, "Memory"). Values stay F16 (quantized values need
-        flash attention, +24 ms of prefill per turn on the CPU).
+        TTFA 40-61 ms against 6-11 (BENCHMARKS.md, "Memory"). Values stay F16
+        (quantized values need flash attention, +24 ms of prefill per turn on the CPU).
       max_reply_tokens: Hard cap on reply length, in tokens.
       temperature, top_p, top_k, repeat_penalty: Sampling.
       seed: Sampling seed; -1 = random per turn.
