@@ -100,7 +100,9 @@ class LlmConfig(_Section):
       read_timeout_ms: llama_server, openai: longest silence of the server mid-reply
         (the first token included) before the turn fails.
       load_timeout_s: llama_server: longest wait for the server to load the model.
-      n_ctx: Context length in tokens (llama.cpp's default of 512 is too small).
+      n_ctx: Context length in tokens (llama.cpp's default of 512 is too small): the
+        persona, the history and `max_reply_tokens` for the reply. A conversation that
+        fills it before `history_turns` drops the oldest half of its history.
       n_threads: Threads per instance while generating (leave cores for TTS).
       n_threads_batch: Threads per instance during prompt prefill. More than one on a
         machine whose cores are busy (the game, TTS) stalls: measured on 2 cores with
@@ -128,7 +130,8 @@ class LlmConfig(_Section):
       temperature, top_p, top_k, repeat_penalty: Sampling.
       seed: Sampling seed; -1 = random per turn.
       history_turns: Most earlier turns of a conversation kept in the prompt; when
-        exceeded, the oldest half is dropped at once (see daemon.llm.conversation).
+        exceeded, or when the prompt no longer fits `n_ctx`, the oldest half is dropped
+        at once (see daemon.llm.conversation).
       state_cache_bytes: RAM for saved per-NPC KV states per instance, so a persona's
         prefix is not prefilled again when instances switch NPCs.
       opener_max_tokens: As the fast tier of a two-tier reply: the opener ends at its

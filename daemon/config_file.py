@@ -113,26 +113,17 @@ def validate(config: Config, source: str = "<config>") -> None:
                 "section (the narrative model)"
             )
     _validate_voices(config, source)
-    llm, narrative = config.llm, config.llm_narrative
-    # Both tiers see the same conversation; a two-tier reply is the opener plus the
-    # narrative tier's reply.
-    reply_tokens = llm.max_reply_tokens
-    if narrative is not None:
-        reply_tokens = max(reply_tokens, llm.opener_max_tokens + narrative.max_reply_tokens)
-    # Rough upper bound of the prompt: persona + full history + reply, ~48 tokens of
-    # user line and chat markup per turn (a llama.cpp prompt over n_ctx fails the turn).
-    needed = 512 + llm.history_turns * (reply_tokens + 48) + reply_tokens
-    for section, tier in (("llm", llm), ("llm_narrative", narrative)):
+    reply_tokens = _reply_tokens(config)
+    for section, tier in (("llm", config.llm), ("llm_narrative", config.llm_narrative)):
         if tier is not None and tier.backend == "openai" and not tier.url:
             raise ConfigError(f'{source}: {section}.backend = "openai" needs {section}.url, '
                               'e.g. "http://127.0.0.1:8080/v1"')
-        if tier is not None and tier.backend == "openai":
-            continue  # the server's own context size applies
-        if tier is not None and needed > tier.n_ctx:
+        if tier is not None and tier.backend != "openai" \
+                and reply_tokens + _PROMPT_FLOOR_TOKENS > tier.n_ctx:
             raise ConfigError(
-                f"{source}: {section}.n_ctx = {tier.n_ctx} is too small for history_turns = "
-                f"{llm.history_turns} and replies of up to {reply_tokens} tokens "
-                f"(about {needed} tokens needed); raise n_ctx or lower history_turns"
+                f"{source}: {section}.n_ctx = {tier.n_ctx} leaves no room for a prompt beside "
+                f"replies of up to {reply_tokens} tokens (at least {_PROMPT_FLOOR_TOKENS} "
+                f"more needed); raise n_ctx or lower max_reply_tokens"
             )
     server = config.server
     if not _is_loopback(server.host):
@@ -209,13 +200,42 @@ def voice_language(config: Config, name: str) -> str | None:
     return config.npc_language(users[0]) if users else None
 
 
+_PROMPT_FLOOR_TOKENS = 128
+"""Context a prompt needs at the least beside the reply: a short persona and line."""
+
+
+def _reply_tokens(config: Config) -> int:
+    """The longest reply, in tokens.
+
+    Both tiers see the same conversation; a two-tier reply is the opener plus the
+    narrative tier's reply.
+    """
+    reply_tokens = config.llm.max_reply_tokens
+    if config.llm_narrative is not None:
+        reply_tokens = max(reply_tokens, config.llm.opener_max_tokens
+                           + config.llm_narrative.max_reply_tokens)
+    return reply_tokens
+
+
 def config_warnings(config: Config) -> list[str]:
     """What a valid configuration may still get wrong, one sentence each (for the log).
 
     An English-only LLM (the bundled SmolLM2-135M) asked to answer in another language
-    mostly answers in English; a voice of another region speaks with its accent.
+    mostly answers in English; a voice of another region speaks with its accent; a
+    context too small for `history_turns` full turns forgets turns sooner.
     """
     warnings = []
+    reply_tokens = _reply_tokens(config)
+    # Rough upper bound of the prompt: persona + full history + reply, ~48 tokens of
+    # user line and chat markup per turn.
+    needed = 512 + config.llm.history_turns * (reply_tokens + 48) + reply_tokens
+    for section, tier in (("llm", config.llm), ("llm_narrative", config.llm_narrative)):
+        if tier is not None and tier.backend != "openai" and needed > tier.n_ctx:
+            warnings.append(
+                f"{section}.n_ctx = {tier.n_ctx} may not hold history_turns = "
+                f"{config.llm.history_turns} turns with replies of up to {reply_tokens} "
+                f"tokens (about {needed} tokens): a conversation that fills it forgets its "
+                "oldest turns sooner")
     foreign = sorted(npc_id for npc_id in config.npcs
                      if not is_english(config.npc_language(npc_id)))
     tiers = [("llm", config.llm)]

@@ -34,3 +34,18 @@ def test_no_history_keeps_nothing() -> None:
     conversation = Conversation("p", history_turns=0)
     assert conversation.record("u", "a") is False
     assert len(conversation) == 0
+
+
+def test_a_prompt_too_long_for_the_context_sheds_the_oldest_half_until_none_is_left() -> None:
+    """`shorten` is what a turn calls when the model's context is full before the limit
+    (tests/test_context_overflow.py runs it through the daemon)."""
+    conversation = Conversation("p", history_turns=8)
+    for index in range(5):
+        conversation.record(f"u{index}", f"a{index}")
+    assert conversation.shorten() is True
+    assert [m["content"] for m in conversation.messages_for("x")] == [
+        "p", "u2", "a2", "u3", "a3", "u4", "a4", "x"]
+    assert [conversation.shorten() for _ in range(3)] == [True] * 3  # 3 -> 2 -> 1 -> 0
+    assert conversation.messages_for("x") == [{"role": "system", "content": "p"},
+                                              {"role": "user", "content": "x"}]
+    assert conversation.shorten() is False

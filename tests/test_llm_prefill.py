@@ -9,6 +9,7 @@ import threading
 from daemon.config import LlmConfig
 from daemon.config_file import load_config
 from daemon.llm.base import ReplyStats
+from daemon.llm.conversation import Conversation
 from daemon.llm.gguf import llm_gguf
 from daemon.llm.llama import KvStateStore, LlamaContext
 from daemon.llm.pool import LlmPool
@@ -100,7 +101,9 @@ def test_a_prefill_that_ends_after_its_client_left_keeps_no_state() -> None:
     """
 
     config = load_config(None)
-    messages = long_conversation()[:3] + [{"role": "user", "content": ""}]
+    system, user, assistant = long_conversation()[:3]
+    conversation = Conversation(system["content"], config.llm.history_turns)
+    conversation.record(user["content"], assistant["content"])
 
     async def scenario() -> tuple[bool, bool, bool]:
         pool = await LlmPool.load(llm_gguf("smollm2"), config.llm, name="test")
@@ -111,8 +114,8 @@ def test_a_prefill_that_ends_after_its_client_left_keeps_no_state() -> None:
                                   BackgroundTasks(), telemetry, trimmer)
             left, stayed = Client(b"\x00left", 2**20), Client(b"\x00stayed", 2**20)
             left.gone = True
-            await manager.after_turn(left, "blacksmith/left", messages, "fast", True)
-            await manager.after_turn(stayed, "blacksmith/stayed", messages, "fast", True)
+            await manager.after_turn(left, "blacksmith/left", conversation, "fast", True)
+            await manager.after_turn(stayed, "blacksmith/stayed", conversation, "fast", True)
             return (pool._states.get("blacksmith/left") is not None,
                     pool._states.get("blacksmith/stayed") is not None,
                     trimmer.pending or trimmer.trims > 0)

@@ -207,6 +207,19 @@ def test_past_lines_heard_the_oldest_half_leaves_the_prompts_at_once() -> None:
     assert len(transcript.lines) == 6, "the scene keeps every line; only prompts forget"
 
 
+def test_a_scene_too_long_for_the_context_forgets_its_oldest_lines_but_the_last() -> None:
+    transcript = SceneTranscript(MEMBERS, "A storm is coming.", lines_heard=10)
+    for index in range(5):
+        transcript.add(PLAYER, f"line {index}")
+    dialogue = transcript.view("inn")
+    assert dialogue.shorten() is True
+    assert [text for _, text in transcript.heard] == ["line 3", "line 4"]
+    assert dialogue.shorten() is True
+    assert [text for _, text in transcript.heard] == ["line 4"]
+    assert dialogue.shorten() is False, "the line being answered stays"
+    assert "line 4" in dialogue.messages_for("")[1]["content"]
+    assert len(transcript.lines) == 5, "the scene keeps every line; only prompts forget"
+
 def test_the_next_speaker_is_the_one_addressed_else_named_else_next_in_turn() -> None:
     assert next_speaker(MEMBERS, None) == "smith"
     assert next_speaker(MEMBERS, "smith", "Well, Mira, what say you?") == "inn"

@@ -4,7 +4,13 @@ from __future__ import annotations
 
 import pytest
 
-from daemon.config_file import ConfigError, default_config_text, load_config, parse_config
+from daemon.config_file import (
+    ConfigError,
+    config_warnings,
+    default_config_text,
+    load_config,
+    parse_config,
+)
 
 
 def with_narrative_example(npc_lines: str = "") -> str:
@@ -50,9 +56,20 @@ def test_an_npc_may_switch_either_tier_off() -> None:
     (with_narrative_example('narrative_profile = "epic"\n'),
      "npcs.blacksmith.narrative_profile = 'epic' is not a profile"),
     (with_narrative_example('tiers = "all"\n'), "tiers"),
-    (with_narrative_example().replace("max_reply_tokens = 96\n", "max_reply_tokens = 400\n"),
-     "n_ctx = 2048 is too small"),
+    (with_narrative_example().replace("max_reply_tokens = 96\n", "max_reply_tokens = 4000\n"),
+     "n_ctx = 2048 leaves no room for a prompt beside replies of up to 4032 tokens"),
 ])
 def test_invalid_tier_settings_name_the_problem(text: str, message: str) -> None:
     with pytest.raises(ConfigError, match=message):
         parse_config(text, "game.toml")
+
+
+def test_a_context_short_of_the_history_is_a_warning_not_an_error() -> None:
+    """Long replies in both tiers: 8 full turns no longer fit 2048 tokens. The daemon
+    starts (a conversation that fills the context forgets its oldest turns sooner) and
+    the log says so; the packaged settings fit."""
+    long_replies = with_narrative_example().replace("max_reply_tokens = 96\n",
+                                                    "max_reply_tokens = 400\n")
+    warnings = config_warnings(parse_config(long_replies))
+    assert any("llm.n_ctx = 2048 may not hold history_turns = 8" in w for w in warnings)
+    assert not any("n_ctx" in w for w in config_warnings(load_config()))

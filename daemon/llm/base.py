@@ -27,6 +27,30 @@ abandoned (cancelled, or the fast tier failed) and nothing should be generated.
 """
 
 
+class PromptTooLong(ValueError):
+    """A prompt, with room for its reply, does not fit the model's context.
+
+    Raised before anything is evaluated (in process) or when the LLM server refuses the
+    request. The turn that meets it drops the oldest half of the conversation's history
+    and asks again (`daemon.pipeline.turn`); with no history left to drop, the player's
+    line is what does not fit (`text_too_long`).
+
+    Attributes:
+      prompt_tokens: Tokens in the formatted prompt (0 when the server did not say).
+      context_tokens: The model's context (`n_ctx`; 0 when the server did not say).
+      reply_tokens: Tokens kept free for the reply (0: the server reserves none).
+    """
+
+    def __init__(self, prompt_tokens: int, context_tokens: int, reply_tokens: int,
+                 detail: str = "") -> None:
+        self.prompt_tokens = prompt_tokens
+        self.context_tokens = context_tokens
+        self.reply_tokens = reply_tokens
+        super().__init__(detail or (
+            f"the prompt has {prompt_tokens} tokens; with {reply_tokens} for the reply it "
+            f"does not fit the model's context of {context_tokens} ([llm] n_ctx)"))
+
+
 @dataclass(frozen=True, slots=True)
 class ReplyStarted:
     """Emitted first, when a context has picked the request up (ends the queueing)."""
@@ -136,7 +160,8 @@ class LlmStage(Protocol):
         closed.
 
         Raises:
-          ValueError: the prompt does not fit the model's context.
+          PromptTooLong: the prompt, with room for the reply, does not fit the model's
+            context.
         """
         ...
 

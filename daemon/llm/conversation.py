@@ -32,6 +32,13 @@ class Dialogue(Protocol):
         """Remember the finished turn; True if older history was dropped."""
         ...
 
+    def shorten(self) -> bool:
+        """Drop the oldest half of what the prompt remembers; False if nothing can go.
+
+        Called when the prompt outgrew the model's context.
+        """
+        ...
+
     def __len__(self) -> int:
         """Earlier turns (or lines) remembered."""
         ...
@@ -76,6 +83,22 @@ class Conversation:
         if len(self._turns) <= self._history_turns:
             return False
         for _ in range(max(1, self._history_turns // 2)):
+            self._turns.popleft()
+        return True
+
+    def shorten(self) -> bool:
+        """Drop the oldest half of the earlier turns (at least one), at once.
+
+        For a prompt that outgrew the model's context before `history_turns` was
+        reached (long lines, long replies, a long persona). Half at once, as `record`
+        does, so that the prefix stays stable for the turns after.
+
+        Returns:
+          False if there was no earlier turn to drop.
+        """
+        if not self._turns:
+            return False
+        for _ in range(max(1, len(self._turns) // 2)):
             self._turns.popleft()
         return True
 

@@ -45,7 +45,14 @@ from llama_cpp import (
 from llama_cpp.llama_chat_format import CHATML_CHAT_TEMPLATE, Jinja2ChatFormatter
 
 from daemon.config import LlmConfig
-from daemon.llm.base import ChatMessage, OpenerSource, ReplyDelta, ReplyStarted, ReplyStats
+from daemon.llm.base import (
+    ChatMessage,
+    OpenerSource,
+    PromptTooLong,
+    ReplyDelta,
+    ReplyStarted,
+    ReplyStats,
+)
 from daemon.llm.threads import ThreadBurst, Threads
 
 _LOGGER = logging.getLogger(__name__)
@@ -233,6 +240,19 @@ class LlamaContext:
         # chat markup (<|im_start|>...) must parse as special tokens.
         return self._llama.tokenize(prompt.encode("utf-8"), add_bos=False, special=True)
 
+    def _fitting(self, tokens: list[int], reply_tokens: int) -> list[int]:
+        """`tokens`, if they leave `reply_tokens` free in the context.
+
+        llama-cpp-python would shorten the reply to the room left, down to nothing, or
+        refuse the prompt with a bare ValueError once it fills the context.
+
+        Raises:
+          PromptTooLong: they do not.
+        """
+        if len(tokens) + reply_tokens > self._config.n_ctx:
+            raise PromptTooLong(len(tokens), self._config.n_ctx, reply_tokens)
+        return tokens
+
     def reply(
         self,
         key: str,
@@ -263,7 +283,8 @@ class LlamaContext:
             caller resumes the reply later).
 
         Raises:
-          ValueError: the prompt does not fit the context (`n_ctx`).
+          PromptTooLong: the prompt, with `max_tokens` free for the reply, does not fit
+            the context (`n_ctx`); nothing was evaluated.
         """
         emit(ReplyStarted())
         llama = self._llama
@@ -276,15 +297,16 @@ class LlamaContext:
             self._holding = key
         ids_before = llama.input_ids[: llama.n_tokens].tolist()  # the rest is stale
         prompt = self.format_prompt(messages)
+        tokens = self._fitting(self._tokens(prompt), max_tokens or self._config.max_reply_tokens)
         try:
             if opener is not None:
-                self._evaluate(self._tokens(prompt))
+                self._evaluate(tokens)
                 opener_text = opener(stop)
                 if opener_text is None:
                     emit(ReplyStats(0, 0, 0, "cancelled", prompt))
                     return
                 prompt += opener_text
-            tokens = self._tokens(prompt)
+                tokens = self._tokens(prompt)
             prefill = len(tokens) - _common_prefix_length(ids_before, tokens)
             reply_tokens, finish_reason = self._generate(tokens, emit, stop, max_tokens,
                                                          should_yield)
@@ -421,6 +443,10 @@ class LlamaContext:
 
         Returns:
           Prompt tokens now in the cache (all of them unless it yielded).
+
+        Raises:
+          PromptTooLong: the prompt leaves less than `max_reply_tokens` of the context
+            free; nothing was evaluated or saved.
         """
         llama = self._llama
         if self._holding != key:
@@ -431,7 +457,7 @@ class LlamaContext:
                 llama.load_state(state)
             self._holding = key
         prompt = self.format_prompt_prefix(messages) if partial else self.format_prompt(messages)
-        tokens = self._tokens(prompt)
+        tokens = self._fitting(self._tokens(prompt), self._config.max_reply_tokens)
         done = _common_prefix_length(llama.input_ids[: llama.n_tokens].tolist(), tokens)
         try:
             while done < len(tokens):

@@ -37,6 +37,7 @@ from daemon.llm.admission import SlotGate
 from daemon.llm.base import (
     ChatMessage,
     OpenerSource,
+    PromptTooLong,
     ReplyDelta,
     ReplyEvent,
     ReplyStarted,
@@ -49,6 +50,34 @@ _LOGGER = logging.getLogger(__name__)
 
 class LlmServerError(RuntimeError):
     """The LLM server could not be reached, answered with an error, or went silent."""
+
+
+_CONTEXT_ERRORS = ("exceed_context_size_error", "context_length_exceeded")
+"""The error types llama-server and OpenAI's API give a prompt over the context."""
+
+
+def _raise_if_context_error(detail: str, url: str) -> None:
+    """Raise `PromptTooLong` if the server's 400 answer says the prompt is too long.
+
+    llama-server's body: {"error": {"type": "exceed_context_size_error",
+    "n_prompt_tokens": ..., "n_ctx": ...}}; OpenAI's has `code: context_length_exceeded`.
+    """
+    if not any(kind in detail for kind in _CONTEXT_ERRORS):
+        return
+    try:
+        body = json.loads(detail)
+    except ValueError:  # cut at 300 characters
+        body = None
+    error = body.get("error") if isinstance(body, dict) else None
+    counts = error if isinstance(error, dict) else {}
+
+    def count(name: str) -> int:
+        value = counts.get(name)
+        return value if isinstance(value, int) else 0
+
+    raise PromptTooLong(count("n_prompt_tokens"), count("n_ctx"), 0,
+                        f"the LLM server at {url} refused the prompt: it does not fit "
+                        f"the model's context ({detail})")
 
 
 class OpenAiTier:
@@ -108,6 +137,7 @@ class OpenAiTier:
         Raises:
           LlmServerError: the server is unreachable, answered an error, or went silent
             for `read_timeout_ms`; the message names the URL.
+          PromptTooLong: the server refused the prompt as longer than its context.
         """
         async with self._gate.place(priority):
             yield ReplyStarted()
@@ -131,6 +161,8 @@ class OpenAiTier:
             async with self._client.stream("POST", "/chat/completions", json=body) as response:
                 if response.status_code != 200:
                     detail = (await response.aread()).decode("utf-8", "replace")[:300]
+                    if response.status_code == 400:
+                        _raise_if_context_error(detail, self.url)
                     raise LlmServerError(f"the LLM server at {self.url} answered "
                                          f"{response.status_code}: {detail}")
                 async for line in response.aiter_lines():
@@ -171,13 +203,20 @@ class OpenAiTier:
             await self.prefill_one(key, messages)
 
     async def prefill_one(self, key: str, messages: list[ChatMessage]) -> None:
-        """A one-token request for `messages`, so the server caches its prompt."""
+        """A one-token request for `messages`, so the server caches its prompt.
+
+        Raises:
+          PromptTooLong: the server refused the prompt as longer than its context (other
+            failures are logged: a prefill only saves time).
+        """
         body = self._body(messages, 1)
         body["stream"] = False
         body.pop("stream_options")
         async with self._gate.place(AMBIENT):
             try:
                 response = await self._client.post("/chat/completions", json=body)
+                if response.status_code == 400:
+                    _raise_if_context_error(response.text[:300], self.url)
                 response.raise_for_status()
             except httpx.HTTPError as exc:
                 _LOGGER.warning("prefill of %s on %s failed: %s", key, self.url, exc)

@@ -88,6 +88,20 @@ class SceneTranscript:
             self.first_heard = len(self.lines) - max(1, self.lines_heard // 2)
         return len(self.lines) - 1
 
+    def shorten(self) -> bool:
+        """Drop the oldest half of the lines the prompts hold, keeping the last one.
+
+        For prompts that outgrew the model's context before `lines_heard` lines.
+
+        Returns:
+          False if the prompts hold one line or none.
+        """
+        heard = len(self.lines) - self.first_heard
+        if heard <= 1:
+            return False
+        self.first_heard = len(self.lines) - max(1, heard // 2)
+        return True
+
     @property
     def heard(self) -> list[tuple[str, str]]:
         """The lines the prompts hold: (speaker, text), oldest first."""
@@ -156,6 +170,10 @@ class SceneDialogue:
         is never cut here (False).
         """
         return False
+
+    def shorten(self) -> bool:
+        """Drop the oldest half of the lines in every member's prompt (the scene's)."""
+        return self._transcript.shorten()
 
     def __len__(self) -> int:
         return len(self._transcript.lines)

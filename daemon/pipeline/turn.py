@@ -21,7 +21,7 @@ import asyncio
 import logging
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import AsyncGenerator, Callable
 from contextlib import aclosing
 from dataclasses import dataclass, field
 
@@ -29,7 +29,15 @@ import numpy as np
 
 from bridge_protocol.messages import AudioBlock, Subtitle, Timing, TurnTimings
 from daemon.config import Tiers
-from daemon.llm.base import LlmStage, ReplyDelta, ReplyStarted, ReplyStats, TierHandoff
+from daemon.llm.base import (
+    LlmStage,
+    PromptTooLong,
+    ReplyDelta,
+    ReplyItem,
+    ReplyStarted,
+    ReplyStats,
+    TierHandoff,
+)
 from daemon.llm.conversation import Dialogue
 from daemon.pipeline.blocks import BlockCutter, samples_per_block
 from daemon.pipeline.chunker import Chunk, PhraseChunker
@@ -239,16 +247,7 @@ class Turn:
         continuation = False
         outcome: object = _END
         try:
-            reply = self._llm.reply(
-                spec.conversation_key,
-                spec.conversation.messages_for(spec.utterance),
-                self.stop,
-                persona_key=spec.npc_id,
-                tiers=spec.tiers,
-                priority=spec.priority,
-                language=spec.language,
-            )
-            async with aclosing(reply) as stream:
+            async with aclosing(self._reply()) as stream:
                 async for item in stream:
                     if isinstance(item, ReplyDelta):
                         if timings.llm_first_token_ms is None:
@@ -287,6 +286,38 @@ class Turn:
         finally:
             self.llm_done.set()
         await chunks.put(outcome)
+
+    async def _reply(self) -> AsyncGenerator[ReplyItem, None]:
+        """The LLM's reply to the utterance, with the history its prompt has room for.
+
+        A prompt that outgrew the model's context before `history_turns` turns (long
+        lines, long replies, a long persona) drops the oldest half of the history, and
+        the LLM is asked again. The prefix then changed, so this turn evaluates the
+        whole shortened prompt; a `typing` prefill or the prefill after the turn before
+        shortens it in the background where they meet it first.
+
+        Raises:
+          PromptTooLong: the persona and the utterance alone do not fit.
+        """
+        spec = self.spec
+        while True:
+            replied = False
+            reply = self._llm.reply(spec.conversation_key,
+                                    spec.conversation.messages_for(spec.utterance), self.stop,
+                                    persona_key=spec.npc_id, tiers=spec.tiers,
+                                    priority=spec.priority, language=spec.language)
+            try:
+                async with aclosing(reply) as stream:
+                    async for item in stream:
+                        replied = replied or isinstance(item, ReplyDelta)
+                        yield item
+                return
+            except PromptTooLong as error:
+                if replied or not spec.conversation.shorten():
+                    raise
+                _LOGGER.info("turn %s: %s; the oldest half of %s's history went (%d left)",
+                             self.turn_id, error, spec.conversation_key,
+                             len(spec.conversation))
 
     async def _speak_chunks(self, chunks: asyncio.Queue[object]) -> None:
         """TTS stage: chunk queue -> voice -> subtitles and blocks."""

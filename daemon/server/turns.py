@@ -21,7 +21,7 @@ from bridge_protocol.messages import (
     Say,
 )
 from daemon.config import Config, Tiers
-from daemon.llm.base import ChatMessage, LlmStage
+from daemon.llm.base import LlmStage, PromptTooLong
 from daemon.llm.conversation import Conversation, Dialogue
 from daemon.metrics import Telemetry
 from daemon.pipeline.turn import Turn, TurnSpec
@@ -319,6 +319,12 @@ class TurnManager:
             client.drop_queued(handle.turn_id)
             self._finish(client, handle, Error(code=ErrorCode.CLIENT_TOO_SLOW,
                                                message=str(exc), turn_id=handle.turn_id))
+        except PromptTooLong as exc:  # even without history: the line is what is too long
+            _LOGGER.warning("turn %s of %s: %s", handle.turn_id, client.label, exc)
+            self._finish(client, handle, Error(
+                code=ErrorCode.TEXT_TOO_LONG, turn_id=handle.turn_id,
+                message=f"the line does not fit {spec.npc_id}'s model with its persona: {exc}"),
+                remember=False)  # in the history, it would not fit the next turns either
         except Exception as exc:
             _LOGGER.exception("turn %s of %s failed", handle.turn_id, client.label)
             self._finish(client, handle, Error(
@@ -330,19 +336,24 @@ class TurnManager:
                 sample_count=progress.sample_count, reply_text=progress.spoken_text,
                 profile=spec.profile_name, timings=progress.timings))
 
-    def _finish(self, client: Client, handle: TurnHandle, terminal: DaemonMessage) -> None:
-        """End the turn with its one terminal event; remember what was said."""
+    def _finish(self, client: Client, handle: TurnHandle, terminal: DaemonMessage,
+                remember: bool = True) -> None:
+        """End the turn with its one terminal event; remember what was said.
+
+        `remember` False keeps the turn out of the conversation's history.
+        """
         if not handle.end(terminal, lambda m, p: self._sender.send(client, m, p)):
             return  # speculative: kept until released
         spec, progress = handle.turn.spec, handle.turn.progress
         client.turns.pop(handle.turn_id, None)
         self._running.pop(handle, None)
-        history_cut = spec.conversation.record(spec.utterance, progress.spoken_text)
+        history_cut = remember and spec.conversation.record(spec.utterance,
+                                                            progress.spoken_text)
         if not client.gone and (history_cut or (spec.tiers == "both"
                                                 and len(spec.conversation))):
             self._tasks.start(
-                self.after_turn(client, spec.conversation_key,
-                                spec.conversation.messages_for(""), spec.tiers, history_cut),
+                self.after_turn(client, spec.conversation_key, spec.conversation, spec.tiers,
+                                history_cut),
                 name=f"prefill-{spec.conversation_key}")
         self._telemetry.turn_finished(client.label, spec, progress, terminal)
         for callback in handle.on_end:
@@ -353,7 +364,7 @@ class TurnManager:
         if not self._running:
             self._trimmer.request()  # idle: give the turns' buffers back to the OS
 
-    async def after_turn(self, client: Client, key: str, messages: list[ChatMessage],
+    async def after_turn(self, client: Client, key: str, conversation: Dialogue,
                          tiers: Tiers, history_cut: bool) -> None:
         """Bring conversation `key`'s KV caches up to date (`LlmStage.after_turn`).
 
@@ -362,9 +373,22 @@ class TurnManager:
         forgotten then (`client_gone`), and this prefill would save one again, kept
         until the state cache's LRU bound pushed it out. The reliability suite's quick
         form left four or five such states (~20 MB) before this forgot them.
+
+        A prompt that no longer fits the model's context drops the oldest half of the
+        history here, so that the next turn finds the shortened prefix evaluated.
         """
         try:
-            await self._llm.after_turn(key, messages, tiers, history_cut)
+            while True:
+                try:
+                    await self._llm.after_turn(key, conversation.messages_for(""), tiers,
+                                               history_cut)
+                    return
+                except PromptTooLong as error:
+                    if not conversation.shorten():
+                        raise
+                    history_cut = True
+                    _LOGGER.info("%s: %s; the oldest half of its history went (%d left)",
+                                 key, error, len(conversation))
         finally:
             if client.gone:
                 self._llm.forget([key])
