@@ -1,5 +1,5 @@
 """The README's settings for a daemon under 500 MB are a valid config, and the bundled
-model runs with them (real llama.cpp, the shipped Q4_1 file, Q8_0 keys)."""
+model runs with them (real llama.cpp, the shipped Q4_1 file, a 1024-token context)."""
 
 from __future__ import annotations
 
@@ -30,13 +30,12 @@ def readme_memory_settings() -> dict[str, dict[str, str | int | float | bool]]:
     return settings
 
 
-def test_readme_memory_settings_change_the_weights_and_the_key_type() -> None:
+def test_readme_memory_settings_change_the_weights_and_the_context() -> None:
     settings = readme_memory_settings()
     config = parse_config(config_text_with(settings), "README settings")
     packaged = load_config().llm
-    assert (config.llm.model, config.llm.cache_type_k) == ("smollm2:q4_1", "q8_0")
-    assert (packaged.model, packaged.cache_type_k) != (config.llm.model,
-                                                       config.llm.cache_type_k)
+    assert (config.llm.model, config.llm.n_ctx) == ("smollm2:q4_1", 1024)
+    assert (packaged.model, packaged.n_ctx) != (config.llm.model, config.llm.n_ctx)
 
 
 def test_bundled_model_replies_with_the_readme_memory_settings() -> None:
