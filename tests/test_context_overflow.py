@@ -11,6 +11,7 @@ llama-server (whose 400 answer the daemon reads).
 from __future__ import annotations
 
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
@@ -107,3 +108,20 @@ def test_a_line_typed_into_a_full_context_has_the_history_shortened_before_enter
     # The line's last word and the end-of-turn markup; without the prefill while typing
     # the turn would evaluate the whole shortened prompt (persona, one turn, the line).
     assert done.timings.prefill_tokens <= 12, done.timings
+
+
+def test_a_persona_with_no_room_for_a_turn_stops_the_start_naming_the_npc(
+        tmp_path: Path) -> None:
+    """Every turn of that NPC would end in `text_too_long`: the daemon says so at start."""
+    lore = " ".join(["The oracle remembers every king, every war and every dragon."] * 20)
+    config = write_config(tmp_path / "lore.toml", asr={"enabled": False},
+                          llm={"n_ctx": N_CTX, "max_reply_tokens": 96, "instances": 1},
+                          npcs={"oracle": {"persona": lore}})
+    daemon = DaemonProcess(config, log_path=tmp_path / "daemon.log", ready_timeout_s=240)
+    try:
+        with pytest.raises(RuntimeError, match="daemon exited"):
+            daemon.start()
+    finally:
+        daemon.stop()
+    assert "npcs.oracle.persona: the prompt has" in daemon.log_text()
+    assert "does not fit the model's context of 256" in daemon.log_text()

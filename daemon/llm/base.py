@@ -50,6 +50,11 @@ class PromptTooLong(ValueError):
             f"the prompt has {prompt_tokens} tokens; with {reply_tokens} for the reply it "
             f"does not fit the model's context of {context_tokens} ([llm] n_ctx)"))
 
+    def about(self, subject: str) -> PromptTooLong:
+        """The same error, its message led by what the prompt was (a config key)."""
+        return PromptTooLong(self.prompt_tokens, self.context_tokens, self.reply_tokens,
+                             f"{subject}: {self}")
+
 
 @dataclass(frozen=True, slots=True)
 class ReplyStarted:

@@ -198,9 +198,17 @@ class OpenAiTier:
                          finish_reason)
 
     async def prefill(self, personas: dict[str, list[ChatMessage]]) -> None:
-        """Have the server evaluate (and cache) each persona's prompt once."""
+        """Have the server evaluate (and cache) each persona's prompt once.
+
+        Raises:
+          PromptTooLong: the server refused a persona as longer than its context (named
+            `npcs.<id>.persona`).
+        """
         for key, messages in personas.items():
-            await self.prefill_one(key, messages)
+            try:
+                await self.prefill_one(key, messages)
+            except PromptTooLong as error:
+                raise error.about(f"npcs.{key}.persona") from None
 
     async def prefill_one(self, key: str, messages: list[ChatMessage]) -> None:
         """A one-token request for `messages`, so the server caches its prompt.

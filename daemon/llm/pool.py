@@ -22,6 +22,7 @@ from daemon.llm.admission import SlotGate
 from daemon.llm.base import (
     ChatMessage,
     OpenerSource,
+    PromptTooLong,
     ReplyDelta,
     ReplyEvent,
     ReplyStarted,
@@ -85,11 +86,19 @@ class LlmPool:
         return self._gate.top_waiting
 
     async def prefill(self, personas: dict[str, list[ChatMessage]]) -> None:
-        """Evaluate each NPC's persona once (warm-up) and keep its KV state."""
+        """Evaluate each NPC's persona once (warm-up) and keep its KV state.
+
+        Raises:
+          PromptTooLong: a persona leaves no room for a line and a reply (named
+            `npcs.<id>.persona`): every turn of that NPC would fail.
+        """
         slot = self._slots[0]
         for key, messages in personas.items():
             started = time.perf_counter()
-            await slot.thread.call(slot.context.prefill, key, messages)
+            try:
+                await slot.thread.call(slot.context.prefill, key, messages)
+            except PromptTooLong as error:
+                raise error.about(f"npcs.{key}.persona") from None
             _LOGGER.info(
                 "prefilled persona of %s in %.0f ms", key, (time.perf_counter() - started) * 1000
             )
