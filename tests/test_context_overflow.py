@@ -70,6 +70,31 @@ def test_a_conversation_past_the_context_forgets_its_oldest_turns_and_goes_on(
         prompts
 
 
+
+def test_a_conversation_nearing_the_context_is_shortened_after_its_turn_not_during_the_next(
+        small_context_daemon: DaemonProcess) -> None:
+    """The prefill after a turn sees that a line like its own would not fit next, drops
+    the oldest half there, and evaluates the shortened prompt; the next turn then only
+    evaluates its own line."""
+    daemon = small_context_daemon
+
+    async def scenario() -> TurnResult:
+        async with BridgeClient(daemon.address, client_name="ahead") as client:
+            assert_complete_turn(await client.run_turn("blacksmith", f"0. {LINE}",
+                                                       timeout_s=120))
+            log_before = len(daemon.log_text())
+            assert_complete_turn(await client.run_turn("blacksmith", f"1. {LINE}",
+                                                       timeout_s=120))
+            await wait_until(lambda: "prompt evaluated after the turn" in
+                             daemon.log_text()[log_before:], timeout_s=60)
+            assert "its history shortened" in daemon.log_text()[log_before:]
+            return await client.run_turn("blacksmith", f"2. {LINE}", timeout_s=120)
+
+    done = assert_complete_turn(run(scenario(), timeout_s=400))
+    # ~45 tokens of line and the chat markup; evaluating the shortened prompt on the
+    # turn's own path would add the persona's system turn and the turn kept (~140).
+    assert done.timings.prefill_tokens <= 70, done.timings
+
 def test_a_line_too_long_for_the_context_is_refused_by_name_and_the_npc_answers_on(
         small_context_daemon: DaemonProcess) -> None:
     async def scenario() -> tuple[TurnResult, TurnResult]:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from daemon.llm.conversation import Conversation
+from daemon.llm.conversation import Conversation, make_room
 
 
 def test_the_prompt_is_persona_then_turns_then_the_new_line() -> None:
@@ -49,3 +49,18 @@ def test_a_prompt_too_long_for_the_context_sheds_the_oldest_half_until_none_is_l
     assert conversation.messages_for("x") == [{"role": "system", "content": "p"},
                                               {"role": "user", "content": "x"}]
     assert conversation.shorten() is False
+
+
+def test_a_prompt_shortened_by_another_task_is_asked_again_without_a_second_cut() -> None:
+    """`make_room` after a refused prompt: the typing prefill, the turn and the prefill
+    after a turn may all meet the full context; only the first of them cuts."""
+    conversation = Conversation("p", history_turns=8)
+    for index in range(4):
+        conversation.record(f"u{index}", f"a{index}")
+    refused = conversation.messages_for("x")
+    assert make_room(conversation, "x", refused) and len(conversation) == 2
+    assert make_room(conversation, "x", refused) and len(conversation) == 2  # no second cut
+    assert make_room(conversation, "x", conversation.messages_for("x"))
+    assert len(conversation) == 1
+    conversation.shorten()
+    assert not make_room(conversation, "x", conversation.messages_for("x"))

@@ -106,6 +106,16 @@ class Conversation:
         return len(self._turns)
 
 
+def make_room(dialogue: Dialogue, utterance: str, refused: list[ChatMessage]) -> bool:
+    """After the model's context refused the prompt `refused`: whether to ask again.
+
+    True if the dialogue's prompt for `utterance` is shorter now: it changed since
+    `refused` was built (another task shortened it), or its oldest half goes now.
+    False if nothing can go: the persona and the line alone do not fit.
+    """
+    return dialogue.messages_for(utterance) != refused or dialogue.shorten()
+
+
 def persona_messages(persona: str) -> list[ChatMessage]:
     """The warm-up prompt evaluated once per NPC at start-up (persona prefix)."""
     return [{"role": "system", "content": persona}, {"role": "user", "content": "Hello."}]

@@ -38,7 +38,7 @@ from daemon.llm.base import (
     ReplyStats,
     TierHandoff,
 )
-from daemon.llm.conversation import Dialogue
+from daemon.llm.conversation import Dialogue, make_room
 from daemon.pipeline.blocks import BlockCutter, samples_per_block
 from daemon.pipeline.chunker import Chunk, PhraseChunker
 from daemon.pipeline.text import speakable
@@ -302,8 +302,8 @@ class Turn:
         spec = self.spec
         while True:
             replied = False
-            reply = self._llm.reply(spec.conversation_key,
-                                    spec.conversation.messages_for(spec.utterance), self.stop,
+            messages = spec.conversation.messages_for(spec.utterance)
+            reply = self._llm.reply(spec.conversation_key, messages, self.stop,
                                     persona_key=spec.npc_id, tiers=spec.tiers,
                                     priority=spec.priority, language=spec.language)
             try:
@@ -313,9 +313,9 @@ class Turn:
                         yield item
                 return
             except PromptTooLong as error:
-                if replied or not spec.conversation.shorten():
+                if replied or not make_room(spec.conversation, spec.utterance, messages):
                     raise
-                _LOGGER.info("turn %s: %s; the oldest half of %s's history went (%d left)",
+                _LOGGER.info("turn %s: %s; %s's history shortened to %d turns",
                              self.turn_id, error, spec.conversation_key,
                              len(spec.conversation))
 

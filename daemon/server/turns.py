@@ -19,10 +19,11 @@ from bridge_protocol.messages import (
     Error,
     ErrorCode,
     Say,
+    TurnTimings,
 )
 from daemon.config import Config, Tiers
 from daemon.llm.base import LlmStage, PromptTooLong
-from daemon.llm.conversation import Conversation, Dialogue
+from daemon.llm.conversation import Conversation, Dialogue, make_room
 from daemon.metrics import Telemetry
 from daemon.pipeline.turn import Turn, TurnSpec
 from daemon.priorities import rank
@@ -349,11 +350,12 @@ class TurnManager:
         self._running.pop(handle, None)
         history_cut = remember and spec.conversation.record(spec.utterance,
                                                             progress.spoken_text)
-        if not client.gone and (history_cut or (spec.tiers == "both"
-                                                and len(spec.conversation))):
+        filling = isinstance(terminal, Done) and self._filling(progress.timings)
+        if not client.gone and (history_cut or filling or (spec.tiers == "both"
+                                                           and len(spec.conversation))):
             self._tasks.start(
                 self.after_turn(client, spec.conversation_key, spec.conversation, spec.tiers,
-                                history_cut),
+                                history_cut, spec.utterance if filling else ""),
                 name=f"prefill-{spec.conversation_key}")
         self._telemetry.turn_finished(client.label, spec, progress, terminal)
         for callback in handle.on_end:
@@ -364,8 +366,21 @@ class TurnManager:
         if not self._running:
             self._trimmer.request()  # idle: give the turns' buffers back to the OS
 
+    def _filling(self, timings: TurnTimings) -> bool:
+        """Whether the next turn, with a line as long as this one, may not fit the context.
+
+        An estimate: this turn's prompt and reply, the tokens this turn evaluated (its
+        line and markup, usually) and a full reply against `n_ctx`. The prefill after
+        the turn then checks it exactly, with this turn's line standing in for the next.
+        """
+        llm = self._config.llm
+        if llm.backend == "openai":
+            return False  # the server's own context applies, unknown here
+        used = timings.prompt_tokens + timings.reply_tokens
+        return used + timings.prefill_tokens + llm.max_reply_tokens > llm.n_ctx
+
     async def after_turn(self, client: Client, key: str, conversation: Dialogue,
-                         tiers: Tiers, history_cut: bool) -> None:
+                         tiers: Tiers, history_cut: bool, upcoming: str = "") -> None:
         """Bring conversation `key`'s KV caches up to date (`LlmStage.after_turn`).
 
         Runs in the background once a turn has ended. The prefill waits for a free
@@ -375,20 +390,26 @@ class TurnManager:
         form left four or five such states (~20 MB) before this forgot them.
 
         A prompt that no longer fits the model's context drops the oldest half of the
-        history here, so that the next turn finds the shortened prefix evaluated.
+        history here, so that the next turn finds the shortened prefix evaluated rather
+        than evaluating it on its own path (seconds for a long conversation). `upcoming`
+        stands in for the next line (this turn's, when the conversation nears the
+        context), so the check counts a line like it.
         """
         try:
             while True:
+                started = time.perf_counter()
+                messages = conversation.messages_for(upcoming)
                 try:
-                    await self._llm.after_turn(key, conversation.messages_for(""), tiers,
-                                               history_cut)
+                    await self._llm.after_turn(key, messages, tiers, history_cut)
+                    _LOGGER.info("%s: prompt evaluated after the turn in %.0f ms", key,
+                                 (time.perf_counter() - started) * 1000.0)
                     return
                 except PromptTooLong as error:
-                    if not conversation.shorten():
+                    if not make_room(conversation, upcoming, messages):
                         raise
                     history_cut = True
-                    _LOGGER.info("%s: %s; the oldest half of its history went (%d left)",
-                                 key, error, len(conversation))
+                    _LOGGER.info("%s: %s; its history shortened to %d turns", key, error,
+                                 len(conversation))
         finally:
             if client.gone:
                 self._llm.forget([key])

@@ -36,6 +36,7 @@ from dataclasses import dataclass
 from bridge_protocol.messages import ErrorCode, Say, Typing
 from daemon.config import Config
 from daemon.llm.base import LlmStage, PromptTooLong
+from daemon.llm.conversation import make_room
 from daemon.pipeline.text import ends_sentence
 from daemon.pipeline.timings import ms_since
 from daemon.server.clients import Client
@@ -204,16 +205,18 @@ class TypingPrefill:
                 wanted = typed.wanted
                 conversation = self._turns.conversation(client, npc_id)
                 started = time.perf_counter()
+                messages = conversation.messages_for(wanted[1])
                 try:
-                    await self._llm.prefill_typing(key, conversation.messages_for(wanted[1]),
-                                                   npc_id, self._config.npc_tiers(npc_id))
+                    await self._llm.prefill_typing(key, messages, npc_id,
+                                                   self._config.npc_tiers(npc_id))
                 except PromptTooLong as error:  # shortened now, not at Enter on the turn's path
-                    if conversation.shorten():
-                        _LOGGER.info("client %s: %s; the oldest half of %s's history went "
-                                     "(%d left)", client.label, error, npc_id,
-                                     len(conversation))
-                        continue
-                    _LOGGER.info("client %s: %s", client.label, error)  # its turn will say so
+                    if make_room(conversation, wanted[1], messages):
+                        _LOGGER.info("client %s: %s; %s's history shortened to %d turns",
+                                     client.label, error, npc_id, len(conversation))
+                    else:
+                        _LOGGER.info("client %s: %s", client.label, error)  # its turn says so
+                        typed.done = wanted
+                    continue
                 typed.done = wanted
                 _LOGGER.info("client %s: prefilled %s's prompt with %d characters of the "
                              "line so far in %.0f ms", client.label, npc_id, len(wanted[1]),
