@@ -64,18 +64,12 @@ def _raise_if_context_error(detail: str, url: str) -> None:
     """
     if not any(kind in detail for kind in _CONTEXT_ERRORS):
         return
-    try:
-        body = json.loads(detail)
-    except ValueError:  # cut at 300 characters
-        body = None
-    error = body.get("error") if isinstance(body, dict) else None
-    counts = error if isinstance(error, dict) else {}
-
-    def count(name: str) -> int:
-        value = counts.get(name)
-        return value if isinstance(value, int) else 0
-
-    raise PromptTooLong(count("n_prompt_tokens"), count("n_ctx"), 0,
+    try:  # the counts only inform the message: 0 where the body does not give them
+        error = json.loads(detail)["error"]
+        prompt_tokens, context_tokens = int(error["n_prompt_tokens"]), int(error["n_ctx"])
+    except (ValueError, LookupError, TypeError):  # cut at 300 characters, or OpenAI's
+        prompt_tokens, context_tokens = 0, 0
+    raise PromptTooLong(prompt_tokens, context_tokens, 0,
                         f"the LLM server at {url} refused the prompt: it does not fit "
                         f"the model's context ({detail})")
 
