@@ -147,6 +147,8 @@ def test_llama_cpp_is_imported_by_the_module_that_wraps_it_only() -> None:
             elif isinstance(node, ast.Import) and any(a.name.startswith("llama_cpp")
                                                       for a in node.names):
                 importers.append(name)
-    # llama: contexts and KV states; gguf: model files (the quantizer, a file's predictions).
+    # llama: contexts and KV states; kv_shift: moving a context's KV cells; gguf: model
+    # files (the quantizer, a file's predictions).
     assert sorted(set(importers) - {"daemon.bench.llm"}) == ["daemon.llm.gguf",
+                                                              "daemon.llm.kv_shift",
                                                               "daemon.llm.llama"]

@@ -53,6 +53,7 @@ from daemon.llm.base import (
     ReplyStarted,
     ReplyStats,
 )
+from daemon.llm.kv_shift import apply_cut, can_shift, find_cut, shared_prefix_length
 from daemon.llm.threads import ThreadBurst, Threads
 
 _LOGGER = logging.getLogger(__name__)
@@ -100,15 +101,6 @@ class KvStateStore:
     def size_bytes(self) -> int:
         """Bytes held by the saved states (KV cells plus logits)."""
         return sum(s.llama_state_size + s.scores.nbytes for s in self._states.values())
-
-
-def _common_prefix_length(a: list[int], b: list[int]) -> int:
-    n = 0
-    for x, y in zip(a, b, strict=False):
-        if x != y:
-            break
-        n += 1
-    return n
 
 
 class LlamaContext:
@@ -295,9 +287,10 @@ class LlamaContext:
             if state is not None:
                 llama.load_state(state)
             self._holding = key
-        ids_before = llama.input_ids[: llama.n_tokens].tolist()  # the rest is stale
         prompt = self.format_prompt(messages)
         tokens = self._fitting(self._tokens(prompt), max_tokens or self._config.max_reply_tokens)
+        self._keep_after_cut(tokens)
+        ids_before = llama.input_ids[: llama.n_tokens].tolist()  # the rest is stale
         try:
             if opener is not None:
                 self._evaluate(tokens)
@@ -307,12 +300,28 @@ class LlamaContext:
                     return
                 prompt += opener_text
                 tokens = self._tokens(prompt)
-            prefill = len(tokens) - _common_prefix_length(ids_before, tokens)
+            prefill = len(tokens) - shared_prefix_length(ids_before, tokens)
             reply_tokens, finish_reason = self._generate(tokens, emit, stop, max_tokens,
                                                          should_yield)
         finally:
             self._states.put(key, self._snapshot())
         emit(ReplyStats(len(tokens), prefill, reply_tokens, finish_reason, prompt))
+
+    def _keep_after_cut(self, tokens: list[int]) -> None:
+        """Move the cached turns after dropped history instead of evaluating them again.
+
+        `tokens` is the prompt of a turn about to be answered; when it is the cached
+        prompt with its oldest turns cut out (`Dialogue.shorten`), the cache is cut the
+        same way (daemon.llm.kv_shift) and only what follows the kept turns is evaluated.
+        Turns only, where a player waits: prefills (after a turn, while typing) have the
+        time to evaluate the shortened prompt exactly.
+        """
+        llama = self._llama
+        cut = find_cut(llama.input_ids[: llama.n_tokens].tolist(), tokens)
+        if cut is not None and can_shift(llama):
+            apply_cut(llama, cut)
+            _LOGGER.info("%s: %d cached tokens of dropped history removed, the %d after "
+                         "them kept", self.name, cut.end - cut.start, cut.kept)
 
     def _snapshot(self) -> LlamaState:
         """What `Llama.save_state()` saves, with one row of logits, in a mapping of its own.
@@ -428,7 +437,10 @@ class LlamaContext:
         evaluated `step_tokens` at a time; when `should_yield()` turns true (a turn is
         waiting for this context) it stops early and saves what it has: a partial
         prefix still shortens the next prefill, and a player never waits seconds
-        behind housekeeping.
+        behind housekeeping. A prefill of a prompt whose oldest history was dropped
+        evaluates it exactly; if it must yield before the end of the turns kept, it
+        saves the cache it started from with the dropped turns cut out instead
+        (daemon.llm.kv_shift), so the waiting turn evaluates only its own line.
 
         Args:
           key: The conversation whose KV state is extended and saved.
@@ -458,10 +470,21 @@ class LlamaContext:
             self._holding = key
         prompt = self.format_prompt_prefix(messages) if partial else self.format_prompt(messages)
         tokens = self._fitting(self._tokens(prompt), self._config.max_reply_tokens)
-        done = _common_prefix_length(llama.input_ids[: llama.n_tokens].tolist(), tokens)
+        cached = llama.input_ids[: llama.n_tokens].tolist()
+        done = shared_prefix_length(cached, tokens)
+        cut = find_cut(cached, tokens) if can_shift(llama) else None
+        # What the cache holds now (its last save), to cut if a turn comes too soon.
+        uncut = self._states.get(key) if cut is not None else None
         try:
             while done < len(tokens):
                 if should_yield is not None and should_yield():
+                    if cut is not None and uncut is not None and done < cut.tokens_after:
+                        llama.load_state(uncut)
+                        apply_cut(llama, cut)
+                        done = cut.tokens_after
+                        _LOGGER.info("%s: %s's dropped history cut out of the cache (%d "
+                                     "tokens) for a waiting turn", self.name, key,
+                                     cut.end - cut.start)
                     _LOGGER.info("%s: prefill of %s yielded to a waiting turn at %d/%d tokens",
                                  self.name, key, done, len(tokens))
                     break
