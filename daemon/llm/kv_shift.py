@@ -13,9 +13,9 @@ dropped turns were in view, so it is not bit-for-bit what evaluating the shorten
 would give: the approximation llama.cpp's server makes when it shifts a full context
 (its `--context-shift`), here at turn boundaries and with the persona always kept. On
 SmolLM2-135M the next token's distribution after a 90-token cut drifted 0.08-0.15 nats
-(KL) from the exact one's. So it is used only where a player waits, by a turn
-(`LlamaContext.reply`); the prefills after a turn and while typing have the time to
-evaluate the shortened prompt exactly, and usually do first.
+(KL) from the exact one's. So it is used only where a player waits: by a turn
+(`LlamaContext.reply`), and by a prefill (after a turn, while typing) that must yield to
+a waiting turn before it has evaluated the shortened prompt exactly, as it usually does.
 """
 
 from __future__ import annotations

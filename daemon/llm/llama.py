@@ -289,9 +289,9 @@ class LlamaContext:
             self._holding = key
         prompt = self.format_prompt(messages)
         tokens = self._fitting(self._tokens(prompt), max_tokens or self._config.max_reply_tokens)
-        self._keep_after_cut(tokens)
-        ids_before = llama.input_ids[: llama.n_tokens].tolist()  # the rest is stale
         try:
+            self._keep_after_cut(tokens)
+            ids_before = llama.input_ids[: llama.n_tokens].tolist()  # the rest is stale
             if opener is not None:
                 self._evaluate(tokens)
                 opener_text = opener(stop)
