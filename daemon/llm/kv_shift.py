@@ -77,11 +77,11 @@ def find_cut(cached: list[int], prompt: list[int]) -> Cut | None:
     if start >= len(cached) or start >= len(prompt):
         return None
     best: Cut | None = None
-    following = prompt[start]
+    rest = prompt[start:]
     for end in range(start + MIN_DROPPED_TOKENS, len(cached) - MIN_KEPT_TOKENS + 1):
-        if cached[end] != following:
+        if cached[end] != rest[0]:
             continue
-        kept = shared_prefix_length(cached[end:], prompt[start:])
+        kept = shared_prefix_length(cached[end:], rest)
         if kept >= MIN_KEPT_TOKENS and (best is None or kept > best.kept):
             best = Cut(start, end, kept)
     return best

@@ -290,8 +290,7 @@ class LlamaContext:
         prompt = self.format_prompt(messages)
         tokens = self._fitting(self._tokens(prompt), max_tokens or self._config.max_reply_tokens)
         try:
-            self._keep_after_cut(tokens)
-            ids_before = llama.input_ids[: llama.n_tokens].tolist()  # the rest is stale
+            ids_before = self._keep_after_cut(tokens)
             if opener is not None:
                 self._evaluate(tokens)
                 opener_text = opener(stop)
@@ -307,21 +306,27 @@ class LlamaContext:
             self._states.put(key, self._snapshot())
         emit(ReplyStats(len(tokens), prefill, reply_tokens, finish_reason, prompt))
 
-    def _keep_after_cut(self, tokens: list[int]) -> None:
+    def _keep_after_cut(self, tokens: list[int]) -> list[int]:
         """Move the cached turns after dropped history instead of evaluating them again.
 
         `tokens` is the prompt of a turn about to be answered; when it is the cached
         prompt with its oldest turns cut out (`Dialogue.shorten`), the cache is cut the
         same way (daemon.llm.kv_shift) and only what follows the kept turns is evaluated.
-        Turns only, where a player waits: prefills (after a turn, while typing) have the
-        time to evaluate the shortened prompt exactly.
+        A prefill evaluates the shortened prompt exactly instead, unless it must yield
+        to a turn first (`prefill`).
+
+        Returns:
+          The token ids the cache holds now, in position order.
         """
         llama = self._llama
-        cut = find_cut(llama.input_ids[: llama.n_tokens].tolist(), tokens)
-        if cut is not None and can_shift(llama):
-            apply_cut(llama, cut)
-            _LOGGER.info("%s: %d cached tokens of dropped history removed, the %d after "
-                         "them kept", self.name, cut.end - cut.start, cut.kept)
+        cached = llama.input_ids[: llama.n_tokens].tolist()
+        cut = find_cut(cached, tokens)
+        if cut is None or not can_shift(llama):
+            return cached
+        apply_cut(llama, cut)
+        _LOGGER.info("%s: %d cached tokens of dropped history removed, the %d after them "
+                     "kept", self.name, cut.end - cut.start, cut.kept)
+        return cached[:cut.start] + cached[cut.end:cut.end + cut.kept]
 
     def _snapshot(self) -> LlamaState:
         """What `Llama.save_state()` saves, with one row of logits, in a mapping of its own.
